@@ -1,0 +1,105 @@
+//! Command-line definitions (clap). No logic: [`crate::config`] turns these into a `Config`.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+use crate::launch::signals::{parse_signal, parse_signal_mapping};
+use clap::{ArgAction, Args as ClapArgs, Parser, Subcommand, ValueEnum};
+
+/// Start a command with its secrets from AWS Secrets Manager and Vault in its environment.
+#[derive(Debug, Parser)]
+#[command(name = "envoke", version, about, max_term_width = 100)]
+pub struct Args {
+    /// More log output on stderr: -v info, -vv debug, -vvv trace (RUST_LOG also works).
+    #[arg(short, long, action = ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Only errors on stderr.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Resolve every reference, then run CMD with the values in its environment.
+    Run(RunArgs),
+    /// Resolve every reference and report each variable's status; never prints a value.
+    Check(CheckArgs),
+}
+
+/// `envoke run`
+#[derive(Debug, ClapArgs)]
+pub struct RunArgs {
+    /// The manifest [default: ./envoke.toml when present].
+    #[arg(short, long, value_name = "FILE", env = "ENVOKE_MANIFEST")]
+    pub manifest: Option<PathBuf>,
+    /// Replace envoke with CMD (execve) instead of supervising it.
+    #[arg(long)]
+    pub exec: bool,
+    /// Don't resolve references found in envoke's own environment.
+    #[arg(long, env = "ENVOKE_NO_ENV_REFS", value_parser = clap::builder::FalseyValueParser::new())]
+    pub no_env_refs: bool,
+    /// Signal envoke sends when it stops the child itself [default: TERM; manifest: [process]].
+    #[arg(long, value_name = "SIG", env = "ENVOKE_STOP_SIGNAL", value_parser = parse_signal)]
+    pub stop_signal: Option<Signal>,
+    /// Grace period before SIGKILL once a stop began, e.g. 500ms, 30s [default: 10s].
+    #[arg(long, value_name = "DURATION", env = "ENVOKE_STOP_TIMEOUT", value_parser = humantime::parse_duration)]
+    pub stop_timeout: Option<Duration>,
+    /// Forward signal FROM from outside as TO, e.g. TERM:QUIT (repeatable).
+    #[arg(long, value_name = "FROM:TO", value_parser = parse_signal_mapping)]
+    pub signal_map: Vec<(Signal, Signal)>,
+    /// The command and its arguments.
+    #[arg(required = true, last = true, value_name = "CMD")]
+    pub command: Vec<OsString>,
+}
+
+/// `envoke check`
+#[derive(Debug, ClapArgs)]
+pub struct CheckArgs {
+    /// The manifest [default: ./envoke.toml when present].
+    #[arg(short, long, value_name = "FILE", env = "ENVOKE_MANIFEST")]
+    pub manifest: Option<PathBuf>,
+    /// Don't resolve references found in envoke's own environment.
+    #[arg(long, env = "ENVOKE_NO_ENV_REFS", value_parser = clap::builder::FalseyValueParser::new())]
+    pub no_env_refs: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+/// `check` output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// A table for people.
+    Text,
+    /// One JSON document for programs.
+    Json,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn definitions_are_consistent() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn verbosity_before_or_after_the_subcommand() {
+        let a = Args::try_parse_from(["envoke", "-v", "run", "-vv", "--", "true"]).unwrap();
+        assert_eq!(a.verbose, 3);
+        let Command::Run(run) = a.command else {
+            panic!()
+        };
+        assert_eq!(run.command, ["true"]);
+    }
+}

@@ -1,0 +1,154 @@
+//! Starting the command: building its environment, spawning or exec-ing it, supervising it.
+//!
+//! The child's environment is built in exactly one place ([`ChildEnvironment::build`]) and the
+//! process is started in exactly one place ([`command`]); the rest of envoke never sees a secret
+//! value as a plain string.
+
+pub mod signals;
+pub mod supervise;
+
+use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+use nix::unistd::Pid;
+use zeroize::Zeroizing;
+
+use crate::config::{Config, Origin};
+use crate::resolve::{Resolution, literals};
+
+/// The child's environment. Values sit in zeroizing buffers, cleared when this is dropped.
+pub struct ChildEnvironment {
+    entries: Vec<(OsString, Zeroizing<Vec<u8>>)>,
+}
+
+impl std::fmt::Debug for ChildEnvironment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.entries.iter().map(|(name, _)| name))
+            .finish()
+    }
+}
+
+impl ChildEnvironment {
+    /// The inherited environment, with the manifest's literals and the resolved values on top.
+    /// Warns (naming only the variable) for each inherited variable the manifest overrides.
+    ///
+    /// `resolution` must be complete (every outcome a value); failed outcomes are skipped.
+    pub fn build(config: &Config, resolution: &Resolution) -> ChildEnvironment {
+        let mut values: BTreeMap<&str, Zeroizing<Vec<u8>>> = literals(config)
+            .into_iter()
+            .map(|(name, text)| (name, Zeroizing::new(text.as_bytes().to_vec())))
+            .collect();
+        for outcome in &resolution.outcomes {
+            if let Ok(value) = &outcome.result {
+                values.insert(
+                    outcome.name.as_str(),
+                    Zeroizing::new(value.expose().as_bytes().to_vec()),
+                );
+            }
+        }
+        let origins = config.by_name();
+        let mut entries = Vec::with_capacity(config.inherited.len() + values.len());
+        for (name, inherited) in &config.inherited {
+            let replacement = name.to_str().and_then(|n| values.remove(n));
+            match replacement {
+                Some(value) => {
+                    let origin = name.to_str().and_then(|n| origins.get(n)).map(|v| v.origin);
+                    if origin == Some(Origin::Manifest) {
+                        tracing::warn!(
+                            variable = %name.to_string_lossy(),
+                            "the manifest overrides an inherited environment variable"
+                        );
+                    }
+                    entries.push((name.clone(), value));
+                }
+                None => entries.push((name.clone(), Zeroizing::new(inherited.as_bytes().to_vec()))),
+            }
+        }
+        entries.extend(
+            values
+                .into_iter()
+                .map(|(name, value)| (OsString::from(name), value)),
+        );
+        ChildEnvironment { entries }
+    }
+
+    /// The variable names, in order.
+    pub fn names(&self) -> impl Iterator<Item = &OsStr> {
+        self.entries.iter().map(|(name, _)| name.as_os_str())
+    }
+}
+
+/// Why the command could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    /// No such program (exit 127).
+    #[error("command not found: {0}")]
+    NotFound(String),
+    /// The program exists but cannot be executed (exit 126).
+    #[error("cannot execute {command}: {source}")]
+    CannotExecute {
+        /// The program.
+        command: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// The one place a child process is described. `std::process::Command` copies the environment
+/// into buffers of its own that it does not zeroize; see SECURITY.md.
+fn command(argv: &[OsString], environment: &ChildEnvironment) -> Command {
+    let mut command = Command::new(&argv[0]);
+    command.args(&argv[1..]).env_clear();
+    for (name, value) in &environment.entries {
+        command.env(name, OsStr::from_bytes(value));
+    }
+    command
+}
+
+fn launch_error(argv: &[OsString], error: std::io::Error) -> LaunchError {
+    let program = argv[0].to_string_lossy().into_owned();
+    match error.kind() {
+        std::io::ErrorKind::NotFound => LaunchError::NotFound(program),
+        _ => LaunchError::CannotExecute {
+            command: program,
+            source: error,
+        },
+    }
+}
+
+/// Starts the child. With `own_group`, it leads a new process group (for signal forwarding to
+/// everything it starts); otherwise it stays in envoke's group, in the terminal's foreground.
+pub fn spawn(
+    argv: &[OsString],
+    environment: &ChildEnvironment,
+    own_group: bool,
+) -> Result<Pid, LaunchError> {
+    let mut command = command(argv, environment);
+    if own_group {
+        command.process_group(0);
+    }
+    let child = command.spawn().map_err(|e| launch_error(argv, e))?;
+    // The `Child` handle is dropped without waiting: the supervisor reaps (see supervise.rs).
+    Ok(Pid::from_raw(child.id() as i32))
+}
+
+/// Replaces envoke with the command (execve). Returns only on failure.
+pub fn exec(argv: &[OsString], environment: &ChildEnvironment) -> LaunchError {
+    let error = command(argv, environment).exec();
+    launch_error(argv, error)
+}
+
+/// Makes envoke a child subreaper, so orphaned grandchildren are re-parented to it and reaped,
+/// unless it is PID 1 already (which receives orphans anyway).
+pub fn become_subreaper() {
+    if nix::unistd::getpid().as_raw() == 1 {
+        return;
+    }
+    if let Err(error) = nix::sys::prctl::set_child_subreaper(true) {
+        tracing::debug!(%error, "cannot become a child subreaper");
+    }
+}

@@ -1,0 +1,215 @@
+//! Supervision: forward signals to the child, reap, stop gracefully, report the exit status.
+//!
+//! # Who reaps
+//! This module is the one owner of `waitpid` once the child runs. It reaps with
+//! `waitpid(-1, WNOHANG)` in a loop on every SIGCHLD (and once before each wait, so nothing that
+//! exited before the handler ran is missed), which collects the main child and every orphan the
+//! kernel re-parents to envoke — as PID 1, or as a child subreaper (`PR_SET_CHILD_SUBREAPER`,
+//! set in [`crate::launch::become_subreaper`]). The child is started with `std::process` and its
+//! `Child` handle is never waited on; `tokio::process` is not used at all, because a
+//! `waitpid(-1)` reaper and tokio's own reaping steal each other's statuses (tokio #6152).
+//!
+//! # Stopping
+//! A TERM or INT from outside is forwarded (through `--signal-map`) and starts the stop clock;
+//! when the clock runs out with the child alive, its group gets SIGKILL. A second TERM is
+//! forwarded once more and does not escalate by itself. When the main child exits, what is left
+//! of its process group gets the stop signal, then SIGKILL after the stop timeout.
+
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+use tokio::time::Instant;
+
+use super::signals::{SignalMap, Signals, TERMINAL_DELIVERED};
+
+/// How envoke stops its child.
+#[derive(Debug, Clone)]
+pub struct StopPolicy {
+    /// What envoke sends when it decides to stop the child itself.
+    pub stop_signal: Signal,
+    /// How long a stopping child may take before SIGKILL.
+    pub stop_timeout: Duration,
+    /// `--signal-map`: what a signal from outside becomes.
+    pub signal_map: SignalMap,
+}
+
+impl Default for StopPolicy {
+    fn default() -> StopPolicy {
+        StopPolicy {
+            stop_signal: Signal::SIGTERM,
+            stop_timeout: Duration::from_secs(10),
+            signal_map: SignalMap::new(),
+        }
+    }
+}
+
+/// Who receives forwarded signals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// The child leads its own process group (stdin is not a terminal): signal the group.
+    Group(Pid),
+    /// The child shares envoke's terminal and foreground group: signal the child only, and
+    /// leave what the terminal delivers by itself to the terminal.
+    Foreground(Pid),
+}
+
+impl Target {
+    fn pid(self) -> Pid {
+        match self {
+            Target::Group(pid) | Target::Foreground(pid) => pid,
+        }
+    }
+
+    /// Sends `sig`; a target that is already gone is not an error.
+    fn send(self, sig: Signal) {
+        let result = match self {
+            // Never killpg a group id <= 1: that would be every process we may signal.
+            Target::Group(pgid) if pgid.as_raw() > 1 => killpg(pgid, sig),
+            Target::Group(_) => return,
+            Target::Foreground(pid) => kill(pid, sig),
+        };
+        if let Err(error) = result
+            && error != Errno::ESRCH
+        {
+            tracing::warn!(signal = %sig, %error, "cannot signal the child");
+        }
+    }
+
+    /// Whether any process of the target is left.
+    fn alive(self) -> bool {
+        let result = match self {
+            Target::Group(pgid) if pgid.as_raw() > 1 => killpg(pgid, None),
+            Target::Group(_) => return false,
+            Target::Foreground(pid) => kill(pid, None),
+        };
+        result != Err(Errno::ESRCH)
+    }
+}
+
+/// How the main child ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChildExit {
+    /// It exited with a code.
+    Code(i32),
+    /// A signal killed it.
+    Signal(Signal),
+}
+
+impl ChildExit {
+    /// The exit code envoke passes on: the child's, or 128+N for signal N.
+    pub fn code(self) -> u8 {
+        match self {
+            ChildExit::Code(code) => (code & 0xff) as u8,
+            ChildExit::Signal(sig) => (128 + sig as i32) as u8,
+        }
+    }
+}
+
+/// Reaps every exited child; returns the main child's exit when it is among them.
+fn reap(main: Pid) -> Option<ChildExit> {
+    let mut main_exit = None;
+    loop {
+        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(pid, code)) => {
+                tracing::debug!(%pid, code, "reaped");
+                if pid == main {
+                    main_exit = Some(ChildExit::Code(code));
+                }
+            }
+            Ok(WaitStatus::Signaled(pid, sig, _)) => {
+                tracing::debug!(%pid, signal = %sig, "reaped");
+                if pid == main {
+                    main_exit = Some(ChildExit::Signal(sig));
+                }
+            }
+            Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return main_exit,
+            Ok(_) => {}
+            Err(Errno::EINTR) => {}
+            Err(error) => {
+                tracing::warn!(%error, "waitpid failed");
+                return main_exit;
+            }
+        }
+    }
+}
+
+/// Supervises the running child until it exits; returns how it ended.
+pub async fn supervise(target: Target, signals: &mut Signals, policy: &StopPolicy) -> ChildExit {
+    let main = target.pid();
+    let mut kill_at: Option<Instant> = None;
+    let exit = loop {
+        if let Some(exit) = reap(main) {
+            break exit;
+        }
+        let deadline = kill_at.unwrap_or_else(far_future);
+        tokio::select! {
+            sig = signals.recv() => {
+                if sig == Signal::SIGCHLD {
+                    continue;
+                }
+                forward(target, sig, policy, &mut kill_at);
+            }
+            () = tokio::time::sleep_until(deadline), if kill_at.is_some() => {
+                tracing::warn!(timeout = ?policy.stop_timeout, "the child did not stop in time; sending SIGKILL");
+                target.send(Signal::SIGKILL);
+                kill_at = None;
+            }
+        }
+    };
+    tracing::debug!(?exit, "the child exited");
+    if let Target::Group(_) = target {
+        stop_leftovers(target, signals, policy).await;
+    }
+    exit
+}
+
+fn forward(target: Target, sig: Signal, policy: &StopPolicy, kill_at: &mut Option<Instant>) {
+    let terminal = matches!(target, Target::Foreground(_));
+    if terminal && TERMINAL_DELIVERED.contains(&sig) {
+        tracing::debug!(signal = %sig, "the terminal delivered it to the child already");
+        return;
+    }
+    let mapped = policy.signal_map.get(&sig).copied().unwrap_or(sig);
+    tracing::info!(signal = %sig, forwarded_as = %mapped, "forwarding signal");
+    target.send(mapped);
+    if matches!(sig, Signal::SIGTERM | Signal::SIGINT) && kill_at.is_none() {
+        *kill_at = Some(Instant::now() + policy.stop_timeout);
+    }
+}
+
+/// After the main child exited: stop signal to what is left of its group, SIGKILL on timeout.
+async fn stop_leftovers(target: Target, signals: &mut Signals, policy: &StopPolicy) {
+    let main = target.pid();
+    reap(main);
+    if !target.alive() {
+        return;
+    }
+    tracing::info!(signal = %policy.stop_signal, "stopping what is left of the child's process group");
+    target.send(policy.stop_signal);
+    let deadline = Instant::now() + policy.stop_timeout;
+    // Group members that are not our children send no SIGCHLD, so check on a short tick too;
+    // this runs only during shutdown and for at most the stop timeout.
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    loop {
+        reap(main);
+        if !target.alive() {
+            return;
+        }
+        tokio::select! {
+            _ = signals.recv() => {}
+            _ = tick.tick() => {}
+            () = tokio::time::sleep_until(deadline) => {
+                target.send(Signal::SIGKILL);
+                reap(main);
+                return;
+            }
+        }
+    }
+}
+
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(86_400 * 365)
+}

@@ -1,0 +1,155 @@
+//! The manifest's TOML schema (`envoke.toml`). Parsing only: [`crate::config`] validates.
+//!
+//! ```toml
+//! [env]
+//! DB_PASSWORD = "aws-sm://prod/db#password"      # a reference
+//! LOG_LEVEL   = "info"                           # no scheme: a literal
+//! API_TOKEN   = { ref = "vault://secret/app/api#token" }
+//! HOMEPAGE    = { value = "https://example.com" }   # a literal that looks like a reference
+//!
+//! [aws]
+//! region = "eu-west-1"
+//!
+//! [vault]
+//! address = "https://vault.example.com:8200"
+//! ```
+//!
+//! Unknown keys are errors, so a typo (`[valut]`, `refs =`) is reported instead of ignored.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+/// The whole manifest.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Variables for the child, in name order.
+    #[serde(default)]
+    pub env: BTreeMap<String, EnvEntry>,
+    /// AWS connection settings.
+    #[serde(default)]
+    pub aws: AwsSection,
+    /// Vault connection settings.
+    #[serde(default)]
+    pub vault: VaultSection,
+    /// How the child is stopped.
+    #[serde(default)]
+    pub process: ProcessSection,
+}
+
+/// `[process]`: defaults for `--stop-signal`, `--stop-timeout` and `--signal-map`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessSection {
+    /// e.g. `"TERM"`.
+    pub stop_signal: Option<String>,
+    /// e.g. `"30s"`.
+    pub stop_timeout: Option<String>,
+    /// e.g. `["TERM:QUIT"]`.
+    #[serde(default)]
+    pub signal_map: Vec<String>,
+}
+
+/// One `[env]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum EnvEntry {
+    /// `NAME = "..."`: a reference when it has a scheme, else a literal.
+    Short(String),
+    /// `NAME = { ref = "..." }` or `NAME = { value = "..." }`.
+    Long(LongEntry),
+}
+
+/// The long form of an `[env]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LongEntry {
+    /// A reference.
+    #[serde(rename = "ref")]
+    pub reference: Option<String>,
+    /// A literal, taken as it is even when it looks like a reference.
+    pub value: Option<String>,
+}
+
+/// `[aws]`: overrides what aws-config's default chain finds in the environment.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsSection {
+    /// AWS region.
+    pub region: Option<String>,
+    /// Endpoint URL (a local server, a VPC endpoint).
+    pub endpoint: Option<String>,
+    /// Shared config profile name.
+    pub profile: Option<String>,
+}
+
+/// `[vault]`: overrides VAULT_ADDR, VAULT_NAMESPACE, VAULT_CACERT and VAULT_SKIP_VERIFY.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VaultSection {
+    /// Server address, e.g. `https://vault.example.com:8200`.
+    pub address: Option<String>,
+    /// Enterprise namespace.
+    pub namespace: Option<String>,
+    /// PEM file of the CA that signed the server's certificate.
+    pub ca_cert: Option<String>,
+    /// Skip TLS verification (never in production).
+    pub skip_verify: Option<bool>,
+}
+
+/// A manifest that could not be parsed; the message has the line and column.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ManifestError(String);
+
+impl Manifest {
+    /// Parses manifest text.
+    pub fn parse(text: &str) -> Result<Manifest, ManifestError> {
+        toml::from_str(text).map_err(|e| ManifestError(describe(&e, text)))
+    }
+}
+
+/// `toml`'s message, with the line and column spelled out on the first line.
+fn describe(error: &toml::de::Error, text: &str) -> String {
+    let message = error.message().trim_end();
+    match error.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!("line {line}, column {column}: {message}")
+        }
+        None => message.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_and_long_entries() {
+        let m = Manifest::parse(
+            r#"
+            [env]
+            A = "aws-sm://x"
+            B = { ref = "vault://secret/x#y" }
+            C = { value = "vault://not/a/ref" }
+            "#,
+        )
+        .unwrap();
+        assert!(matches!(&m.env["A"], EnvEntry::Short(s) if s == "aws-sm://x"));
+        assert!(matches!(&m.env["B"], EnvEntry::Long(l) if l.reference.is_some()));
+        assert!(matches!(&m.env["C"], EnvEntry::Long(l) if l.value.is_some()));
+    }
+
+    #[test]
+    fn errors_have_line_and_column() {
+        let err = Manifest::parse("[env]\nA = \"x\"\nB = = 1\n").unwrap_err();
+        assert!(err.to_string().starts_with("line 3, column 5"), "{err}");
+        let err = Manifest::parse("[valut]\naddress = \"x\"\n").unwrap_err();
+        assert!(err.to_string().contains("line 1"), "{err}");
+        assert!(err.to_string().contains("valut"), "{err}");
+    }
+}

@@ -1,0 +1,89 @@
+//! The backends that hold secrets: AWS Secrets Manager ([`aws`]) and Vault/OpenBao ([`vault`]).
+//!
+//! A provider fetches *documents* (a whole SecretString, a whole Vault data map as JSON) and says
+//! which version it got; picking a key out of a document is [`crate::resolve`]'s job. Errors are
+//! mapped to [`FetchError`] at this boundary, so nothing above sees an SDK or HTTP error type
+//! (some of which carry response bodies in their `Debug` output).
+
+pub mod aws;
+pub mod vault;
+
+use crate::secret::SecretValue;
+
+/// A fetched secret document.
+#[derive(Debug)]
+pub struct Document {
+    /// The document: a SecretString as stored, or a Vault data map as a JSON object.
+    pub value: SecretValue,
+    /// The version it came from: an AWS VersionId, a KV v2 version number.
+    pub version: Option<String>,
+    /// The Vault lease the document came with (dynamic secrets), if any.
+    pub lease: Option<Lease>,
+}
+
+/// A Vault lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// The lease id (not a secret: it cannot be used without a token that may manage it).
+    pub id: String,
+    /// Seconds until it expires unless renewed.
+    pub duration_secs: u64,
+    /// Whether it can be renewed.
+    pub renewable: bool,
+}
+
+/// Why a document could not be fetched. The messages name addresses and paths, never values.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FetchError {
+    /// The secret (or the version asked for) does not exist.
+    #[error("not found{}", suffix(.0))]
+    NotFound(String),
+    /// The credentials in use may not read it.
+    #[error("access denied{}", suffix(.0))]
+    AccessDenied(String),
+    /// The backend did not answer.
+    #[error("backend unreachable at {address}{}", suffix(.detail))]
+    Unreachable {
+        /// The address that was tried.
+        address: String,
+        /// What failed.
+        detail: String,
+    },
+    /// The request or the secret is unusable as it is (a version on a KV v1 mount, a binary
+    /// secret that is not UTF-8, ...).
+    #[error("{0}")]
+    Invalid(String),
+    /// Anything else (missing credentials, no region, a server error).
+    #[error("{0}")]
+    Other(String),
+}
+
+fn suffix(text: &str) -> String {
+    if text.is_empty() {
+        String::new()
+    } else {
+        format!(": {text}")
+    }
+}
+
+impl FetchError {
+    /// The status word `envoke check` reports.
+    pub fn status(&self) -> &'static str {
+        match self {
+            FetchError::NotFound(_) => "not found",
+            FetchError::AccessDenied(_) => "access denied",
+            FetchError::Unreachable { .. } => "unreachable",
+            FetchError::Invalid(_) => "invalid",
+            FetchError::Other(_) => "error",
+        }
+    }
+}
+
+/// The innermost error message, which says what actually failed ("Connection refused").
+pub(crate) fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut current = error;
+    while let Some(next) = current.source() {
+        current = next;
+    }
+    current.to_string()
+}

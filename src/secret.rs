@@ -1,0 +1,147 @@
+//! Secret values: wrapped the moment they leave a backend's response, zeroized when dropped.
+//!
+//! [`SecretValue`] is the only type that holds a secret. Its `Debug` prints a placeholder and it
+//! has no `Display`, so a secret cannot reach a log line or an error message by accident. The one
+//! place that reads it is where the child's environment is built ([`SecretValue::expose`] is
+//! crate-private).
+//!
+//! Selecting a key from a JSON secret parses the document into a `serde_json::Value`; every string
+//! in that tree is zeroized before it is dropped ([`zeroize_json`]).
+
+use std::fmt;
+
+use secrecy::{ExposeSecret, SecretString};
+use zeroize::Zeroize;
+
+use crate::reference::KeyPath;
+
+/// A secret value (a SecretString, a JSON field of one, a Vault data map as JSON).
+pub struct SecretValue(SecretString);
+
+impl SecretValue {
+    /// Wraps a value; the `String` is moved in, not copied.
+    pub fn new(value: String) -> SecretValue {
+        SecretValue(SecretString::from(value))
+    }
+
+    /// The value, for building the child's environment and for keyed hashes. Nothing else reads it.
+    pub(crate) fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+
+    /// Selects `key` from this value read as a JSON document. A string is given as it is; any
+    /// other JSON value (number, bool, object, array, null) as its JSON text.
+    pub fn select(&self, key: &KeyPath) -> Result<SecretValue, SelectError> {
+        let mut document: serde_json::Value =
+            serde_json::from_str(self.expose()).map_err(|_| SelectError::NotJson)?;
+        let selected = match (key, &document) {
+            (KeyPath::Key(name), serde_json::Value::Object(map)) => map.get(name),
+            (KeyPath::Key(_), _) => {
+                zeroize_json(&mut document);
+                return Err(SelectError::NotAnObject);
+            }
+            (KeyPath::Pointer(pointer), _) => document.pointer(pointer),
+        };
+        let result = match selected {
+            Some(serde_json::Value::String(text)) => Ok(SecretValue::new(text.clone())),
+            Some(other) => Ok(SecretValue::new(other.to_string())),
+            None => Err(SelectError::KeyMissing(key.to_string())),
+        };
+        zeroize_json(&mut document);
+        result
+    }
+
+    /// Checks that the value can be put in an environment variable.
+    pub fn check_environment_safe(&self) -> Result<(), SelectError> {
+        if self.expose().contains('\0') {
+            return Err(SelectError::NulByte);
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretValue([redacted])")
+    }
+}
+
+/// Why a value could not be taken from a secret. Never carries the value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SelectError {
+    /// The requested key is absent.
+    #[error("key {0} not in secret")]
+    KeyMissing(String),
+    /// A key was requested but the secret is not JSON.
+    #[error("secret is not JSON, so it has no keys (drop the #KEY to get the whole value)")]
+    NotJson,
+    /// A key was requested but the secret is a JSON value other than an object.
+    #[error("secret is JSON but not an object, so it has no keys")]
+    NotAnObject,
+    /// Environment variables cannot hold NUL bytes.
+    #[error("value contains a NUL byte, which an environment variable cannot hold")]
+    NulByte,
+}
+
+/// Overwrites every string in a JSON tree (object keys excepted: those are names, not secrets).
+pub fn zeroize_json(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::String(text) => text.zeroize(),
+        serde_json::Value::Array(items) => items.iter_mut().for_each(zeroize_json),
+        serde_json::Value::Object(map) => map.values_mut().for_each(zeroize_json),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn select(doc: &str, key: KeyPath) -> Result<String, SelectError> {
+        SecretValue::new(doc.into())
+            .select(&key)
+            .map(|v| v.expose().to_owned())
+    }
+
+    #[test]
+    fn debug_is_redacted() {
+        let value = SecretValue::new("hunter2".into());
+        assert_eq!(format!("{value:?}"), "SecretValue([redacted])");
+        assert!(!format!("{:?}", Some(&value)).contains("hunter2"));
+    }
+
+    #[test]
+    fn selects_keys_and_pointers() {
+        let doc = r#"{"user":"app","port":5432,"tls":true,"nested":{"a":["x","y"]}}"#;
+        assert_eq!(select(doc, KeyPath::Key("user".into())).unwrap(), "app");
+        assert_eq!(select(doc, KeyPath::Key("port".into())).unwrap(), "5432");
+        assert_eq!(select(doc, KeyPath::Key("tls".into())).unwrap(), "true");
+        assert_eq!(
+            select(doc, KeyPath::Key("nested".into())).unwrap(),
+            r#"{"a":["x","y"]}"#
+        );
+        assert_eq!(
+            select(doc, KeyPath::Pointer("/nested/a/1".into())).unwrap(),
+            "y"
+        );
+        assert_eq!(
+            select(doc, KeyPath::Key("nope".into())),
+            Err(SelectError::KeyMissing("nope".into()))
+        );
+        assert_eq!(
+            select("plain", KeyPath::Key("a".into())),
+            Err(SelectError::NotJson)
+        );
+        assert_eq!(
+            select("[1]", KeyPath::Key("a".into())),
+            Err(SelectError::NotAnObject)
+        );
+    }
+
+    #[test]
+    fn zeroize_json_clears_strings() {
+        let mut doc: serde_json::Value = serde_json::json!({"a": "secret", "b": ["x"]});
+        zeroize_json(&mut doc);
+        assert_eq!(doc, serde_json::json!({"a": "", "b": [""]}));
+    }
+}
