@@ -120,7 +120,7 @@ impl Report {
         }
         for row in &self.variables {
             if let Some(error) = &row.error {
-                out.push_str(&format!("{}: {}: {error}\n", row.name, row.status));
+                out.push_str(&format!("{}: {error}\n", row.name));
             }
         }
         let failed = self.variables.iter().filter(|r| r.status != "ok").count();

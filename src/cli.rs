@@ -95,10 +95,12 @@ mod tests {
 
     #[test]
     fn verbosity_before_or_after_the_subcommand() {
-        let a = Args::try_parse_from(["envoke", "-v", "run", "-vv", "--", "true"]).unwrap();
-        assert_eq!(a.verbose, 3);
-        let Command::Run(run) = a.command else {
-            panic!()
+        let before = Args::try_parse_from(["envoke", "-v", "run", "--", "true"]).unwrap();
+        assert_eq!(before.verbose, 1);
+        let after = Args::try_parse_from(["envoke", "run", "-vv", "--", "true"]).unwrap();
+        assert_eq!(after.verbose, 2);
+        let Command::Run(run) = after.command else {
+            panic!("not run")
         };
         assert_eq!(run.command, ["true"]);
     }

@@ -3,6 +3,8 @@
 //!
 //! envoke never logs a value: log lines name variables, references, versions and addresses.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 /// Installs the subscriber. Call once, before anything logs.
@@ -17,15 +19,19 @@ pub fn init(verbose: u8, quiet: bool) {
                 (false, 2) => "debug",
                 (false, _) => "trace",
             };
-            EnvFilter::new(format!(
-                "{},envoke={level}",
-                if quiet { "error" } else { "warn" }
-            ))
+            // rustify (under vaultrs) logs every non-2xx answer at ERROR through
+            // `#[instrument(err)]`; envoke reports those itself, per variable.
+            let base = if quiet { "error" } else { "warn" };
+            // aws-config warns with whole debug dumps when IMDS does not answer; envoke says
+            // "no AWS region configured" itself.
+            let base = format!("{base},aws_config=error");
+            EnvFilter::new(format!("{base},rustify=off,vaultrs=off,envoke={level}"))
         }
     };
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .without_time()
         .try_init();

@@ -1,0 +1,104 @@
+//! `envoke check`: a status per variable, never a value.
+
+use serde_json::{Value, json};
+
+use crate::support::{Bao, Envoke, Moto, closed_address};
+
+#[test]
+fn check_reports_every_status_as_json() {
+    let moto = Moto::start();
+    let bao = Bao::start();
+    let (_, aws_version) = moto.create("prod/db", r#"{"password":"pw-check-1"}"#);
+    bao.kv2_put("secret", "app", json!({"token": "tok-check-2"}));
+    bao.kv2_put("secret", "app", json!({"token": "tok-check-3"}));
+    let envoke = Envoke::new()
+        .aws(&moto)
+        .vault(&bao)
+        .env("FROM_ENV", "vault://secret/app#token")
+        .manifest(
+            r#"
+[env]
+DB_PASSWORD = "aws-sm://prod/db#password"
+API_TOKEN   = "vault://secret/app#token"
+MISSING     = "aws-sm://prod/missing"
+NO_KEY      = "vault://secret/app#nope"
+BAD         = "vault://secret"
+LITERAL     = "not a reference"
+"#,
+        );
+    let output = envoke.run(["check", "--format", "json"]);
+    output
+        .assert_code(125)
+        .assert_never_shows("pw-check-1")
+        .assert_never_shows("tok-check-3");
+    let report: Value = serde_json::from_str(&output.stdout).expect("JSON on stdout");
+    assert_eq!(report["ok"], false);
+    let rows = report["variables"].as_array().unwrap();
+    let row = |name: &str| {
+        rows.iter()
+            .find(|r| r["name"] == name)
+            .unwrap_or_else(|| panic!("no row for {name}: {report}"))
+    };
+    assert_eq!(row("DB_PASSWORD")["status"], "ok");
+    assert_eq!(row("DB_PASSWORD")["provider"], "aws");
+    assert_eq!(row("DB_PASSWORD")["version"], aws_version.as_str());
+    assert_eq!(row("DB_PASSWORD")["reference"], "aws-sm://prod/db#password");
+    assert_eq!(row("API_TOKEN")["status"], "ok");
+    assert_eq!(row("API_TOKEN")["provider"], "vault");
+    assert_eq!(row("API_TOKEN")["version"], "2");
+    assert_eq!(row("FROM_ENV")["status"], "ok");
+    assert_eq!(row("MISSING")["status"], "not found");
+    assert_eq!(row("NO_KEY")["status"], "key missing");
+    assert_eq!(row("BAD")["status"], "invalid");
+    assert_eq!(
+        rows.len(),
+        6,
+        "references only, literals are not checked: {report}"
+    );
+}
+
+#[test]
+fn check_exits_zero_when_everything_resolves() {
+    let bao = Bao::start();
+    bao.kv2_put("secret", "app", json!({"token": "tok-ok"}));
+    let envoke = Envoke::new()
+        .vault(&bao)
+        .manifest("[env]\nAPI_TOKEN = \"vault://secret/app#token\"\n");
+    let output = envoke.run(["check"]);
+    output.assert_code(0).assert_never_shows("tok-ok");
+    assert!(output.stdout.contains("API_TOKEN"), "{}", output.stdout);
+    assert!(
+        output.stdout.contains("all 1 variables resolve"),
+        "{}",
+        output.stdout
+    );
+}
+
+#[test]
+fn check_reports_unreachable_and_access_denied() {
+    let bao = Bao::start();
+    bao.kv2_put("secret", "forbidden", json!({"k": "v"}));
+    let token = bao.token_with_read("nothing", &["secret/data/other"]);
+    let envoke = Envoke::new()
+        .vault(&bao)
+        .env("VAULT_TOKEN", &token)
+        .env("AWS_ENDPOINT_URL", closed_address())
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "k")
+        .env("AWS_SECRET_ACCESS_KEY", "s")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .manifest("[env]\nDENIED = \"vault://secret/forbidden#k\"\nDOWN = \"aws-sm://x\"\n");
+    let output = envoke.run(["check", "--format", "json"]);
+    output.assert_code(125);
+    let report: Value = serde_json::from_str(&output.stdout).unwrap();
+    let status = |name: &str| {
+        report["variables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == name)
+            .map(|r| r["status"].as_str().unwrap().to_owned())
+    };
+    assert_eq!(status("DENIED").as_deref(), Some("access denied"));
+    assert_eq!(status("DOWN").as_deref(), Some("unreachable"));
+}

@@ -1,0 +1,87 @@
+//! Every example in docs/ is valid: each TOML block is a manifest envoke accepts, each reference
+//! in a table or code span parses (checked by `envoke check`, which reports `invalid` otherwise).
+
+use serde_json::Value;
+
+use crate::support::{Envoke, closed_address};
+
+fn doc(name: &str) -> String {
+    std::fs::read_to_string(format!("{}/docs/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+fn toml_blocks(text: &str) -> Vec<String> {
+    text.split("```toml\n")
+        .skip(1)
+        .map(|rest| rest.split("```").next().unwrap().to_owned())
+        .collect()
+}
+
+fn references(text: &str) -> Vec<String> {
+    text.split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|span| {
+            let rest = span
+                .strip_prefix("aws-sm://")
+                .or_else(|| span.strip_prefix("vault://"));
+            rest.is_some_and(|rest| !rest.is_empty()) && !span.contains('[')
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Runs `envoke check` against servers that do not answer: references must parse, and nothing
+/// may be reported `invalid`.
+fn assert_valid(manifest: &str) {
+    let envoke = Envoke::new()
+        .env("VAULT_ADDR", closed_address())
+        .env("VAULT_TOKEN", "t")
+        .env("AWS_ENDPOINT_URL", closed_address())
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "k")
+        .env("AWS_SECRET_ACCESS_KEY", "s")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .manifest(manifest);
+    let output = envoke.run(["check", "--format", "json"]);
+    let report: Value = serde_json::from_str(&output.stdout).unwrap_or_else(|_| {
+        panic!(
+            "manifest rejected:\n{manifest}\n--- stderr\n{}",
+            output.stderr
+        )
+    });
+    for row in report["variables"].as_array().unwrap() {
+        assert_ne!(row["status"], "invalid", "{row}\nin:\n{manifest}");
+    }
+}
+
+#[test]
+fn every_manifest_example_is_accepted() {
+    let mut text = doc("manifest.md") + &doc("references.md");
+    // The examples are manifests too.
+    for entry in std::fs::read_dir(format!("{}/examples", env!("CARGO_MANIFEST_DIR"))).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            text += &format!("```toml\n{}```\n", std::fs::read_to_string(path).unwrap());
+        }
+    }
+    let blocks = toml_blocks(&text);
+    assert!(blocks.len() >= 6, "found {} blocks", blocks.len());
+    for block in blocks {
+        assert_valid(&block);
+    }
+}
+
+#[test]
+fn every_reference_example_parses() {
+    let text = doc("references.md") + &doc("manifest.md");
+    let refs = references(&text);
+    assert!(refs.len() >= 10, "found {refs:?}");
+    let manifest: String = std::iter::once("[env]\n".to_owned())
+        .chain(
+            refs.iter()
+                .enumerate()
+                .map(|(i, r)| format!("R{i} = \"{r}\"\n")),
+        )
+        .collect();
+    assert_valid(&manifest);
+}

@@ -1,0 +1,13 @@
+//! Black-box tests of the `envoke` binary against real OpenBao and moto servers (one test binary;
+//! each module is one area a user cares about).
+
+mod support;
+
+mod aws;
+mod check;
+mod docs;
+mod environment;
+mod exit_codes;
+mod manifest;
+mod signals;
+mod vault;

