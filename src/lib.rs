@@ -60,8 +60,11 @@ pub fn main_with_args(argv: impl IntoIterator<Item = OsString>) -> u8 {
         }
     };
     logging::init(args.verbose, args.quiet);
-    if let Command::Run(_) = &args.command {
+    if let Command::Run(run) = &args.command
+        && !run.exec
+    {
         // While envoke still has one thread: orphans of the child's tree come back to us.
+        // Not with --exec: the attribute would survive execve into the user's command.
         become_subreaper();
     }
     let runtime = match tokio::runtime::Builder::new_current_thread()

@@ -9,5 +9,6 @@ mod docs;
 mod environment;
 mod exit_codes;
 mod manifest;
+mod pid1;
 mod signals;
 mod vault;

@@ -132,3 +132,47 @@ fn a_child_that_ignores_term_is_killed_after_the_stop_timeout() {
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(128 + 9));
 }
+
+#[test]
+fn on_a_terminal_ctrl_c_reaches_the_child_once() {
+    use std::io::Write;
+    let envoke = Envoke::new();
+    let log = envoke.dir().join("signals.log");
+    let ready = envoke.dir().join("ready");
+    let child_script = r#"trap 'echo INT >> "$LOG"; exit 5' INT; echo ready > "$READY"; while :; do sleep 0.05; done"#;
+    let inner = format!(
+        "exec {} run -- sh -c '{}'",
+        env!("CARGO_BIN_EXE_envoke"),
+        child_script.replace('\'', r"'\''")
+    );
+    // script(1) gives envoke a pseudo-terminal as stdin, so the child stays in the foreground.
+    let mut script = std::process::Command::new("script")
+        .args(["-q", "-e", "-c", &inner, "/dev/null"])
+        .current_dir(envoke.dir())
+        .env_clear()
+        .envs(envoke.environment().iter().map(|(k, v)| (k, v)))
+        .env("LOG", &log)
+        .env("READY", &ready)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("script(1) from util-linux");
+    wait_for(&ready, Duration::from_secs(10));
+    let mut stdin = script.stdin.take().unwrap();
+    stdin.write_all(b"\x03").unwrap();
+    stdin.flush().unwrap();
+    let start = Instant::now();
+    while read_lines(&log).is_empty() && start.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    drop(stdin);
+    let status = script.wait().unwrap();
+    assert_eq!(read_lines(&log), ["INT"], "Ctrl-C arrives exactly once");
+    assert_eq!(
+        status.code(),
+        Some(5),
+        "the child's exit code passes through"
+    );
+}

@@ -130,3 +130,36 @@ fn no_token_says_how_to_get_one() {
         .assert_code(125)
         .assert_stderr_contains("no Vault token: set VAULT_TOKEN or run `vault login`");
 }
+
+#[test]
+fn variables_naming_one_dynamic_path_share_one_lease() {
+    let pg = crate::support::postgres::Postgres::start();
+    let bao = Bao::start();
+    bao.database_role(&pg, "1h", "24h");
+    let envoke = Envoke::new().vault(&bao).manifest(
+        "[env]\nDB_USER = \"vault://database/creds/app#username\"\nDB_PASSWORD = \"vault://database/creds/app#password\"\n",
+    );
+    let (output, env) = envoke.child_env(&[]);
+    output.assert_code(0);
+    assert!(
+        pg.can_log_in(&env["DB_USER"], &env["DB_PASSWORD"]),
+        "username and password come from the same read"
+    );
+    assert_eq!(
+        bao.leases("database/creds/app").len(),
+        1,
+        "one read, one lease"
+    );
+}
+
+#[test]
+fn check_revokes_the_dynamic_credentials_it_creates() {
+    let pg = crate::support::postgres::Postgres::start();
+    let bao = Bao::start();
+    bao.database_role(&pg, "1h", "24h");
+    let envoke = Envoke::new()
+        .vault(&bao)
+        .manifest("[env]\nDB_USER = \"vault://database/creds/app#username\"\n");
+    envoke.run(["check"]).assert_code(0);
+    assert_eq!(bao.leases("database/creds/app"), Vec::<String>::new());
+}

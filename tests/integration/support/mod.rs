@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod postgres;
+
 use aws_sdk_secretsmanager::Client as SmClient;
 use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
 use serde_json::{Value, json};
@@ -203,6 +205,66 @@ impl Bao {
     /// Writes a KV v1 secret at `mount/path`.
     pub fn kv1_put(&self, mount: &str, path: &str, data: Value) {
         self.api("POST", &format!("{mount}/{path}"), Some(data));
+    }
+
+    /// Enables the database engine at `database/` against `pg`, with a role `app` whose
+    /// credentials live `default_ttl` and at most `max_ttl`.
+    pub fn database_role(&self, pg: &postgres::Postgres, default_ttl: &str, max_ttl: &str) {
+        self.api(
+            "POST",
+            "sys/mounts/database",
+            Some(json!({ "type": "database" })),
+        );
+        self.api(
+            "POST",
+            "database/config/pg",
+            Some(json!({
+                "plugin_name": "postgresql-database-plugin",
+                "connection_url": format!(
+                    "postgresql://{{{{username}}}}:{{{{password}}}}@127.0.0.1:{}/postgres?sslmode=disable",
+                    pg.port
+                ),
+                "allowed_roles": "app",
+                "username": "postgres",
+                "password": postgres::SUPERUSER_PASSWORD,
+                "verify_connection": true,
+            })),
+        );
+        self.api(
+            "POST",
+            "database/roles/app",
+            Some(json!({
+                "db_name": "pg",
+                "creation_statements": [
+                    "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';"
+                ],
+                "revocation_statements": [
+                    "REVOKE ALL PRIVILEGES ON DATABASE postgres FROM \"{{name}}\"; DROP ROLE IF EXISTS \"{{name}}\";"
+                ],
+                "default_ttl": default_ttl,
+                "max_ttl": max_ttl,
+            })),
+        );
+    }
+
+    /// The leases outstanding under `prefix` (e.g. `database/creds/app`).
+    pub fn leases(&self, prefix: &str) -> Vec<String> {
+        match self.api_as(
+            ROOT_TOKEN,
+            "GET",
+            &format!("sys/leases/lookup/{prefix}/?list=true"),
+            None,
+        ) {
+            Ok(answer) => answer["data"]["keys"]
+                .as_array()
+                .map(|keys| {
+                    keys.iter()
+                        .filter_map(|k| k.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            Err(_) => Vec::new(),
+        }
     }
 
     /// Creates a token that may only read the paths given (ACL policy paths).
