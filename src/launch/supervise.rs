@@ -202,12 +202,20 @@ async fn stop_leftovers(target: Target, signals: &mut Signals, policy: &StopPoli
             _ = signals.recv() => {}
             _ = tick.tick() => {}
             () = tokio::time::sleep_until(deadline) => {
+                tracing::warn!(timeout = ?policy.stop_timeout, "leftovers did not stop in time; sending SIGKILL");
                 target.send(Signal::SIGKILL);
-                reap(main);
-                return;
+                break;
             }
         }
     }
+    // SIGKILL is delivered asynchronously: reap what it killed before envoke exits, so no zombie
+    // is left to whoever inherits it.
+    let give_up = Instant::now() + Duration::from_secs(2);
+    while target.alive() && Instant::now() < give_up {
+        reap(main);
+        tick.tick().await;
+    }
+    reap(main);
 }
 
 fn far_future() -> Instant {

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use aws_config::{BehaviorVersion, Region, timeout::TimeoutConfig};
 use aws_sdk_secretsmanager::Client;
-use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
 use futures::future::join_all;
 use zeroize::Zeroize;
 
@@ -207,7 +207,17 @@ impl AwsProvider {
                     detail: root_cause(error),
                 }
             }
-            _ => FetchError::Other(format!("{}", DisplayErrorContext(error))),
+            _ => {
+                let root = root_cause(error);
+                if root.contains("credentials") {
+                    FetchError::Other(format!(
+                        "no usable AWS credentials ({root}): set AWS_ACCESS_KEY_ID and \
+                         AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or run where a role is available"
+                    ))
+                } else {
+                    FetchError::Other(format!("request to {} failed: {root}", self.address))
+                }
+            }
         }
     }
 }

@@ -132,3 +132,23 @@ fn a_value_with_a_nul_byte_is_refused_naming_the_variable() {
         .assert_code(125)
         .assert_stderr_contains("WITH_NUL (aws-sm://nul#k): value contains a NUL byte");
 }
+
+#[test]
+fn missing_region_or_credentials_say_what_to_set() {
+    Envoke::new()
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("DB_PASSWORD", "aws-sm://prod/db#password")
+        .run(["run", "--", "true"])
+        .assert_code(125)
+        .assert_stderr_contains(
+            "DB_PASSWORD (aws-sm://prod/db#password): no AWS region configured: set AWS_REGION",
+        );
+    Envoke::new()
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ENDPOINT_URL", crate::support::closed_address())
+        .env("DB_PASSWORD", "aws-sm://prod/db#password")
+        .run(["run", "--", "true"])
+        .assert_code(125)
+        .assert_stderr_contains("no usable AWS credentials");
+}

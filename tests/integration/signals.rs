@@ -176,3 +176,65 @@ fn on_a_terminal_ctrl_c_reaches_the_child_once() {
         "the child's exit code passes through"
     );
 }
+
+#[test]
+fn a_second_term_is_forwarded_again_without_escalating() {
+    let envoke = Envoke::new();
+    let log = envoke.dir().join("signals.log");
+    let ready = envoke.dir().join("ready");
+    // Exits by itself on the second TERM, well within the stop timeout.
+    let script = r#"
+n=0
+trap 'n=$((n+1)); echo TERM >> "$LOG"; [ $n -ge 2 ] && exit 9' TERM
+echo ready > "$READY"
+while :; do sleep 0.05; done
+"#;
+    let mut child = envoke
+        .command(["run", "--stop-timeout", "20s", "--", "sh", "-c", script])
+        .env("LOG", &log)
+        .env("READY", &ready)
+        .spawn()
+        .unwrap();
+    wait_for(&ready, Duration::from_secs(10));
+    let pid = Pid::from_raw(child.id() as i32);
+    kill(pid, Signal::SIGTERM).unwrap();
+    let start = Instant::now();
+    while read_lines(&log).is_empty() {
+        assert!(start.elapsed() < Duration::from_secs(5));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    kill(pid, Signal::SIGTERM).unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(9), "not SIGKILLed");
+    assert_eq!(read_lines(&log), ["TERM", "TERM"]);
+}
+
+#[test]
+fn the_manifest_sets_the_stop_timeout_and_the_stop_signal() {
+    let envoke = Envoke::new().manifest("[process]\nstop_timeout = \"300ms\"\n");
+    let ready = envoke.dir().join("ready");
+    let script = r#"trap '' TERM; echo ready > "$READY"; while :; do sleep 0.05; done"#;
+    let mut child = envoke
+        .command(["run", "--", "sh", "-c", script])
+        .env("READY", &ready)
+        .spawn()
+        .unwrap();
+    wait_for(&ready, Duration::from_secs(10));
+    let start = Instant::now();
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(137));
+    assert!(start.elapsed() < Duration::from_secs(5));
+
+    // The stop signal is what envoke sends to leftovers of the group: HUP here.
+    let envoke = Envoke::new().env("ENVOKE_STOP_SIGNAL", "HUP");
+    let log = envoke.dir().join("leftover.log");
+    let script = format!(
+        "sh -c 'trap \"echo HUP >> {log}; exit 0\" HUP; trap \"\" TERM; while :; do sleep 0.05; done' & sleep 0.3; exit 0",
+        log = log.display()
+    );
+    let start = Instant::now();
+    envoke
+        .run(["run", "--stop-timeout", "10s", "--", "sh", "-c", &script])
+        .assert_code(0);
+    assert!(start.elapsed() < Duration::from_secs(5), "HUP stopped it");
+    assert_eq!(read_lines(&log), ["HUP"]);
+}
