@@ -55,6 +55,19 @@ pub struct RunArgs {
     /// Forward signal FROM from outside as TO, e.g. TERM:QUIT (repeatable).
     #[arg(long, value_name = "FROM:TO", value_parser = parse_signal_mapping)]
     pub signal_map: Vec<(Signal, Signal)>,
+    /// Watch the secrets and act when one changes; poll every INTERVAL [default: 5m].
+    #[arg(long, value_name = "INTERVAL", env = "ENVOKE_WATCH", num_args = 0..=1,
+          default_missing_value = "5m", value_parser = humantime::parse_duration)]
+    pub watch: Option<Duration>,
+    /// What a change does: restart, signal:SIGNAME, exit or none [default: restart].
+    #[arg(long, value_name = "ACTION", value_parser = crate::watch::OnChange::parse)]
+    pub on_change: Option<crate::watch::OnChange>,
+    /// Changes within this window coalesce into one action [default: 2s].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub settle: Option<Duration>,
+    /// Keep Vault leases when envoke exits instead of revoking them.
+    #[arg(long)]
+    pub no_revoke: bool,
     /// The command and its arguments.
     #[arg(required = true, last = true, value_name = "CMD")]
     pub command: Vec<OsString>,

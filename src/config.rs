@@ -15,6 +15,7 @@ use secrecy::SecretString;
 
 use crate::launch::signals::{parse_signal, parse_signal_mapping};
 use crate::launch::supervise::StopPolicy;
+use crate::watch::{OnChange, WatchOptions};
 
 use crate::manifest::{AwsSection, EnvEntry, LongEntry, Manifest};
 use crate::reference::{Reference, ReferenceError};
@@ -39,6 +40,10 @@ pub struct Config {
     pub inherited: Vec<(OsString, OsString)>,
     /// How the child is stopped.
     pub stop: StopPolicy,
+    /// Rotation watching, when on.
+    pub watch: Option<WatchOptions>,
+    /// Revoke the Vault leases envoke holds when it exits (`--no-revoke` turns this off).
+    pub revoke: bool,
 }
 
 /// One variable for the child.
@@ -50,6 +55,8 @@ pub struct Variable {
     pub source: Source,
     /// Where the variable was defined.
     pub origin: Origin,
+    /// Whether the child gets the path of a private file holding the value instead.
+    pub file: bool,
 }
 
 /// Where a variable's value comes from.
@@ -154,6 +161,14 @@ pub struct Flags {
     pub stop_timeout: Option<Duration>,
     /// `--signal-map`.
     pub signal_map: Vec<(Signal, Signal)>,
+    /// `--watch` / ENVOKE_WATCH.
+    pub watch: Option<Duration>,
+    /// `--on-change`.
+    pub on_change: Option<OnChange>,
+    /// `--settle`.
+    pub settle: Option<Duration>,
+    /// `--no-revoke`.
+    pub no_revoke: bool,
 }
 
 impl Config {
@@ -216,6 +231,7 @@ impl Config {
                         name: name.to_owned(),
                         source: Source::Reference(reference),
                         origin: Origin::Environment,
+                        file: false,
                     }),
                     Some(Err(error)) => problems.push(VariableProblem {
                         name: name.to_owned(),
@@ -250,6 +266,7 @@ impl Config {
                 .unwrap_or_else(|| lookup("VAULT_SKIP_VERIFY").is_some_and(|v| truthy(&v))),
         };
         let stop = stop_policy(flags, &manifest, manifest_path.as_deref())?;
+        let watch = watch_options(flags, &manifest, manifest_path.as_deref())?;
         let AwsSection {
             region,
             endpoint,
@@ -268,6 +285,8 @@ impl Config {
             vault,
             inherited: environment,
             stop,
+            watch,
+            revoke: !flags.no_revoke,
         })
     }
 
@@ -325,6 +344,49 @@ fn stop_policy(
     Ok(policy)
 }
 
+/// `--watch` etc. first, then the manifest's `[watch]`; watching is on when either sets an
+/// interval.
+fn watch_options(
+    flags: &Flags,
+    manifest: &Manifest,
+    path: Option<&Path>,
+) -> Result<Option<WatchOptions>, ConfigError> {
+    let invalid = |setting, reason| ConfigError::InvalidSetting {
+        path: path.map(Path::to_path_buf).unwrap_or_default(),
+        setting,
+        reason,
+    };
+    let duration = |setting, text: &str| {
+        humantime::parse_duration(text)
+            .map_err(|e| invalid(setting, format!("{e} (e.g. 500ms, 30s, 5m)")))
+    };
+    let section = &manifest.watch;
+    let interval = match (flags.watch, &section.interval) {
+        (Some(interval), _) => interval,
+        (None, Some(text)) => duration("[watch] interval", text)?,
+        (None, None) => return Ok(None),
+    };
+    if interval.is_zero() {
+        return Err(invalid("watch interval", "must be more than 0".to_owned()));
+    }
+    let on_change = match (&flags.on_change, &section.on_change) {
+        (Some(action), _) => action.clone(),
+        (None, Some(text)) => OnChange::parse(text).map_err(|r| invalid("[watch] on_change", r))?,
+        (None, None) => OnChange::Restart,
+    };
+    let settle = match (flags.settle, &section.settle) {
+        (Some(settle), _) => settle,
+        (None, Some(text)) => duration("[watch] settle", text)?,
+        (None, None) => Duration::from_secs(2),
+    };
+    Ok(Some(WatchOptions {
+        interval,
+        on_change,
+        settle,
+        revoke: !flags.no_revoke,
+    }))
+}
+
 fn manifest_variable(name: &str, entry: &EnvEntry) -> Result<Variable, VariableProblem> {
     let problem = |reference: Option<&str>, reason: String| VariableProblem {
         name: name.to_owned(),
@@ -346,12 +408,14 @@ fn manifest_variable(name: &str, entry: &EnvEntry) -> Result<Variable, VariableP
         EnvEntry::Long(LongEntry {
             reference: Some(text),
             value: None,
+            ..
         }) => {
             Source::Reference(Reference::parse(text).map_err(|e| reference_problem(name, text, e))?)
         }
         EnvEntry::Long(LongEntry {
             reference: None,
             value: Some(text),
+            ..
         }) => Source::Literal(text.clone()),
         EnvEntry::Long(_) => {
             return Err(problem(
@@ -369,6 +433,7 @@ fn manifest_variable(name: &str, entry: &EnvEntry) -> Result<Variable, VariableP
         name: name.to_owned(),
         source,
         origin: Origin::Manifest,
+        file: matches!(entry, EnvEntry::Long(LongEntry { file: true, .. })),
     })
 }
 
@@ -422,11 +487,13 @@ mod tests {
         let entry = EnvEntry::Long(LongEntry {
             reference: Some("vault://a/b".into()),
             value: Some("x".into()),
+            file: false,
         });
         assert!(manifest_variable("A", &entry).is_err());
         let entry = EnvEntry::Long(LongEntry {
             reference: None,
             value: Some("vault://a/b".into()),
+            file: false,
         });
         assert!(matches!(
             manifest_variable("A", &entry).unwrap().source,

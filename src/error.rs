@@ -36,13 +36,23 @@ pub enum Error {
     /// Signal handling could not be set up.
     #[error("cannot set up signal handling: {0}")]
     Signals(std::io::Error),
+    /// Secret files could not be written.
+    #[error("cannot write secret files: {0}")]
+    Files(std::io::Error),
+    /// Flags or settings that do not go together.
+    #[error("{0}")]
+    Usage(String),
 }
 
 impl Error {
     /// The exit code for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Config(_) | Error::Variables(_) | Error::Signals(_) => EXIT_ENVOKE_FAILED,
+            Error::Config(_)
+            | Error::Variables(_)
+            | Error::Signals(_)
+            | Error::Files(_)
+            | Error::Usage(_) => EXIT_ENVOKE_FAILED,
             Error::Launch(LaunchError::NotFound(_)) => EXIT_NOT_FOUND,
             Error::Launch(LaunchError::CannotExecute { .. }) => EXIT_CANNOT_EXECUTE,
         }

@@ -4,6 +4,7 @@
 //! process is started in exactly one place ([`command`]); the rest of envoke never sees a secret
 //! value as a plain string.
 
+pub mod files;
 pub mod signals;
 pub mod supervise;
 
@@ -16,12 +17,17 @@ use std::process::Command;
 use nix::unistd::Pid;
 use zeroize::Zeroizing;
 
+use std::os::unix::ffi::OsStringExt;
+
 use crate::config::{Config, Origin};
+use crate::launch::files::SecretFiles;
 use crate::resolve::{Resolution, literals};
+use crate::secret::{Digest, keyed_digest};
 
 /// The child's environment. Values sit in zeroizing buffers, cleared when this is dropped.
 pub struct ChildEnvironment {
     entries: Vec<(OsString, Zeroizing<Vec<u8>>)>,
+    digest: Digest,
 }
 
 impl std::fmt::Debug for ChildEnvironment {
@@ -35,9 +41,14 @@ impl std::fmt::Debug for ChildEnvironment {
 impl ChildEnvironment {
     /// The inherited environment, with the manifest's literals and the resolved values on top.
     /// Warns (naming only the variable) for each inherited variable the manifest overrides.
+    /// Variables marked `file = true` get the path of a file in `files` holding the value.
     ///
     /// `resolution` must be complete (every outcome a value); failed outcomes are skipped.
-    pub fn build(config: &Config, resolution: &Resolution) -> ChildEnvironment {
+    pub fn build(
+        config: &Config,
+        resolution: &Resolution,
+        files: Option<&SecretFiles>,
+    ) -> std::io::Result<ChildEnvironment> {
         let mut values: BTreeMap<&str, Zeroizing<Vec<u8>>> = literals(config)
             .into_iter()
             .map(|(name, text)| (name, Zeroizing::new(text.as_bytes().to_vec())))
@@ -50,7 +61,23 @@ impl ChildEnvironment {
                 );
             }
         }
+        // The digest covers the values themselves, file contents included, so a rotation that
+        // changes only a file is still a change.
+        let digest_parts: Vec<&[u8]> = values
+            .iter()
+            .flat_map(|(name, value)| [name.as_bytes(), value.as_slice()])
+            .collect();
+        let digest = keyed_digest(&digest_parts);
         let origins = config.by_name();
+        for (name, value) in values.iter_mut() {
+            if origins.get(name).is_some_and(|v| v.file) {
+                let files = files.ok_or_else(|| {
+                    std::io::Error::other("secret files need a private directory")
+                })?;
+                let path = files.write(name, value)?;
+                *value = Zeroizing::new(path.into_os_string().into_vec());
+            }
+        }
         let mut entries = Vec::with_capacity(config.inherited.len() + values.len());
         for (name, inherited) in &config.inherited {
             let replacement = name.to_str().and_then(|n| values.remove(n));
@@ -73,7 +100,12 @@ impl ChildEnvironment {
                 .into_iter()
                 .map(|(name, value)| (OsString::from(name), value)),
         );
-        ChildEnvironment { entries }
+        Ok(ChildEnvironment { entries, digest })
+    }
+
+    /// A keyed hash of the variables envoke sets (values, file contents included).
+    pub fn digest(&self) -> Digest {
+        self.digest
     }
 
     /// The variable names, in order.

@@ -18,6 +18,7 @@
 //! - [`resolve`]: references → values, per variable.
 //! - [`check`]: the `envoke check` report.
 //! - [`launch`]: the child's environment, spawn/exec, signal forwarding, reaping.
+//! - [`watch`]: rotation: change detection, leases, backoff.
 //! - [`error`]: errors and their exit codes.
 #![warn(missing_docs)]
 
@@ -32,19 +33,25 @@ pub mod provider;
 pub mod reference;
 pub mod resolve;
 pub mod secret;
+pub mod watch;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::mpsc;
 
 use clap::Parser;
 
 use crate::cli::{Args, CheckArgs, Command, Format, RunArgs};
 use crate::config::{Config, Flags, VariableProblem};
 use crate::error::{EXIT_ENVOKE_FAILED, Error};
+use crate::launch::files::SecretFiles;
 use crate::launch::signals::{GROUP_FORWARDED, Signals, TERMINAL_CAUGHT};
 use crate::launch::supervise::{Target, supervise};
 use crate::launch::{ChildEnvironment, become_subreaper};
 use crate::resolve::{Backends, Resolution, resolve};
+use crate::watch::{HeldLeases, Watcher, revoke_all};
 
 /// Runs envoke with these arguments (argv[0] first) and returns its exit code.
 pub fn main_with_args(argv: impl IntoIterator<Item = OsString>) -> u8 {
@@ -118,13 +125,25 @@ async fn run(args: RunArgs) -> Result<u8, Error> {
         stop_signal: args.stop_signal,
         stop_timeout: args.stop_timeout,
         signal_map: args.signal_map,
+        watch: args.watch,
+        on_change: args.on_change,
+        settle: args.settle,
+        no_revoke: args.no_revoke,
     })?;
     if !config.problems.is_empty() {
         return Err(Error::Variables(config.problems));
     }
+    let wants_files = config.variables.iter().any(|v| v.file);
+    if args.exec && (config.watch.is_some() || wants_files) {
+        return Err(Error::Usage(
+            "--exec leaves no envoke behind to watch secrets or remove secret files; \
+             drop --exec, or --watch and `file = true`"
+                .to_owned(),
+        ));
+    }
 
-    let resolution = tokio::select! {
-        resolution = connect_and_resolve(&config) => resolution,
+    let (backends, resolution) = tokio::select! {
+        resolved = connect_and_resolve(&config) => resolved,
         sig = signals.recv_terminating() => {
             tracing::warn!(signal = %sig, "interrupted while resolving; the command was not started");
             return Ok(128 + sig as i32 as u8);
@@ -132,33 +151,72 @@ async fn run(args: RunArgs) -> Result<u8, Error> {
     };
     let failures = failures(&resolution);
     if !failures.is_empty() {
+        revoke_all(&backends, &resolution.leases()).await;
         return Err(Error::Variables(failures));
     }
     tracing::info!(
         variables = resolution.outcomes.len(),
         "resolved every reference"
     );
-    let environment = ChildEnvironment::build(&config, &resolution);
-    drop(resolution);
+    let files = if wants_files {
+        Some(Arc::new(SecretFiles::create().map_err(Error::Files)?))
+    } else {
+        None
+    };
+    let environment =
+        ChildEnvironment::build(&config, &resolution, files.as_deref()).map_err(Error::Files)?;
 
     if args.exec {
         return Err(launch::exec(&args.command, &environment).into());
     }
-    let pid = launch::spawn(&args.command, &environment, !on_terminal)?;
-    drop(environment);
-    tracing::info!(%pid, "started the command");
-    let target = if on_terminal {
-        Target::Foreground(pid)
-    } else {
-        Target::Group(pid)
+    let start = |environment: &ChildEnvironment| {
+        let pid = launch::spawn(&args.command, environment, !on_terminal)?;
+        tracing::info!(%pid, "started the command");
+        Ok(if on_terminal {
+            Target::Foreground(pid)
+        } else {
+            Target::Group(pid)
+        })
     };
-    let exit = supervise(target, &mut signals, &config.stop).await;
-    Ok(exit.code())
+    let target = start(&environment)?;
+    drop(environment);
+
+    let config = Arc::new(config);
+    let backends = Arc::new(backends);
+    let held: HeldLeases = Arc::new(Mutex::new(resolution.leases()));
+    let (control, mut controls) = mpsc::unbounded_channel();
+    let watcher = config.watch.clone().map(|options| {
+        tracing::info!(interval = ?options.interval, on_change = ?options.on_change, "watching for changes");
+        let watcher = Watcher::new(
+            Arc::clone(&config),
+            Arc::clone(&backends),
+            options,
+            &resolution,
+            files.clone(),
+            Arc::clone(&held),
+            control.clone(),
+        );
+        tokio::spawn(watcher.run())
+    });
+    drop(control);
+    drop(resolution);
+
+    let finish = supervise(target, &mut signals, &config.stop, &mut controls, &start).await;
+    if let Some(watcher) = watcher {
+        watcher.abort();
+    }
+    if config.revoke {
+        let leases = held.lock().map(|l| l.clone()).unwrap_or_default();
+        revoke_all(&backends, &leases).await;
+    }
+    drop(files);
+    Ok(finish?.code())
 }
 
-async fn connect_and_resolve(config: &Config) -> Resolution {
+async fn connect_and_resolve(config: &Config) -> (Backends, Resolution) {
     let backends = Backends::connect(config).await;
-    resolve(config, &backends).await
+    let resolution = resolve(config, &backends).await;
+    (backends, resolution)
 }
 
 fn failures(resolution: &Resolution) -> Vec<VariableProblem> {
@@ -186,13 +244,7 @@ async fn check(args: CheckArgs) -> Result<u8, Error> {
     let backends = Backends::connect(&config).await;
     let resolution = resolve(&config, &backends).await;
     // A check must not leave dynamic credentials behind.
-    if let Some(Ok(vault)) = &backends.vault {
-        for lease in &resolution.leases {
-            if let Err(error) = vault.revoke(lease).await {
-                tracing::warn!(lease = %lease.id, %error, "cannot revoke the lease this check created");
-            }
-        }
-    }
+    revoke_all(&backends, &resolution.leases()).await;
     let report = check::Report::new(&config, &resolution);
     let text = match args.format {
         Format::Text => report.to_text(),

@@ -36,6 +36,21 @@ pub struct Manifest {
     /// How the child is stopped.
     #[serde(default)]
     pub process: ProcessSection,
+    /// Rotation watching.
+    #[serde(default)]
+    pub watch: WatchSection,
+}
+
+/// `[watch]`: defaults for `--watch`, `--on-change` and `--settle`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatchSection {
+    /// Poll interval, e.g. `"5m"`; setting it turns watching on.
+    pub interval: Option<String>,
+    /// `restart`, `signal:SIGNAME`, `exit` or `none`.
+    pub on_change: Option<String>,
+    /// Settle window, e.g. `"2s"`.
+    pub settle: Option<String>,
 }
 
 /// `[process]`: defaults for `--stop-signal`, `--stop-timeout` and `--signal-map`.
@@ -70,6 +85,9 @@ pub struct LongEntry {
     pub reference: Option<String>,
     /// A literal, taken as it is even when it looks like a reference.
     pub value: Option<String>,
+    /// Give the variable the path of a private file holding the value, instead of the value.
+    #[serde(default)]
+    pub file: bool,
 }
 
 /// `[aws]`: overrides what aws-config's default chain finds in the environment.

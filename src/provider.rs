@@ -19,10 +19,31 @@ pub struct Document {
     pub version: Option<String>,
     /// The Vault lease the document came with (dynamic secrets), if any.
     pub lease: Option<Lease>,
+    /// Where it came from, for change detection.
+    pub kind: DocumentKind,
+}
+
+/// What kind of source a document came from; decides how [`crate::watch`] detects a change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DocumentKind {
+    /// AWS Secrets Manager: compare the version id holding the stage (DescribeSecret).
+    Aws,
+    /// Vault KV v2: compare `current_version` in the metadata at `mount` + `metadata/` + `rest`.
+    VaultKv2 {
+        /// The mount, with its trailing slash.
+        mount: String,
+        /// The path below the mount.
+        rest: String,
+    },
+    /// Vault KV v1: no metadata; compare keyed hashes of re-read documents.
+    VaultKv1,
+    /// Another engine: a leased secret is renewed and replaced near its end; one without a lease
+    /// is compared by keyed hash like KV v1.
+    VaultOther,
 }
 
 /// A Vault lease.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Lease {
     /// The lease id (not a secret: it cannot be used without a token that may manage it).
     pub id: String,

@@ -13,9 +13,71 @@ use futures::future::join_all;
 use crate::config::{Config, Source};
 use crate::provider::aws::{AwsProvider, AwsRequest};
 use crate::provider::vault::VaultProvider;
-use crate::provider::{Document, FetchError, Lease};
+use crate::provider::{Document, DocumentKind, FetchError, Lease};
 use crate::reference::Reference;
-use crate::secret::{SecretValue, SelectError};
+use crate::secret::{Digest, SecretValue, SelectError};
+
+/// One distinct fetch: identical references (and different keys of one secret) share it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FetchKey {
+    /// A Secrets Manager secret at a version.
+    Aws(AwsRequest),
+    /// A Vault path, optionally at a KV v2 version.
+    Vault {
+        /// The path as written.
+        path: String,
+        /// The pinned version.
+        version: Option<u64>,
+    },
+}
+
+impl FetchKey {
+    /// The fetch a reference needs.
+    pub fn of(reference: &Reference) -> FetchKey {
+        match reference {
+            Reference::Aws(r) => FetchKey::Aws(AwsRequest {
+                secret_id: r.secret_id.clone(),
+                version: r.version.clone(),
+            }),
+            Reference::Vault(r) => FetchKey::Vault {
+                path: r.path.clone(),
+                version: r.version,
+            },
+        }
+    }
+
+    /// Whether it is pinned to a version that never changes (and so is never polled).
+    pub fn pinned(&self) -> bool {
+        match self {
+            FetchKey::Aws(r) => matches!(r.version, crate::reference::AwsVersion::Id(_)),
+            FetchKey::Vault { version, .. } => version.is_some(),
+        }
+    }
+}
+
+impl std::fmt::Display for FetchKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FetchKey::Aws(r) => write!(f, "aws-sm://{}", r.secret_id),
+            FetchKey::Vault { path, .. } => write!(f, "vault://{path}"),
+        }
+    }
+}
+
+/// What envoke remembers of a fetched document: enough to detect a change, never the value.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    /// Which fetch.
+    pub key: FetchKey,
+    /// The version it returned.
+    pub version: Option<String>,
+    /// Where it came from.
+    pub kind: DocumentKind,
+    /// A keyed hash of the whole document.
+    pub digest: Digest,
+    /// Its Vault lease, if any.
+    pub lease: Option<Lease>,
+}
 
 /// What became of one referenced variable.
 #[derive(Debug)]
@@ -60,14 +122,22 @@ impl Failure {
 pub struct Resolution {
     /// One outcome per referenced variable, in the configuration's order.
     pub outcomes: Vec<Outcome>,
-    /// Vault leases obtained while resolving.
-    pub leases: Vec<Lease>,
+    /// One entry per document fetched.
+    pub fetched: Vec<Fetched>,
 }
 
 impl Resolution {
     /// Whether every variable has a value.
     pub fn all_ok(&self) -> bool {
         self.outcomes.iter().all(|o| o.result.is_ok())
+    }
+
+    /// The Vault leases obtained.
+    pub fn leases(&self) -> Vec<Lease> {
+        self.fetched
+            .iter()
+            .filter_map(|f| f.lease.clone())
+            .collect()
     }
 }
 
@@ -91,38 +161,76 @@ impl Backends {
         let vault = uses("vault").then(|| VaultProvider::connect(&config.vault));
         Backends { aws, vault }
     }
+
+    /// The AWS provider, or why there is none.
+    pub fn aws(&self) -> Result<&AwsProvider, FetchError> {
+        match &self.aws {
+            Some(Ok(provider)) => Ok(provider),
+            Some(Err(error)) => Err(error.clone()),
+            None => Err(FetchError::Other("AWS is not configured".to_owned())),
+        }
+    }
+
+    /// The Vault provider, or why there is none.
+    pub fn vault(&self) -> Result<&VaultProvider, FetchError> {
+        match &self.vault {
+            Some(Ok(provider)) => Ok(provider),
+            Some(Err(error)) => Err(error.clone()),
+            None => Err(FetchError::Other("Vault is not configured".to_owned())),
+        }
+    }
 }
 
 /// Fetches every reference in `config` and selects each variable's value.
 pub async fn resolve(config: &Config, backends: &Backends) -> Resolution {
+    resolve_only(config, backends, |_| true, &HashMap::new()).await
+}
+
+/// Like [`resolve`], for the variables whose fetch `wanted` accepts. `pins` fetches some AWS
+/// secrets at a known version id instead of by stage (the watcher knows which version a stage
+/// moved to); results are still reported under the reference's own fetch key.
+pub async fn resolve_only(
+    config: &Config,
+    backends: &Backends,
+    wanted: impl Fn(&FetchKey) -> bool,
+    pins: &HashMap<FetchKey, String>,
+) -> Resolution {
+    let effective = |key: FetchKey| match (pins.get(&key), key) {
+        (Some(version_id), FetchKey::Aws(request)) => FetchKey::Aws(AwsRequest {
+            secret_id: request.secret_id,
+            version: crate::reference::AwsVersion::Id(version_id.clone()),
+        }),
+        (_, key) => key,
+    };
     let mut aws_requests = Vec::new();
     let mut vault_requests = Vec::new();
     for (_, reference) in config.references() {
-        match reference {
-            Reference::Aws(r) => aws_requests.push(AwsRequest {
-                secret_id: r.secret_id.clone(),
-                version: r.version.clone(),
-            }),
-            Reference::Vault(r) => vault_requests.push((r.path.clone(), r.version)),
+        let key = FetchKey::of(reference);
+        if !wanted(&key) {
+            continue;
+        }
+        match effective(key) {
+            FetchKey::Aws(request) => aws_requests.push(request),
+            FetchKey::Vault { path, version } => vault_requests.push((path, version)),
         }
     }
     dedupe(&mut aws_requests);
     dedupe(&mut vault_requests);
 
     let aws = async {
-        match &backends.aws {
-            None => HashMap::new(),
-            Some(Ok(provider)) => provider.fetch_all(aws_requests).await,
-            Some(Err(error)) => aws_requests
+        match backends.aws() {
+            _ if aws_requests.is_empty() => HashMap::new(),
+            Ok(provider) => provider.fetch_all(aws_requests).await,
+            Err(error) => aws_requests
                 .into_iter()
                 .map(|r| (r, Err(error.clone())))
                 .collect(),
         }
     };
     let vault = async {
-        match &backends.vault {
-            None => HashMap::new(),
-            Some(Ok(provider)) => join_all(vault_requests.into_iter().map(
+        match backends.vault() {
+            _ if vault_requests.is_empty() => HashMap::new(),
+            Ok(provider) => join_all(vault_requests.into_iter().map(
                 |(path, version)| async move {
                     let result = provider.read(&path, version).await;
                     ((path, version), result)
@@ -131,31 +239,50 @@ pub async fn resolve(config: &Config, backends: &Backends) -> Resolution {
             .await
             .into_iter()
             .collect(),
-            Some(Err(error)) => vault_requests
+            Err(error) => vault_requests
                 .into_iter()
                 .map(|r| (r, Err(error.clone())))
                 .collect::<HashMap<_, _>>(),
         }
     };
     let (aws_documents, vault_documents) = futures::join!(aws, vault);
-
-    let leases = vault_documents
-        .values()
-        .filter_map(|d| d.as_ref().ok()?.lease.clone())
+    let documents: HashMap<FetchKey, Result<Document, FetchError>> = aws_documents
+        .into_iter()
+        .map(|(request, document)| (FetchKey::Aws(request), document))
+        .chain(
+            vault_documents
+                .into_iter()
+                .map(|((path, version), document)| (FetchKey::Vault { path, version }, document)),
+        )
         .collect();
+
+    let mut fetched: Vec<Fetched> = config
+        .references()
+        .map(|(_, reference)| FetchKey::of(reference))
+        .filter(|key| wanted(key))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .filter_map(|key| {
+            let document = documents.get(&effective(key.clone()))?.as_ref().ok()?;
+            Some(Fetched {
+                key,
+                version: document.version.clone(),
+                kind: document.kind.clone(),
+                digest: document.value.keyed_digest(),
+                lease: document.lease.clone(),
+            })
+        })
+        .collect();
+    fetched.sort_by(|a, b| a.key.cmp(&b.key));
     let outcomes = config
         .references()
+        .filter(|(_, reference)| wanted(&FetchKey::of(reference)))
         .map(|(variable, reference)| {
-            let (document, key) = match reference {
-                Reference::Aws(r) => (
-                    aws_documents.get(&AwsRequest {
-                        secret_id: r.secret_id.clone(),
-                        version: r.version.clone(),
-                    }),
-                    &r.key,
-                ),
-                Reference::Vault(r) => (vault_documents.get(&(r.path.clone(), r.version)), &r.key),
+            let key = match reference {
+                Reference::Aws(r) => &r.key,
+                Reference::Vault(r) => &r.key,
             };
+            let document = documents.get(&effective(FetchKey::of(reference)));
             let (version, result) = select(document, key.as_ref());
             Outcome {
                 name: variable.name.clone(),
@@ -165,7 +292,7 @@ pub async fn resolve(config: &Config, backends: &Backends) -> Resolution {
             }
         })
         .collect();
-    Resolution { outcomes, leases }
+    Resolution { outcomes, fetched }
 }
 
 fn select(

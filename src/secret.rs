@@ -51,6 +51,12 @@ impl SecretValue {
         result
     }
 
+    /// An HMAC-SHA256 of the value under a per-process random key: lets envoke tell whether a
+    /// value changed without keeping it, and means nothing outside this process.
+    pub fn keyed_digest(&self) -> Digest {
+        keyed_digest(&[self.expose().as_bytes()])
+    }
+
     /// Checks that the value can be put in an environment variable.
     pub fn check_environment_safe(&self) -> Result<(), SelectError> {
         if self.expose().contains('\0') {
@@ -64,6 +70,30 @@ impl fmt::Debug for SecretValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("SecretValue([redacted])")
     }
+}
+
+/// A keyed hash (see [`SecretValue::keyed_digest`]).
+pub type Digest = [u8; 32];
+
+/// HMAC-SHA256 of the length-prefixed `parts` under the per-process key.
+pub fn keyed_digest(parts: &[&[u8]]) -> Digest {
+    use hmac::{Hmac, Mac};
+    static KEY: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
+    let key = KEY.get_or_init(|| {
+        let mut key = [0u8; 32];
+        // Without OS randomness, fall back to a key that is still unknown outside this process.
+        if getrandom::fill(&mut key).is_err() {
+            let seed = format!("{:?}{}", std::time::SystemTime::now(), std::process::id());
+            key[..seed.len().min(32)].copy_from_slice(&seed.as_bytes()[..seed.len().min(32)]);
+        }
+        key
+    });
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC takes any key size");
+    for part in parts {
+        mac.update(&(part.len() as u64).to_le_bytes());
+        mac.update(part);
+    }
+    mac.finalize().into_bytes().into()
 }
 
 /// Why a value could not be taken from a secret. Never carries the value.

@@ -23,7 +23,10 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 use tokio::time::Instant;
 
+use tokio::sync::{mpsc, oneshot};
+
 use super::signals::{SignalMap, Signals, TERMINAL_DELIVERED};
+use super::{ChildEnvironment, LaunchError};
 
 /// How envoke stops its child.
 #[derive(Debug, Clone)]
@@ -136,12 +139,56 @@ fn reap(main: Pid) -> Option<ChildExit> {
     }
 }
 
-/// Supervises the running child until it exits; returns how it ended.
-pub async fn supervise(target: Target, signals: &mut Signals, policy: &StopPolicy) -> ChildExit {
-    let main = target.pid();
+/// What the watcher asks the supervisor to do.
+pub enum Control {
+    /// Stop the child gracefully and start the command again with this environment; `started`
+    /// is answered once the new child runs (or could not start).
+    Restart {
+        /// The freshly resolved environment.
+        environment: ChildEnvironment,
+        /// Answered after the restart.
+        started: oneshot::Sender<()>,
+    },
+    /// Send this signal to the child.
+    Signal(Signal),
+    /// Stop the child gracefully and exit envoke with this code.
+    Exit(u8),
+}
+
+/// How supervision ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finish {
+    /// The child exited by itself or after a forwarded signal.
+    Child(ChildExit),
+    /// envoke decided to exit with this code (`--on-change exit`).
+    Envoke(u8),
+}
+
+impl Finish {
+    /// envoke's exit code.
+    pub fn code(self) -> u8 {
+        match self {
+            Finish::Child(exit) => exit.code(),
+            Finish::Envoke(code) => code,
+        }
+    }
+}
+
+/// Starts the command again (for a restart).
+pub type Respawn<'a> = &'a dyn Fn(&ChildEnvironment) -> Result<Target, LaunchError>;
+
+/// Supervises the running child until it exits (or a [`Control::Exit`]); returns how it ended.
+pub async fn supervise(
+    mut target: Target,
+    signals: &mut Signals,
+    policy: &StopPolicy,
+    control: &mut mpsc::UnboundedReceiver<Control>,
+    respawn: Respawn<'_>,
+) -> Result<Finish, LaunchError> {
     let mut kill_at: Option<Instant> = None;
+    let mut control_open = true;
     let exit = loop {
-        if let Some(exit) = reap(main) {
+        if let Some(exit) = reap(target.pid()) {
             break exit;
         }
         let deadline = kill_at.unwrap_or_else(far_future);
@@ -157,13 +204,74 @@ pub async fn supervise(target: Target, signals: &mut Signals, policy: &StopPolic
                 target.send(Signal::SIGKILL);
                 kill_at = None;
             }
+            message = control.recv(), if control_open => match message {
+                None => control_open = false,
+                Some(Control::Signal(sig)) => {
+                    tracing::info!(signal = %sig, "signalling the child after a change");
+                    target.send(sig);
+                }
+                Some(Control::Exit(code)) => {
+                    tracing::info!(code, "stopping the child and exiting after a change");
+                    stop_child(target, signals, policy).await;
+                    return Ok(Finish::Envoke(code));
+                }
+                Some(Control::Restart { environment, started }) => {
+                    tracing::info!("restarting the child after a change");
+                    let (exit, interrupted) = stop_child(target, signals, policy).await;
+                    if interrupted {
+                        break exit;
+                    }
+                    target = respawn(&environment)?;
+                    drop(environment);
+                    tracing::info!(pid = %target.pid(), "started the command again");
+                    let _ = started.send(());
+                }
+            },
         }
     };
     tracing::debug!(?exit, "the child exited");
     if let Target::Group(_) = target {
         stop_leftovers(target, signals, policy).await;
     }
-    exit
+    Ok(Finish::Child(exit))
+}
+
+/// Stops the child with the stop signal (SIGKILL after the stop timeout), then what is left of
+/// its group. Signals from outside meanwhile are forwarded; a TERM or INT among them means envoke
+/// itself is being stopped (`true`).
+async fn stop_child(
+    target: Target,
+    signals: &mut Signals,
+    policy: &StopPolicy,
+) -> (ChildExit, bool) {
+    let mut interrupted = false;
+    target.send(policy.stop_signal);
+    let deadline = Instant::now() + policy.stop_timeout;
+    let mut killed = false;
+    let exit = loop {
+        if let Some(exit) = reap(target.pid()) {
+            break exit;
+        }
+        tokio::select! {
+            sig = signals.recv() => {
+                if sig == Signal::SIGCHLD {
+                    continue;
+                }
+                let mut ignored = None;
+                forward(target, sig, policy, &mut ignored);
+                interrupted |= matches!(sig, Signal::SIGTERM | Signal::SIGINT);
+            }
+            () = tokio::time::sleep_until(deadline), if !killed => {
+                tracing::warn!(timeout = ?policy.stop_timeout, "the child did not stop in time; sending SIGKILL");
+                target.send(Signal::SIGKILL);
+                killed = true;
+            }
+        }
+    };
+    if let Target::Group(_) = target {
+        stop_leftovers(target, signals, policy).await;
+    }
+    (exit, interrupted)
 }
 
 fn forward(target: Target, sig: Signal, policy: &StopPolicy, kill_at: &mut Option<Instant>) {

@@ -19,7 +19,7 @@ use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
 use futures::future::join_all;
 use zeroize::Zeroize;
 
-use super::{Document, FetchError, root_cause};
+use super::{Document, DocumentKind, FetchError, root_cause};
 use crate::config::AwsSettings;
 use crate::reference::AwsVersion;
 use crate::secret::SecretValue;
@@ -168,6 +168,28 @@ impl AwsProvider {
             .collect()
     }
 
+    /// The id of the version that holds `stage` now (DescribeSecret: metadata only, no value).
+    pub async fn version_holding(
+        &self,
+        secret_id: &str,
+        stage: &str,
+    ) -> Result<Option<String>, FetchError> {
+        tracing::debug!(secret_id, stage, "aws: DescribeSecret");
+        let output = self
+            .client
+            .describe_secret()
+            .secret_id(secret_id)
+            .send()
+            .await
+            .map_err(|e| self.map_sdk_error(&e))?;
+        Ok(output
+            .version_ids_to_stages
+            .unwrap_or_default()
+            .into_iter()
+            .find(|(_, stages)| stages.iter().any(|s| s == stage))
+            .map(|(version, _)| version))
+    }
+
     /// One GetSecretValue call.
     async fn single(&self, request: &AwsRequest) -> Result<Document, FetchError> {
         tracing::debug!(secret_id = %request.secret_id, "aws: GetSecretValue");
@@ -275,6 +297,7 @@ fn document(
         value,
         version: version_id,
         lease: None,
+        kind: DocumentKind::Aws,
     })
 }
 

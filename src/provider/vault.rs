@@ -20,7 +20,7 @@ use serde::Deserialize;
 use vaultrs::client::{VaultClient, VaultClientSettings};
 use zeroize::Zeroize;
 
-use super::{Document, FetchError, Lease};
+use super::{Document, DocumentKind, FetchError, Lease};
 use crate::config::VaultSettings;
 use crate::secret::{SecretValue, zeroize_json};
 
@@ -155,6 +155,10 @@ impl VaultProvider {
                             value,
                             version,
                             lease: None,
+                            kind: DocumentKind::VaultKv2 {
+                                mount: mount.clone(),
+                                rest: rest.to_owned(),
+                            },
                         })
                     }
                     _ => Err(FetchError::NotFound(
@@ -162,7 +166,7 @@ impl VaultProvider {
                     )),
                 }
             }
-            Engine::KvV1 | Engine::Other => {
+            engine @ (Engine::KvV1 | Engine::Other) => {
                 if version.is_some() {
                     return Err(FetchError::Invalid(
                         "`?version=N` needs a KV v2 mount; this path is not on one".to_owned(),
@@ -184,12 +188,56 @@ impl VaultProvider {
                             value,
                             version: None,
                             lease,
+                            kind: if engine == Engine::KvV1 {
+                                DocumentKind::VaultKv1
+                            } else {
+                                DocumentKind::VaultOther
+                            },
                         })
                     }
                     _ => Err(FetchError::NotFound(String::new())),
                 }
             }
         }
+    }
+
+    /// The current version of a KV v2 secret, from its metadata (no value is read).
+    pub async fn kv2_current_version(&self, mount: &str, rest: &str) -> Result<u64, FetchError> {
+        tracing::debug!(mount, rest, "vault: read metadata");
+        let envelope = self
+            .request(
+                RequestMethod::GET,
+                format!("{mount}metadata/{rest}"),
+                None,
+                None,
+            )
+            .await?;
+        envelope
+            .data
+            .as_ref()
+            .and_then(|d| d.get("current_version"))
+            .and_then(serde_json::Value::as_u64)
+            .ok_or_else(|| FetchError::NotFound(format!("no metadata at {mount}metadata/{rest}")))
+    }
+
+    /// Renews a lease (`sys/leases/renew`), asking for `increment_secs` more; returns the lease as
+    /// renewed (its duration may be shorter than asked when the max TTL is near).
+    pub async fn renew(&self, lease: &Lease, increment_secs: u64) -> Result<Lease, FetchError> {
+        tracing::debug!(lease = %lease.id, increment_secs, "vault: renew lease");
+        let body = serde_json::json!({ "lease_id": lease.id, "increment": increment_secs });
+        let envelope = self
+            .request(
+                RequestMethod::PUT,
+                "sys/leases/renew".to_owned(),
+                None,
+                Some(body.to_string().into_bytes()),
+            )
+            .await?;
+        Ok(Lease {
+            id: lease.id.clone(),
+            duration_secs: envelope.lease_duration,
+            renewable: envelope.renewable,
+        })
     }
 
     /// Revokes a lease (`sys/leases/revoke`).

@@ -12,3 +12,4 @@ mod manifest;
 mod pid1;
 mod signals;
 mod vault;
+mod watch;

@@ -1,0 +1,321 @@
+//! Rotation: the child is restarted (or signalled) when a referenced secret changes, and left
+//! alone when nothing it uses changed or a backend is down.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::json;
+
+use crate::support::{Bao, Envoke, Moto};
+
+/// A child that appends `$VALUE` to `$LOG` each time it starts, then waits.
+const LOGS_VALUE_ON_START: &str = r#"echo "$VALUE" >> "$LOG"; exec sleep 1000"#;
+
+struct Watched {
+    child: Child,
+    log: PathBuf,
+    stderr: PathBuf,
+}
+
+impl Watched {
+    fn start(envoke: &Envoke, flags: &[&str], script: &str) -> Watched {
+        let log = envoke.dir().join("child.log");
+        let stderr = envoke.dir().join("envoke.stderr");
+        let mut args = vec!["-v", "run"];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&["--", "sh", "-c", script]);
+        let child = envoke
+            .command(&args)
+            .env("LOG", &log)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        let watched = Watched { child, log, stderr };
+        watched.wait_lines(1, Duration::from_secs(15));
+        watched
+    }
+
+    fn lines(&self) -> Vec<String> {
+        read_lines(&self.log)
+    }
+
+    fn wait_lines(&self, count: usize, timeout: Duration) -> Vec<String> {
+        let start = Instant::now();
+        loop {
+            let lines = self.lines();
+            if lines.len() >= count {
+                return lines;
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "child log has {lines:?}, waited for {count} lines\n--- envoke stderr\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn logs(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    fn stop(mut self) -> (Option<i32>, String) {
+        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
+        let status = self.child.wait().unwrap();
+        (status.code(), self.logs())
+    }
+}
+
+fn read_lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+const FAST: &[&str] = &["--watch", "300ms", "--settle", "200ms"];
+
+#[test]
+fn an_aws_put_secret_value_restarts_the_child_with_the_new_value() {
+    let moto = Moto::start();
+    moto.create("rotating", r#"{"password":"first"}"#);
+    let envoke = Envoke::new()
+        .aws(&moto)
+        .manifest("[env]\nVALUE = \"aws-sm://rotating#password\"\n");
+    let watched = Watched::start(&envoke, FAST, LOGS_VALUE_ON_START);
+    moto.put("rotating", r#"{"password":"second"}"#);
+    let lines = watched.wait_lines(2, Duration::from_secs(10));
+    assert_eq!(lines, ["first", "second"]);
+    let (code, logs) = watched.stop();
+    assert_eq!(code, Some(143), "{logs}");
+    assert!(logs.contains("AWSCURRENT moved from version"), "{logs}");
+    assert!(
+        !logs.contains("first") && !logs.contains("second"),
+        "{logs}"
+    );
+}
+
+#[test]
+fn an_aws_stage_moved_by_update_secret_version_stage_restarts_the_child() {
+    let moto = Moto::start();
+    let (_, first) = moto.create("staged", "one");
+    let pending = moto
+        .block_on(
+            moto.client()
+                .put_secret_value()
+                .secret_id("staged")
+                .secret_string("two")
+                .version_stages("AWSPENDING")
+                .send(),
+        )
+        .unwrap()
+        .version_id
+        .unwrap();
+    let envoke = Envoke::new()
+        .aws(&moto)
+        .manifest("[env]\nVALUE = \"aws-sm://staged\"\n");
+    let watched = Watched::start(&envoke, FAST, LOGS_VALUE_ON_START);
+    // A pending version alone changes nothing.
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(watched.lines(), ["one"]);
+    moto.block_on(
+        moto.client()
+            .update_secret_version_stage()
+            .secret_id("staged")
+            .version_stage("AWSCURRENT")
+            .move_to_version_id(&pending)
+            .remove_from_version_id(&first)
+            .send(),
+    )
+    .unwrap();
+    assert_eq!(
+        watched.wait_lines(2, Duration::from_secs(10)),
+        ["one", "two"]
+    );
+    watched.stop();
+}
+
+#[test]
+fn a_new_kv_v2_version_restarts_the_child_and_unrelated_changes_do_not() {
+    let bao = Bao::start();
+    bao.kv2_put("secret", "app", json!({"token": "t1", "other": "o1"}));
+    bao.kv2_put("secret", "unrelated", json!({"x": "1"}));
+    let envoke = Envoke::new().vault(&bao).manifest(
+        "[env]\nVALUE = \"vault://secret/app#token\"\nPINNED = \"vault://secret/app?version=1#token\"\n",
+    );
+    let watched = Watched::start(&envoke, FAST, LOGS_VALUE_ON_START);
+    // An unreferenced key and an unreferenced secret change: no restart.
+    bao.kv2_put("secret", "app", json!({"token": "t1", "other": "o2"}));
+    bao.kv2_put("secret", "unrelated", json!({"x": "2"}));
+    std::thread::sleep(Duration::from_millis(2000));
+    assert_eq!(watched.lines(), ["t1"], "{}", watched.logs());
+    assert!(watched.logs().contains("no variable's value did"));
+    // The referenced key changes: one restart.
+    bao.kv2_put("secret", "app", json!({"token": "t2", "other": "o2"}));
+    assert_eq!(watched.wait_lines(2, Duration::from_secs(10)), ["t1", "t2"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(watched.lines().len(), 2, "exactly one restart");
+    let (_, logs) = watched.stop();
+    assert!(!logs.contains("t2"), "{logs}");
+}
+
+#[test]
+fn a_kv_v1_change_is_seen_by_keyed_hash() {
+    let bao = Bao::start();
+    bao.mount_kv("kv1", 1);
+    bao.kv1_put("kv1", "app", json!({"token": "v1-a"}));
+    let envoke = Envoke::new()
+        .vault(&bao)
+        .manifest("[env]\nVALUE = \"vault://kv1/app#token\"\n");
+    let watched = Watched::start(&envoke, FAST, LOGS_VALUE_ON_START);
+    bao.kv1_put("kv1", "app", json!({"token": "v1-b"}));
+    assert_eq!(
+        watched.wait_lines(2, Duration::from_secs(10)),
+        ["v1-a", "v1-b"]
+    );
+    watched.stop();
+}
+
+#[test]
+fn signal_mode_rewrites_the_secret_file_and_signals_without_restarting() {
+    let bao = Bao::start();
+    bao.kv2_put("secret", "app", json!({"token": "file-1"}));
+    let envoke = Envoke::new()
+        .vault(&bao)
+        .manifest("[env]\nTOKEN_FILE = { ref = \"vault://secret/app#token\", file = true }\n");
+    // Logs the file's content at start and on each HUP; $$ shows whether it was restarted.
+    let script = r#"
+log_it() { echo "$$ $(cat "$TOKEN_FILE") $(stat -c %a "$TOKEN_FILE")" >> "$LOG"; }
+trap log_it HUP
+log_it
+echo "$TOKEN_FILE" > "$LOG.path"
+while :; do sleep 0.05; done
+"#;
+    let mut flags = FAST.to_vec();
+    flags.extend_from_slice(&["--on-change", "signal:HUP"]);
+    let watched = Watched::start(&envoke, &flags, script);
+    let first = watched.lines()[0].clone();
+    let path = std::fs::read_to_string(format!("{}.path", watched.log.display())).unwrap();
+    let path = PathBuf::from(path.trim());
+    assert!(first.ends_with(" file-1 600"), "{first}");
+    bao.kv2_put("secret", "app", json!({"token": "file-2"}));
+    let lines = watched.wait_lines(2, Duration::from_secs(10));
+    let pid = first.split(' ').next().unwrap();
+    assert_eq!(
+        lines[1],
+        format!("{pid} file-2 600"),
+        "same process, new content"
+    );
+    assert!(path.exists());
+    watched.stop();
+    assert!(!path.exists(), "the secret file is removed on exit");
+    assert!(!path.parent().unwrap().exists(), "and its directory");
+}
+
+#[test]
+fn exit_mode_exits_with_75_after_a_change() {
+    let bao = Bao::start();
+    bao.kv2_put("secret", "app", json!({"token": "a"}));
+    let envoke = Envoke::new()
+        .vault(&bao)
+        .manifest("[env]\nVALUE = \"vault://secret/app#token\"\n[watch]\ninterval = \"300ms\"\nsettle = \"100ms\"\non_change = \"exit\"\n");
+    let mut watched = Watched::start(&envoke, &[], LOGS_VALUE_ON_START);
+    bao.kv2_put("secret", "app", json!({"token": "b"}));
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = watched.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{}",
+            watched.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(75));
+    assert_eq!(watched.lines(), ["a"]);
+}
+
+#[test]
+fn a_backend_outage_keeps_the_child_running_and_watching_recovers() {
+    let bao = Bao::start();
+    let port: u16 = bao.addr.rsplit(':').next().unwrap().parse().unwrap();
+    bao.kv2_put("secret", "app", json!({"token": "tok-before-9f"}));
+    let envoke = Envoke::new()
+        .vault(&bao)
+        .manifest("[env]\nVALUE = \"vault://secret/app#token\"\n");
+    let watched = Watched::start(&envoke, FAST, LOGS_VALUE_ON_START);
+    bao.stop();
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(
+        watched.lines(),
+        ["tok-before-9f"],
+        "the child keeps running"
+    );
+    assert!(
+        watched.logs().contains("cannot check for a change"),
+        "{}",
+        watched.logs()
+    );
+    // The server comes back (a dev server starts empty): version 2 is new to envoke.
+    let bao = Bao::start_on(port);
+    bao.kv2_put("secret", "app", json!({"token": "tok-interim-9f"}));
+    bao.kv2_put("secret", "app", json!({"token": "tok-after-9f"}));
+    assert_eq!(
+        watched.wait_lines(2, Duration::from_secs(15)),
+        ["tok-before-9f", "tok-after-9f"]
+    );
+    let (_, logs) = watched.stop();
+    assert!(
+        !logs.contains("before\n") && !logs.contains("tok-after-9f"),
+        "{logs}"
+    );
+}
+
+#[test]
+fn dynamic_credentials_are_renewed_replaced_before_max_ttl_and_revoked_on_exit() {
+    let pg = crate::support::postgres::Postgres::start();
+    let bao = Bao::start();
+    bao.database_role(&pg, "3s", "9s");
+    let envoke = Envoke::new().vault(&bao).manifest(
+        "[env]\nDB_USER = \"vault://database/creds/app#username\"\nDB_PASSWORD = \"vault://database/creds/app#password\"\n",
+    );
+    let script = r#"echo "$DB_USER $DB_PASSWORD" >> "$LOG"; exec sleep 1000"#;
+    let started = Instant::now();
+    let watched = Watched::start(&envoke, &["--watch", "1s", "--settle", "100ms"], script);
+    let first = watched.lines()[0].clone();
+    let (user, password) = first.split_once(' ').unwrap();
+    // Past default_ttl, the renewed lease keeps the credentials alive.
+    std::thread::sleep(Duration::from_millis(4500).saturating_sub(started.elapsed()));
+    assert!(
+        pg.can_log_in(user, password),
+        "renewed past default_ttl\n{}",
+        watched.logs()
+    );
+    assert_eq!(watched.lines().len(), 1, "renewal is not a change");
+    // Before max_ttl, fresh credentials replace them (a restart with a new user).
+    let lines = watched.wait_lines(2, Duration::from_secs(9));
+    assert!(started.elapsed() < Duration::from_secs(9) + Duration::from_millis(900));
+    let (new_user, new_password) = lines[1].split_once(' ').unwrap();
+    assert_ne!(new_user, user);
+    assert!(pg.can_log_in(new_user, new_password));
+    assert!(
+        !pg.can_log_in(user, password),
+        "the replaced lease was revoked"
+    );
+    let (_, logs) = watched.stop();
+    assert!(
+        !pg.can_log_in(new_user, new_password),
+        "revoked on exit\n{logs}"
+    );
+    assert!(
+        !logs.contains(new_password) && !logs.contains(password),
+        "{logs}"
+    );
+}
