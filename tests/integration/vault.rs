@@ -139,7 +139,7 @@ fn variables_naming_one_dynamic_path_share_one_lease() {
     let envoke = Envoke::new().vault(&bao).manifest(
         "[env]\nDB_USER = \"vault://database/creds/app#username\"\nDB_PASSWORD = \"vault://database/creds/app#password\"\n",
     );
-    let (output, env) = envoke.child_env(&[]);
+    let (output, env) = envoke.child_env(&["--no-revoke"]);
     output.assert_code(0);
     assert!(
         pg.can_log_in(&env["DB_USER"], &env["DB_PASSWORD"]),
@@ -149,6 +149,16 @@ fn variables_naming_one_dynamic_path_share_one_lease() {
         bao.leases("database/creds/app").len(),
         1,
         "one read, one lease"
+    );
+
+    // Without --no-revoke the lease is revoked when envoke exits: the role no longer logs in.
+    let (output, env) = envoke.child_env(&[]);
+    output.assert_code(0);
+    assert!(!pg.can_log_in(&env["DB_USER"], &env["DB_PASSWORD"]));
+    assert_eq!(
+        bao.leases("database/creds/app").len(),
+        1,
+        "only the kept one"
     );
 }
 

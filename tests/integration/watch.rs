@@ -319,3 +319,32 @@ fn dynamic_credentials_are_renewed_replaced_before_max_ttl_and_revoked_on_exit()
         "{logs}"
     );
 }
+
+#[test]
+fn exec_cannot_watch_or_hold_secret_files() {
+    let envoke = Envoke::new().manifest("[env]\nA = { value = \"x\", file = true }\n");
+    envoke
+        .run(["run", "--exec", "--", "true"])
+        .assert_code(125)
+        .assert_stderr_contains("--exec leaves no envoke behind");
+    Envoke::new()
+        .run(["run", "--exec", "--watch", "1s", "--", "true"])
+        .assert_code(125)
+        .assert_stderr_contains("--exec leaves no envoke behind");
+}
+
+#[test]
+fn a_literal_secret_file_is_private_and_removed_on_exit() {
+    let envoke = Envoke::new().manifest("[env]\nCONF = { value = \"hello\", file = true }\n");
+    let output = envoke.run([
+        "run",
+        "--",
+        "sh",
+        "-c",
+        r#"echo "$CONF"; cat "$CONF"; echo; stat -c %a "$(dirname "$CONF")""#,
+    ]);
+    output.assert_code(0);
+    let lines: Vec<&str> = output.stdout.lines().collect();
+    assert_eq!(&lines[1..], ["hello", "700"], "{}", output.stdout);
+    assert!(!Path::new(lines[0]).exists(), "removed on exit");
+}
