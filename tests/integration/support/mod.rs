@@ -13,6 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod postgres;
+pub mod proxy;
 
 use aws_sdk_secretsmanager::Client as SmClient;
 use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
@@ -142,9 +143,6 @@ impl Bao {
         });
         bao
     }
-
-    /// Stops the server (as an outage would).
-    pub fn stop(self) {}
 
     /// A raw API call with the root token; panics on a non-2xx answer.
     pub fn api(&self, method: &str, path: &str, body: Option<Value>) -> Value {
