@@ -90,6 +90,8 @@ pub fn main_with_args(argv: impl IntoIterator<Item = OsString>) -> u8 {
             Command::Check(check_args) => check(check_args).await,
         }
     });
+    // Don't wait for a stuck blocking task (a DNS lookup, say) before exiting.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     match result {
         Ok(code) => code,
         Err(error) => {

@@ -135,6 +135,16 @@ impl AwsProvider {
             .await
         {
             Ok(output) => output,
+            // BatchGetSecretValue has a quota of 100 calls a second per account and region, far
+            // below GetSecretValue's 10,000: when a fleet starting at once is throttled (after
+            // the SDK's own retries), fall back to fetching each id on its own.
+            Err(error) if is_throttling(error.code()) => {
+                tracing::warn!(
+                    count = ids.len(),
+                    "BatchGetSecretValue is throttled; fetching the secrets one by one"
+                );
+                return ids.into_iter().map(|id| (id, None)).collect();
+            }
             Err(error) => {
                 let error = self.map_sdk_error(&error);
                 return ids
@@ -258,6 +268,18 @@ fn answers(requested: &str, arn: Option<&str>, name: Option<&str>) -> bool {
     }
 }
 
+fn is_throttling(code: Option<&str>) -> bool {
+    matches!(
+        code,
+        Some(
+            "ThrottlingException"
+                | "Throttling"
+                | "TooManyRequestsException"
+                | "RequestLimitExceeded"
+        )
+    )
+}
+
 fn map_code(code: &str, message: &str) -> FetchError {
     let message = message.to_owned();
     match code {
@@ -317,6 +339,13 @@ mod tests {
         ));
         assert!(!answers("prod/d", Some(arn), Some("prod/db")));
         assert!(!answers("prod", Some(arn), Some("prod/db")));
+    }
+
+    #[test]
+    fn throttling_is_recognised() {
+        assert!(is_throttling(Some("ThrottlingException")));
+        assert!(!is_throttling(Some("ResourceNotFoundException")));
+        assert!(!is_throttling(None));
     }
 
     #[test]
