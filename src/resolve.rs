@@ -8,8 +8,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use futures::future::join_all;
-
 use crate::config::{Config, Source};
 use crate::provider::aws::{AwsProvider, AwsRequest};
 use crate::provider::vault::VaultProvider;
@@ -230,15 +228,11 @@ pub async fn resolve_only(
     let vault = async {
         match backends.vault() {
             _ if vault_requests.is_empty() => HashMap::new(),
-            Ok(provider) => join_all(vault_requests.into_iter().map(
-                |(path, version)| async move {
-                    let result = provider.read(&path, version).await;
-                    ((path, version), result)
-                },
-            ))
-            .await
-            .into_iter()
-            .collect(),
+            Ok(provider) => provider
+                .read_all(vault_requests)
+                .await
+                .into_iter()
+                .collect(),
             Err(error) => vault_requests
                 .into_iter()
                 .map(|r| (r, Err(error.clone())))

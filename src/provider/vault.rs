@@ -28,6 +28,8 @@ use crate::secret::{SecretValue, zeroize_json};
 pub struct VaultProvider {
     client: VaultClient,
     address: String,
+    /// Mounts seen so far (path with trailing slash, engine), so each is looked up once.
+    mounts: std::sync::Mutex<Vec<(String, Engine)>>,
 }
 
 /// The engine behind a path.
@@ -115,6 +117,7 @@ impl VaultProvider {
         Ok(VaultProvider {
             client,
             address: settings.address.clone(),
+            mounts: std::sync::Mutex::default(),
         })
     }
 
@@ -255,6 +258,16 @@ impl VaultProvider {
 
     /// Which engine serves `path`, by the mount that holds it.
     async fn engine_of(&self, path: &str) -> Result<Engine, FetchError> {
+        // Mounts cannot nest in Vault, so a known mount that prefixes the path is its mount.
+        if let Some((_, engine)) = self
+            .mounts
+            .lock()
+            .expect("mount cache lock")
+            .iter()
+            .find(|(mount, _)| path.starts_with(mount.as_str()))
+        {
+            return Ok(engine.clone());
+        }
         let envelope = match self
             .request(
                 RequestMethod::GET,
@@ -282,13 +295,39 @@ impl VaultProvider {
             .get("path")
             .and_then(|p| p.as_str())
             .unwrap_or_default();
-        Ok(match (kind, version) {
+        let engine = match (kind, version) {
             ("kv", "2") if !mount.is_empty() => Engine::KvV2 {
                 mount: mount.to_owned(),
             },
             ("kv" | "generic", _) => Engine::KvV1,
             _ => Engine::Other,
-        })
+        };
+        if mount.ends_with('/') && path.starts_with(mount) {
+            self.mounts
+                .lock()
+                .expect("mount cache lock")
+                .push((mount.to_owned(), engine.clone()));
+        }
+        Ok(engine)
+    }
+
+    /// Reads several paths concurrently. One path per top-level segment goes first, so its mount
+    /// lookup serves the others (two round trips in all, one lookup per mount, not per path).
+    pub async fn read_all(
+        &self,
+        requests: Vec<(String, Option<u64>)>,
+    ) -> Vec<((String, Option<u64>), Result<Document, FetchError>)> {
+        let mut scouts = std::collections::BTreeMap::new();
+        for (path, _) in &requests {
+            let top = path.split('/').next().unwrap_or_default();
+            scouts.entry(top.to_owned()).or_insert_with(|| path.clone());
+        }
+        futures::future::join_all(scouts.values().map(|path| self.engine_of(path))).await;
+        futures::future::join_all(requests.into_iter().map(|(path, version)| async move {
+            let result = self.read(&path, version).await;
+            ((path, version), result)
+        }))
+        .await
     }
 
     async fn request(
