@@ -383,7 +383,6 @@ fn watch_options(
         interval,
         on_change,
         settle,
-        revoke: !flags.no_revoke,
     }))
 }
 

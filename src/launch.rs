@@ -22,12 +22,10 @@ use std::os::unix::ffi::OsStringExt;
 use crate::config::{Config, Origin};
 use crate::launch::files::SecretFiles;
 use crate::resolve::{Resolution, literals};
-use crate::secret::{Digest, keyed_digest};
 
 /// The child's environment. Values sit in zeroizing buffers, cleared when this is dropped.
 pub struct ChildEnvironment {
     entries: Vec<(OsString, Zeroizing<Vec<u8>>)>,
-    digest: Digest,
 }
 
 impl std::fmt::Debug for ChildEnvironment {
@@ -61,13 +59,6 @@ impl ChildEnvironment {
                 );
             }
         }
-        // The digest covers the values themselves, file contents included, so a rotation that
-        // changes only a file is still a change.
-        let digest_parts: Vec<&[u8]> = values
-            .iter()
-            .flat_map(|(name, value)| [name.as_bytes(), value.as_slice()])
-            .collect();
-        let digest = keyed_digest(&digest_parts);
         let origins = config.by_name();
         for (name, value) in values.iter_mut() {
             if origins.get(name).is_some_and(|v| v.file) {
@@ -100,12 +91,7 @@ impl ChildEnvironment {
                 .into_iter()
                 .map(|(name, value)| (OsString::from(name), value)),
         );
-        Ok(ChildEnvironment { entries, digest })
-    }
-
-    /// A keyed hash of the variables envoke sets (values, file contents included).
-    pub fn digest(&self) -> Digest {
-        self.digest
+        Ok(ChildEnvironment { entries })
     }
 
     /// The variable names, in order.

@@ -250,7 +250,8 @@ pub async fn resolve_only(
         )
         .collect();
 
-    let mut fetched: Vec<Fetched> = config
+    // Collected through a BTreeSet: one entry per fetch, in key order.
+    let fetched: Vec<Fetched> = config
         .references()
         .map(|(_, reference)| FetchKey::of(reference))
         .filter(|key| wanted(key))
@@ -267,7 +268,6 @@ pub async fn resolve_only(
             })
         })
         .collect();
-    fetched.sort_by(|a, b| a.key.cmp(&b.key));
     let outcomes = config
         .references()
         .filter(|(_, reference)| wanted(&FetchKey::of(reference)))

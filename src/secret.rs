@@ -54,7 +54,7 @@ impl SecretValue {
     /// An HMAC-SHA256 of the value under a per-process random key: lets envoke tell whether a
     /// value changed without keeping it, and means nothing outside this process.
     pub fn keyed_digest(&self) -> Digest {
-        keyed_digest(&[self.expose().as_bytes()])
+        keyed_digest(self.expose().as_bytes())
     }
 
     /// Checks that the value can be put in an environment variable.
@@ -75,8 +75,8 @@ impl fmt::Debug for SecretValue {
 /// A keyed hash (see [`SecretValue::keyed_digest`]).
 pub type Digest = [u8; 32];
 
-/// HMAC-SHA256 of the length-prefixed `parts` under the per-process key.
-pub fn keyed_digest(parts: &[&[u8]]) -> Digest {
+/// HMAC-SHA256 of `bytes` under the per-process key.
+fn keyed_digest(bytes: &[u8]) -> Digest {
     use hmac::{Hmac, Mac};
     static KEY: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
     let key = KEY.get_or_init(|| {
@@ -89,10 +89,7 @@ pub fn keyed_digest(parts: &[&[u8]]) -> Digest {
         key
     });
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC takes any key size");
-    for part in parts {
-        mac.update(&(part.len() as u64).to_le_bytes());
-        mac.update(part);
-    }
+    mac.update(bytes);
     mac.finalize().into_bytes().into()
 }
 

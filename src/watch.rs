@@ -1,7 +1,7 @@
 //! Rotation: watch the referenced secrets while the child runs, and act when one changes.
 //!
 //! # Detecting a change without keeping values
-//! Between launches envoke holds versions and keyed hashes ([`crate::secret::keyed_digest`]),
+//! Between launches envoke holds versions and keyed hashes ([`crate::secret::SecretValue::keyed_digest`]),
 //! never values. Each poll asks, per distinct secret and concurrently:
 //! - AWS: DescribeSecret's `VersionIdsToStages` — does the stage we follow (AWSCURRENT or the
 //!   `version-stage` asked for) still point at the version id we launched with?
@@ -57,8 +57,6 @@ pub struct WatchOptions {
     pub on_change: OnChange,
     /// Changes within this window coalesce.
     pub settle: Duration,
-    /// Revoke held leases on exit.
-    pub revoke: bool,
 }
 
 /// `--on-change`.
@@ -265,6 +263,9 @@ impl Watcher {
         now: Instant,
     ) -> (FetchKey, Result<Verdict, FetchError>) {
         let key = fetched.key.clone();
+        if let Some(clock) = lease {
+            return (key, self.check_lease(clock, now).await);
+        }
         let verdict = async {
             match (&fetched.kind, &key) {
                 (DocumentKind::Aws, FetchKey::Aws(request)) => {
@@ -309,40 +310,6 @@ impl Watcher {
                         )
                     })
                 }
-                (_, FetchKey::Vault { path, version }) if lease.is_some() => {
-                    let clock = lease.expect("checked");
-                    if now < clock.due() {
-                        return Ok(Verdict::Same);
-                    }
-                    let _ = (path, version);
-                    if !clock.lease.renewable {
-                        return Ok(Verdict::Changed(
-                            "lease is not renewable and nears its end; fetching new credentials"
-                                .to_owned(),
-                            None,
-                        ));
-                    }
-                    match self
-                        .backends
-                        .vault()?
-                        .renew(&clock.lease, clock.issued_ttl)
-                        .await
-                    {
-                        // A renewal capped below what was asked means the max TTL is near.
-                        Ok(renewed) if renewed.duration_secs + 1 >= clock.issued_ttl => {
-                            Ok(Verdict::Renewed(renewed))
-                        }
-                        Ok(_) => Ok(Verdict::Changed(
-                            "lease nears its max TTL; fetching new credentials".to_owned(),
-                            None,
-                        )),
-                        Err(error @ FetchError::Unreachable { .. }) => Err(error),
-                        Err(error) => Ok(Verdict::Changed(
-                            format!("lease cannot be renewed ({error}); fetching new credentials"),
-                            None,
-                        )),
-                    }
-                }
                 (_, FetchKey::Vault { path, version }) => {
                     let document = self.backends.vault()?.read(path, *version).await?;
                     Ok(if document.value.keyed_digest() == fetched.digest {
@@ -356,6 +323,39 @@ impl Watcher {
         }
         .await;
         (key, verdict)
+    }
+
+    /// A leased secret: renew it when it is due; a lease that cannot be renewed, or whose renewal
+    /// comes back short of what was asked (the max TTL is near), is a change.
+    async fn check_lease(&self, clock: &LeaseClock, now: Instant) -> Result<Verdict, FetchError> {
+        if now < clock.due() {
+            return Ok(Verdict::Same);
+        }
+        if !clock.lease.renewable {
+            return Ok(Verdict::Changed(
+                "lease is not renewable and nears its end; fetching new credentials".to_owned(),
+                None,
+            ));
+        }
+        match self
+            .backends
+            .vault()?
+            .renew(&clock.lease, clock.issued_ttl)
+            .await
+        {
+            Ok(renewed) if renewed.duration_secs + 1 >= clock.issued_ttl => {
+                Ok(Verdict::Renewed(renewed))
+            }
+            Ok(_) => Ok(Verdict::Changed(
+                "lease nears its max TTL; fetching new credentials".to_owned(),
+                None,
+            )),
+            Err(error @ FetchError::Unreachable { .. }) => Err(error),
+            Err(error) => Ok(Verdict::Changed(
+                format!("lease cannot be renewed ({error}); fetching new credentials"),
+                None,
+            )),
+        }
     }
 
     /// Resolves the changed secrets again and does what `--on-change` says when a variable's
@@ -466,7 +466,7 @@ impl Watcher {
     }
 
     async fn revoke(&self, leases: &[Lease]) {
-        if !self.options.revoke {
+        if !self.config.revoke {
             return;
         }
         revoke_all(&self.backends, leases).await;
