@@ -1,13 +1,14 @@
 //! Signal forwarding to the supervised child.
 
 use std::io::Read;
-use std::process::Stdio;
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::support::Envoke;
+use crate::support::{Envoke, read_lines, wait_lines};
 
 /// A child that records each signal it receives (one name per line) and exits 0 on TERM.
 const RECORDER: &str = r#"
@@ -19,40 +20,30 @@ echo ready > "$READY"
 while :; do sleep 0.05; done
 "#;
 
-fn wait_for(path: &std::path::Path, timeout: Duration) {
-    let start = Instant::now();
-    while !path.exists() {
-        assert!(
-            start.elapsed() < timeout,
-            "{} never appeared",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn read_lines(path: &std::path::Path) -> Vec<String> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_owned)
-        .collect()
-}
-
-#[test]
-fn each_signal_is_forwarded_exactly_once() {
-    let envoke = Envoke::new();
+/// Starts `envoke run FLAGS -- sh -c SCRIPT` with `$LOG` (returned) and `$READY` set, and
+/// returns once the script has written `$READY`.
+fn start(envoke: &Envoke, flags: &[&str], script: &str) -> (Child, PathBuf) {
     let log = envoke.dir().join("signals.log");
     let ready = envoke.dir().join("ready");
-    let mut child = envoke
-        .command(["run", "--", "sh", "-c", RECORDER])
+    let mut args = vec!["run"];
+    args.extend_from_slice(flags);
+    args.extend_from_slice(&["--", "sh", "-c", script]);
+    let child = envoke
+        .command(&args)
         .env("LOG", &log)
         .env("READY", &ready)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    wait_for(&ready, Duration::from_secs(10));
+    wait_lines(&ready, 1, Duration::from_secs(10));
+    (child, log)
+}
+
+#[test]
+fn each_signal_is_forwarded_exactly_once() {
+    let envoke = Envoke::new();
+    let (mut child, log) = start(&envoke, &[], RECORDER);
     let pid = Pid::from_raw(child.id() as i32);
     let sent = [
         Signal::SIGHUP,
@@ -65,15 +56,7 @@ fn each_signal_is_forwarded_exactly_once() {
     ];
     for (i, sig) in sent.iter().enumerate() {
         kill(pid, *sig).unwrap();
-        let start = Instant::now();
-        while read_lines(&log).len() < i + 1 {
-            assert!(
-                start.elapsed() < Duration::from_secs(5),
-                "{sig} not delivered; log: {:?}",
-                read_lines(&log)
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_lines(&log, i + 1, Duration::from_secs(5));
     }
     kill(pid, Signal::SIGTERM).unwrap();
     let status = child.wait().unwrap();
@@ -96,22 +79,14 @@ fn each_signal_is_forwarded_exactly_once() {
 
 #[test]
 fn signal_map_translates_what_the_child_receives() {
-    let envoke = Envoke::new();
-    let log = envoke.dir().join("signals.log");
-    let ready = envoke.dir().join("ready");
     let script = r#"
 trap 'echo QUIT >> "$LOG"; exit 0' QUIT
 trap 'echo TERM >> "$LOG"; exit 0' TERM
 echo ready > "$READY"
 while :; do sleep 0.05; done
 "#;
-    let mut child = envoke
-        .command(["run", "--signal-map", "TERM:QUIT", "--", "sh", "-c", script])
-        .env("LOG", &log)
-        .env("READY", &ready)
-        .spawn()
-        .unwrap();
-    wait_for(&ready, Duration::from_secs(10));
+    let envoke = Envoke::new();
+    let (mut child, log) = start(&envoke, &["--signal-map", "TERM:QUIT"], script);
     kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
     assert_eq!(child.wait().unwrap().code(), Some(0));
     assert_eq!(read_lines(&log), ["QUIT"]);
@@ -119,15 +94,9 @@ while :; do sleep 0.05; done
 
 #[test]
 fn a_child_that_ignores_term_is_killed_after_the_stop_timeout() {
-    let envoke = Envoke::new();
-    let ready = envoke.dir().join("ready");
     let script = r#"trap '' TERM; echo ready > "$READY"; while :; do sleep 0.05; done"#;
-    let mut child = envoke
-        .command(["run", "--stop-timeout", "300ms", "--", "sh", "-c", script])
-        .env("READY", &ready)
-        .spawn()
-        .unwrap();
-    wait_for(&ready, Duration::from_secs(10));
+    let envoke = Envoke::new();
+    let (mut child, _) = start(&envoke, &["--stop-timeout", "300ms"], script);
     kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(128 + 9));
@@ -158,14 +127,12 @@ fn on_a_terminal_ctrl_c_reaches_the_child_once() {
         .stderr(Stdio::null())
         .spawn()
         .expect("script(1) from util-linux");
-    wait_for(&ready, Duration::from_secs(10));
+    wait_lines(&ready, 1, Duration::from_secs(10));
     let mut stdin = script.stdin.take().unwrap();
     stdin.write_all(b"\x03").unwrap();
     stdin.flush().unwrap();
-    let start = Instant::now();
-    while read_lines(&log).is_empty() && start.elapsed() < Duration::from_secs(5) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_lines(&log, 1, Duration::from_secs(5));
+    // Long enough for a second, duplicated delivery to show up.
     std::thread::sleep(Duration::from_millis(300));
     drop(stdin);
     let status = script.wait().unwrap();
@@ -179,9 +146,6 @@ fn on_a_terminal_ctrl_c_reaches_the_child_once() {
 
 #[test]
 fn a_second_term_is_forwarded_again_without_escalating() {
-    let envoke = Envoke::new();
-    let log = envoke.dir().join("signals.log");
-    let ready = envoke.dir().join("ready");
     // Exits by itself on the second TERM, well within the stop timeout.
     let script = r#"
 n=0
@@ -189,20 +153,11 @@ trap 'n=$((n+1)); echo TERM >> "$LOG"; [ $n -ge 2 ] && exit 9' TERM
 echo ready > "$READY"
 while :; do sleep 0.05; done
 "#;
-    let mut child = envoke
-        .command(["run", "--stop-timeout", "20s", "--", "sh", "-c", script])
-        .env("LOG", &log)
-        .env("READY", &ready)
-        .spawn()
-        .unwrap();
-    wait_for(&ready, Duration::from_secs(10));
+    let envoke = Envoke::new();
+    let (mut child, log) = start(&envoke, &["--stop-timeout", "20s"], script);
     let pid = Pid::from_raw(child.id() as i32);
     kill(pid, Signal::SIGTERM).unwrap();
-    let start = Instant::now();
-    while read_lines(&log).is_empty() {
-        assert!(start.elapsed() < Duration::from_secs(5));
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_lines(&log, 1, Duration::from_secs(5));
     kill(pid, Signal::SIGTERM).unwrap();
     assert_eq!(child.wait().unwrap().code(), Some(9), "not SIGKILLed");
     assert_eq!(read_lines(&log), ["TERM", "TERM"]);
@@ -211,18 +166,12 @@ while :; do sleep 0.05; done
 #[test]
 fn the_manifest_sets_the_stop_timeout_and_the_stop_signal() {
     let envoke = Envoke::new().manifest("[process]\nstop_timeout = \"300ms\"\n");
-    let ready = envoke.dir().join("ready");
     let script = r#"trap '' TERM; echo ready > "$READY"; while :; do sleep 0.05; done"#;
-    let mut child = envoke
-        .command(["run", "--", "sh", "-c", script])
-        .env("READY", &ready)
-        .spawn()
-        .unwrap();
-    wait_for(&ready, Duration::from_secs(10));
-    let start = Instant::now();
+    let (mut child, _) = start(&envoke, &[], script);
+    let started = Instant::now();
     kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
     assert_eq!(child.wait().unwrap().code(), Some(137));
-    assert!(start.elapsed() < Duration::from_secs(5));
+    assert!(started.elapsed() < Duration::from_secs(5));
 
     // The stop signal is what envoke sends to leftovers of the group: HUP here.
     let envoke = Envoke::new().env("ENVOKE_STOP_SIGNAL", "HUP");
@@ -231,10 +180,10 @@ fn the_manifest_sets_the_stop_timeout_and_the_stop_signal() {
         "sh -c 'trap \"echo HUP >> {log}; exit 0\" HUP; trap \"\" TERM; while :; do sleep 0.05; done' & sleep 0.3; exit 0",
         log = log.display()
     );
-    let start = Instant::now();
+    let started = Instant::now();
     envoke
         .run(["run", "--stop-timeout", "10s", "--", "sh", "-c", &script])
         .assert_code(0);
-    assert!(start.elapsed() < Duration::from_secs(5), "HUP stopped it");
+    assert!(started.elapsed() < Duration::from_secs(5), "HUP stopped it");
     assert_eq!(read_lines(&log), ["HUP"]);
 }

@@ -9,7 +9,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::json;
 
-use crate::support::{Bao, Envoke, Moto};
+use crate::support::{Bao, Envoke, Moto, read_lines};
 
 /// A child that appends `$VALUE` to `$LOG` each time it starts, then waits.
 const LOGS_VALUE_ON_START: &str = r#"echo "$VALUE" >> "$LOG"; exec sleep 1000"#;
@@ -68,14 +68,6 @@ impl Watched {
         let status = self.child.wait().unwrap();
         (status.code(), self.logs())
     }
-}
-
-fn read_lines(path: &Path) -> Vec<String> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_owned)
-        .collect()
 }
 
 const FAST: &[&str] = &["--watch", "300ms", "--settle", "200ms"];

@@ -431,6 +431,33 @@ impl Moto {
     }
 }
 
+/// The lines of a file a child writes to (none while it does not exist).
+pub fn read_lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Waits until `path` has at least `count` lines; returns them.
+#[track_caller]
+pub fn wait_lines(path: &Path, count: usize, timeout: Duration) -> Vec<String> {
+    let start = Instant::now();
+    loop {
+        let lines = read_lines(path);
+        if lines.len() >= count {
+            return lines;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "{} has {lines:?}, waited for {count} lines",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Runs the envoke binary in a scratch directory with a controlled environment: PATH, HOME (the
 /// scratch directory) and whatever the test adds. Nothing of the test runner's own environment
 /// leaks in.
