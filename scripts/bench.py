@@ -11,6 +11,9 @@ measures, for N = 1, 10, 100, 1000:
 and, once: envoke's own overhead (`envoke run -- true` against `true`), the peak RSS of the
 supervising envoke while its child sleeps, its CPU time while idle under --watch, binary size.
 Results replace the measured section of docs/benchmarks.md (and go to stdout).
+
+`scripts/bench --serve` only starts and seeds the servers and prints their environment, for
+looking at one launch by hand (perf, strace) without re-seeding.
 """
 import datetime
 import json
@@ -202,7 +205,28 @@ def ms(seconds):
     return f"{seconds * 1000:.1f} ms"
 
 
+def serve():
+    """Start and seed the servers, print their environment and manifests, wait for Ctrl-C."""
+    with tempfile.TemporaryDirectory() as workdir:
+        servers = Servers(workdir)
+        try:
+            servers.seed(max(SIZES))
+            for n in SIZES:
+                (Path(workdir) / f"envoke-{n}.toml").write_text(manifest(n))
+            for key, value in servers.env.items():
+                print(f"export {key}={value}")
+            print(f"# manifests: {workdir}/envoke-N.toml for N in {SIZES}", flush=True)
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            servers.stop()
+
+
 def main():
+    if "--serve" in sys.argv[1:]:
+        return serve()
     if not ENVOKE.exists():
         raise SystemExit("build the release binary first: cargo build --release")
     rows, notes = [], []

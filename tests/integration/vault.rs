@@ -2,6 +2,7 @@
 
 use serde_json::json;
 
+use crate::support::proxy::Proxy;
 use crate::support::{Bao, Envoke, closed_address};
 
 #[test]
@@ -41,6 +42,32 @@ NESTED_MOUNT = "vault://apps/kv2/svc#key"
     assert_eq!(env["V1_USER"], "u1");
     assert_eq!(env["V1_WHOLE"], r#"{"pass":"p1","user":"u1"}"#);
     assert_eq!(env["NESTED_MOUNT"], "deep-mount");
+}
+
+#[test]
+fn many_paths_share_a_few_connections() {
+    let bao = Bao::start();
+    let mut manifest = String::from("[env]\n");
+    for i in 0..60 {
+        bao.kv2_put("secret", &format!("svc/s{i}"), json!({ "v": format!("value-{i}") }));
+        manifest += &format!("S{i} = \"vault://secret/svc/s{i}#v\"\n");
+    }
+    let proxy = Proxy::start(bao.addr.trim_start_matches("http://"));
+    let envoke = Envoke::new()
+        .vault(&bao)
+        .env("VAULT_ADDR", &proxy.addr)
+        .manifest(&manifest);
+    let (output, env) = envoke.child_env(&[]);
+    output.assert_code(0);
+    for i in 0..60 {
+        assert_eq!(env[&format!("S{i}")], format!("value-{i}"));
+    }
+    // 60 reads and a mount lookup; at most 16 in flight, over kept-alive connections.
+    let connections = proxy.connections();
+    assert!(
+        (1..=17).contains(&connections),
+        "{connections} connections for 61 requests"
+    );
 }
 
 #[test]

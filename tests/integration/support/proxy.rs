@@ -3,7 +3,7 @@
 
 use std::io::copy;
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
@@ -13,6 +13,7 @@ pub struct Proxy {
     pub addr: String,
     up: Arc<AtomicBool>,
     open: Arc<Mutex<Vec<TcpStream>>>,
+    accepted: Arc<AtomicUsize>,
 }
 
 impl Proxy {
@@ -23,9 +24,11 @@ impl Proxy {
         let up = Arc::new(AtomicBool::new(true));
         let open: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
         let target = target.to_owned();
-        let (up_flag, open_list) = (Arc::clone(&up), Arc::clone(&open));
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let (up_flag, open_list, count) = (Arc::clone(&up), Arc::clone(&open), Arc::clone(&accepted));
         thread::spawn(move || {
             for client in listener.incoming().flatten() {
+                count.fetch_add(1, Ordering::SeqCst);
                 if !up_flag.load(Ordering::SeqCst) {
                     let _ = client.shutdown(Shutdown::Both);
                     continue;
@@ -51,7 +54,17 @@ impl Proxy {
                 });
             }
         });
-        Proxy { addr, up, open }
+        Proxy {
+            addr,
+            up,
+            open,
+            accepted,
+        }
+    }
+
+    /// How many connections clients have opened through the proxy so far.
+    pub fn connections(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
     }
 
     /// Refuses new connections and cuts the open ones.
