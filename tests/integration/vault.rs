@@ -49,7 +49,11 @@ fn many_paths_share_a_few_connections() {
     let bao = Bao::start();
     let mut manifest = String::from("[env]\n");
     for i in 0..60 {
-        bao.kv2_put("secret", &format!("svc/s{i}"), json!({ "v": format!("value-{i}") }));
+        bao.kv2_put(
+            "secret",
+            &format!("svc/s{i}"),
+            json!({ "v": format!("value-{i}") }),
+        );
         manifest += &format!("S{i} = \"vault://secret/svc/s{i}#v\"\n");
     }
     let proxy = Proxy::start(bao.addr.trim_start_matches("http://"));

@@ -25,7 +25,8 @@ impl Proxy {
         let open: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
         let target = target.to_owned();
         let accepted = Arc::new(AtomicUsize::new(0));
-        let (up_flag, open_list, count) = (Arc::clone(&up), Arc::clone(&open), Arc::clone(&accepted));
+        let (up_flag, open_list, count) =
+            (Arc::clone(&up), Arc::clone(&open), Arc::clone(&accepted));
         thread::spawn(move || {
             for client in listener.incoming().flatten() {
                 count.fetch_add(1, Ordering::SeqCst);
