@@ -6,8 +6,12 @@
 //! exited before the handler ran is missed), which collects the main child and every orphan the
 //! kernel re-parents to envoke — as PID 1, or as a child subreaper (`PR_SET_CHILD_SUBREAPER`,
 //! set in [`crate::launch::become_subreaper`]). The child is started with `std::process` and its
-//! `Child` handle is never waited on; `tokio::process` is not used at all, because a
+//! `Child` handle is never waited on; envoke's own code does not use `tokio::process`, because a
 //! `waitpid(-1)` reaper and tokio's own reaping steal each other's statuses (tokio #6152).
+//! The AWS SDK does use it, for a profile's `credential_process`: tokio waits for that helper
+//! on a pidfd, and in this single-threaded runtime it has collected the helper before this
+//! reaper looks (the test `credentials_from_credential_process_keep_working_while_the_child_is_
+//! supervised` runs the helper on every poll while the command leaves an orphan every 10 ms).
 //!
 //! # Stopping
 //! A TERM or INT from outside is forwarded (through `--signal-map`) and starts the stop clock;

@@ -340,3 +340,60 @@ fn a_literal_secret_file_is_private_and_removed_on_exit() {
     assert_eq!(&lines[1..], ["hello", "700"], "{}", output.stdout);
     assert!(!Path::new(lines[0]).exists(), "removed on exit");
 }
+
+#[test]
+fn credentials_from_credential_process_keep_working_while_the_child_is_supervised() {
+    // aws-vault, granted, 1Password and Okta helpers hand out short-lived keys through
+    // `credential_process`. Keys that expire within seconds make the SDK run the helper again for
+    // every poll: a child of envoke that the SDK waits for by pid, while envoke's reaper collects
+    // the orphans the command leaves behind (one every 10 ms here) with waitpid(-1).
+    let moto = Moto::start();
+    moto.create("rotating", r#"{"password":"first"}"#);
+    let envoke = Envoke::new().aws(&moto);
+    let helper_log = envoke.dir().join("helper.log");
+    let helper = envoke.dir().join("credentials.sh");
+    let in_five_seconds = r#"$(date -u -d @$(($(date +%s) + 5)) +%Y-%m-%dT%H:%M:%SZ)"#;
+    std::fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\necho run >> '{}'\nprintf '{{\"Version\": 1, \"AccessKeyId\": \"helper\",              \"SecretAccessKey\": \"helper\", \"Expiration\": \"%s\"}}' \"{in_five_seconds}\"\n",
+            helper_log.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&helper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let envoke = envoke
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env("AWS_PROFILE", "helper")
+        .file(
+            ".aws/config",
+            &format!(
+                "[profile helper]\ncredential_process = {}\n",
+                helper.display()
+            ),
+        )
+        .manifest("[env]\nVALUE = \"aws-sm://rotating#password\"\n");
+    let leaves_orphans = r#"echo "$VALUE" >> "$LOG"; while :; do (sleep 0.01 &); sleep 0.01; done"#;
+    let watched = Watched::start(
+        &envoke,
+        &["--watch", "100ms", "--settle", "100ms"],
+        leaves_orphans,
+    );
+    let started = Instant::now();
+    while read_lines(&helper_log).len() < 15 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the helper ran {} times\n{}",
+            read_lines(&helper_log).len(),
+            watched.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    moto.put("rotating", r#"{"password":"second"}"#);
+    let lines = watched.wait_lines(2, Duration::from_secs(10));
+    assert_eq!(lines, ["first", "second"]);
+    let (code, logs) = watched.stop();
+    assert_eq!(code, Some(143), "{logs}");
+    assert!(!logs.contains("WARN"), "{logs}");
+}

@@ -519,9 +519,11 @@ impl Envoke {
         self.file("envoke.toml", text)
     }
 
-    /// Writes a file in the scratch directory.
+    /// Writes a file in the scratch directory (`name` may have directories in it).
     pub fn file(self, name: &str, text: &str) -> Envoke {
-        std::fs::write(self.dir.path().join(name), text).unwrap();
+        let path = self.dir.path().join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
         self
     }
 
