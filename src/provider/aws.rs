@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_config::{BehaviorVersion, Region, timeout::TimeoutConfig};
+use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
 use futures::future::join_all;
@@ -241,7 +242,7 @@ impl AwsProvider {
             }
             _ => {
                 let root = root_cause(error);
-                if root.contains("credentials") {
+                if is_credentials_failure(error) || root.contains("credentials") {
                     FetchError::Other(format!(
                         "no usable AWS credentials ({root}): set AWS_ACCESS_KEY_ID and \
                          AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or run where a role is available"
@@ -252,6 +253,12 @@ impl AwsProvider {
             }
         }
     }
+}
+
+/// Whether the error (or one it wraps) is the credential chain's: the last provider tried (often
+/// the EC2 instance metadata service) has the root cause, which rarely says "credentials".
+fn is_credentials_failure(error: &(dyn std::error::Error + 'static)) -> bool {
+    std::iter::successors(Some(error), |e| e.source()).any(|e| e.is::<CredentialsError>())
 }
 
 /// Whether a batch answer (ARN and name) is the answer for the requested id, which may be a

@@ -152,3 +152,22 @@ fn missing_region_or_credentials_say_what_to_set() {
         .assert_code(125)
         .assert_stderr_contains("no usable AWS credentials");
 }
+
+#[test]
+fn a_metadata_service_that_answers_wrongly_is_reported_as_missing_credentials() {
+    // Off EC2 the chain ends at the instance metadata service; whatever answers there (here
+    // moto, which knows nothing of IMDS tokens), the user needs to hear about credentials, not
+    // about Secrets Manager.
+    let moto = Moto::start();
+    Envoke::new()
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ENDPOINT_URL", &moto.endpoint)
+        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", &moto.endpoint)
+        .env("DB_PASSWORD", "aws-sm://prod/db#password")
+        .run(["run", "--", "true"])
+        .assert_code(125)
+        .assert_stderr_contains(
+            "DB_PASSWORD (aws-sm://prod/db#password): no usable AWS credentials (",
+        )
+        .assert_stderr_lacks("request to");
+}
