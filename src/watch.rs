@@ -394,13 +394,9 @@ impl Watcher {
         }
         tracing::info!(variables = ?differing, action = ?self.options.on_change, "values changed");
         match self.options.on_change.clone() {
-            OnChange::None => {
-                self.adopt_leases(&partial).await;
-                self.remember(&partial);
-            }
+            OnChange::None => self.adopt(&partial),
             OnChange::Exit => {
-                self.remember(&partial);
-                self.adopt_leases(&partial).await;
+                self.adopt(&partial);
                 let _ = self.control.send(Control::Exit(EXIT_ON_CHANGE));
             }
             OnChange::Signal(sig) => {
@@ -417,8 +413,7 @@ impl Watcher {
                         }
                     }
                 }
-                self.remember(&partial);
-                self.adopt_leases(&partial).await;
+                self.adopt(&partial);
                 let _ = self.control.send(Control::Signal(sig));
             }
             OnChange::Restart => {
@@ -449,20 +444,41 @@ impl Watcher {
         Ok(())
     }
 
-    /// Holds the leases of a partial resolution, revoking the ones they replace.
-    async fn adopt_leases(&mut self, partial: &Resolution) {
+    /// Takes a partial resolution as what the command now has: remembers its values and holds its
+    /// leases. The leases they replace are revoked after the stop timeout: the command was only signalled (or not told at all) and may still be using
+    /// the old credentials, so it gets the time it would get to stop. Until then they stay held,
+    /// so an exit before the grace ends revokes them too.
+    fn adopt(&mut self, partial: &Resolution) {
+        // Before `remember`, which puts the new leases in their place.
         let replaced: Vec<Lease> = partial
             .fetched
             .iter()
             .filter(|f| f.lease.is_some())
             .filter_map(|f| self.leases.get(&f.key).map(|c| c.lease.clone()))
             .collect();
-        {
-            let mut held = self.held.lock().expect("lock");
-            held.retain(|l| !replaced.contains(l));
-            held.extend(partial.leases());
+        self.remember(partial);
+        self.held.lock().expect("lock").extend(partial.leases());
+        if replaced.is_empty() {
+            return;
         }
-        self.revoke(&replaced).await;
+        let grace = self.config.stop.stop_timeout;
+        tracing::info!(
+            leases = replaced.len(),
+            ?grace,
+            "revoking the replaced leases after the stop timeout"
+        );
+        let (held, backends, revoke) = (
+            Arc::clone(&self.held),
+            Arc::clone(&self.backends),
+            self.config.revoke,
+        );
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            if revoke {
+                revoke_all(&backends, &replaced).await;
+            }
+            held.lock().expect("lock").retain(|l| !replaced.contains(l));
+        });
     }
 
     async fn revoke(&self, leases: &[Lease]) {

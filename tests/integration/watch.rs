@@ -397,3 +397,49 @@ fn credentials_from_credential_process_keep_working_while_the_child_is_supervise
     assert_eq!(code, Some(143), "{logs}");
     assert!(!logs.contains("WARN"), "{logs}");
 }
+
+#[test]
+fn a_signalled_command_keeps_its_replaced_credentials_for_the_stop_timeout() {
+    let pg = crate::support::postgres::Postgres::start();
+    let bao = Bao::start();
+    // Renewed at 4 s for 6 s more; at 8 s only 4 s are left: replaced then, with the old
+    // credentials good until 12 s unless envoke revokes them, 1 s (the stop timeout) after.
+    bao.database_role(&pg, "6s", "12s");
+    let envoke = Envoke::new().vault(&bao).manifest(
+        "[env]\nDB_USER = \"vault://database/creds/app#username\"\nDB_PASSWORD = \"vault://database/creds/app#password\"\n",
+    );
+    let script = r#"echo "$DB_USER $DB_PASSWORD" >> "$LOG"; trap 'echo reload >> "$LOG"' HUP; while :; do sleep 0.05; done"#;
+    let flags = [
+        "--watch",
+        "1s",
+        "--settle",
+        "100ms",
+        "--on-change",
+        "signal:HUP",
+        "--stop-timeout",
+        "1s",
+    ];
+    let watched = Watched::start(&envoke, &flags, script);
+    let first = watched.lines()[0].clone();
+    let (user, password) = first.split_once(' ').unwrap();
+    let lines = watched.wait_lines(2, Duration::from_secs(14));
+    let signalled = Instant::now();
+    assert_eq!(lines[1], "reload");
+    assert!(
+        pg.can_log_in(user, password),
+        "revoked before the command could reload\n{}",
+        watched.logs()
+    );
+    while pg.can_log_in(user, password) {
+        assert!(
+            signalled.elapsed() < Duration::from_millis(2500),
+            "not revoked after the stop timeout\n{}",
+            watched.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (code, logs) = watched.stop();
+    assert_eq!(code, Some(143), "{logs}");
+    assert!(logs.contains("revoked lease"), "{logs}");
+    assert!(!logs.contains("WARN"), "{logs}");
+}
