@@ -93,11 +93,6 @@ impl ChildEnvironment {
         );
         Ok(ChildEnvironment { entries })
     }
-
-    /// The variable names, in order.
-    pub fn names(&self) -> impl Iterator<Item = &OsStr> {
-        self.entries.iter().map(|(name, _)| name.as_os_str())
-    }
 }
 
 /// Why the command could not be started.

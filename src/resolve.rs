@@ -125,11 +125,6 @@ pub struct Resolution {
 }
 
 impl Resolution {
-    /// Whether every variable has a value.
-    pub fn all_ok(&self) -> bool {
-        self.outcomes.iter().all(|o| o.result.is_ok())
-    }
-
     /// The Vault leases obtained.
     pub fn leases(&self) -> Vec<Lease> {
         self.fetched
