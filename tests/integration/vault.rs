@@ -164,12 +164,7 @@ fn no_token_says_how_to_get_one() {
 
 #[test]
 fn variables_naming_one_dynamic_path_share_one_lease() {
-    let pg = crate::support::postgres::Postgres::start();
-    let bao = Bao::start();
-    bao.database_role(&pg, "1h", "24h");
-    let envoke = Envoke::new().vault(&bao).manifest(
-        "[env]\nDB_USER = \"vault://database/creds/app#username\"\nDB_PASSWORD = \"vault://database/creds/app#password\"\n",
-    );
+    let (pg, bao, envoke) = crate::support::dynamic_database("1h", "24h");
     let (output, env) = envoke.child_env(&["--no-revoke"]);
     output.assert_code(0);
     assert!(

@@ -272,12 +272,7 @@ fn a_backend_outage_keeps_the_child_running_and_watching_recovers() {
 
 #[test]
 fn dynamic_credentials_are_renewed_replaced_before_max_ttl_and_revoked_on_exit() {
-    let pg = crate::support::postgres::Postgres::start();
-    let bao = Bao::start();
-    bao.database_role(&pg, "3s", "9s");
-    let envoke = Envoke::new().vault(&bao).manifest(
-        "[env]\nDB_USER = \"vault://database/creds/app#username\"\nDB_PASSWORD = \"vault://database/creds/app#password\"\n",
-    );
+    let (pg, _bao, envoke) = crate::support::dynamic_database("3s", "9s");
     let script = r#"echo "$DB_USER $DB_PASSWORD" >> "$LOG"; exec sleep 1000"#;
     let started = Instant::now();
     let watched = Watched::start(&envoke, &["--watch", "1s", "--settle", "100ms"], script);
@@ -400,14 +395,9 @@ fn credentials_from_credential_process_keep_working_while_the_child_is_supervise
 
 #[test]
 fn a_signalled_command_keeps_its_replaced_credentials_for_the_stop_timeout() {
-    let pg = crate::support::postgres::Postgres::start();
-    let bao = Bao::start();
     // Renewed at 4 s for 6 s more; at 8 s only 4 s are left: replaced then, with the old
     // credentials good until 12 s unless envoke revokes them, 1 s (the stop timeout) after.
-    bao.database_role(&pg, "6s", "12s");
-    let envoke = Envoke::new().vault(&bao).manifest(
-        "[env]\nDB_USER = \"vault://database/creds/app#username\"\nDB_PASSWORD = \"vault://database/creds/app#password\"\n",
-    );
+    let (pg, _bao, envoke) = crate::support::dynamic_database("6s", "12s");
     let script = r#"echo "$DB_USER $DB_PASSWORD" >> "$LOG"; trap 'echo reload >> "$LOG"' HUP; while :; do sleep 0.05; done"#;
     let flags = [
         "--watch",

@@ -431,6 +431,18 @@ impl Moto {
     }
 }
 
+/// PostgreSQL, OpenBao with a `database/creds/app` role (TTLs as given), and an envoke whose
+/// manifest takes `DB_USER` and `DB_PASSWORD` from one lease of it.
+pub fn dynamic_database(default_ttl: &str, max_ttl: &str) -> (postgres::Postgres, Bao, Envoke) {
+    let pg = postgres::Postgres::start();
+    let bao = Bao::start();
+    bao.database_role(&pg, default_ttl, max_ttl);
+    let envoke = Envoke::new().vault(&bao).manifest(
+        "[env]\nDB_USER = \"vault://database/creds/app#username\"\nDB_PASSWORD = \"vault://database/creds/app#password\"\n",
+    );
+    (pg, bao, envoke)
+}
+
 /// The lines of a file a child writes to (none while it does not exist).
 pub fn read_lines(path: &Path) -> Vec<String> {
     std::fs::read_to_string(path)
