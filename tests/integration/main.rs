@@ -9,6 +9,7 @@ mod docs;
 mod environment;
 mod exit_codes;
 mod manifest;
+mod memory;
 mod pid1;
 mod signals;
 mod vault;
