@@ -191,8 +191,17 @@ impl Watcher {
             } else {
                 backoff(failures, self.options.interval)
             };
-            let mut wake = Instant::now() + wait;
-            if let Some(due) = self.leases.values().map(LeaseClock::due).min() {
+            let now = Instant::now();
+            let mut wake = now + wait;
+            // A lease whose renewal failed stays due: while checks fail, it is retried at the
+            // backoff's pace with the rest, not at once (leases falling due later still count).
+            let next_due = self
+                .leases
+                .values()
+                .map(LeaseClock::due)
+                .filter(|due| failures == 0 || *due > now)
+                .min();
+            if let Some(due) = next_due {
                 wake = wake.min(due);
             }
             tokio::time::sleep_until(wake).await;

@@ -70,6 +70,16 @@ impl Watched {
     }
 }
 
+impl Drop for Watched {
+    /// A failed assertion must not leave envoke (and its command) running.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
+            let _ = self.child.wait();
+        }
+    }
+}
+
 const FAST: &[&str] = &["--watch", "300ms", "--settle", "200ms"];
 
 #[test]
@@ -268,6 +278,34 @@ fn a_backend_outage_keeps_the_child_running_and_watching_recovers() {
         !logs.contains("tok-before-9f") && !logs.contains("tok-after-9f"),
         "{logs}"
     );
+}
+
+#[test]
+fn a_lease_that_cannot_be_renewed_during_an_outage_is_retried_with_backoff() {
+    let pg = crate::support::postgres::Postgres::start();
+    let bao = Bao::start();
+    bao.database_role(&pg, "3s", "1h");
+    let proxy = crate::support::proxy::Proxy::start(bao.addr.trim_start_matches("http://"));
+    let envoke = Envoke::new()
+        .vault(&bao)
+        .env("VAULT_ADDR", &proxy.addr)
+        .manifest("[env]\nDB_USER = \"vault://database/creds/app#username\"\n");
+    let watched = Watched::start(&envoke, &["--watch", "10s"], LOGS_VALUE_ON_START);
+    proxy.fail();
+    // The renewal falls due 2 s in and fails; retries back off (1-2 s, 2-4 s, ...), not spin.
+    std::thread::sleep(Duration::from_secs(6));
+    let retries = watched.logs().matches("cannot check for a change").count();
+    assert!(
+        (1..=6).contains(&retries),
+        "{retries} failed checks in 6 s\n{}",
+        watched
+            .logs()
+            .lines()
+            .take(20)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    proxy.recover();
 }
 
 #[test]
