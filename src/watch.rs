@@ -454,9 +454,10 @@ impl Watcher {
     }
 
     /// Takes a partial resolution as what the command now has: remembers its values and holds its
-    /// leases. The leases they replace are revoked after the stop timeout: the command was only signalled (or not told at all) and may still be using
-    /// the old credentials, so it gets the time it would get to stop. Until then they stay held,
-    /// so an exit before the grace ends revokes them too.
+    /// leases. The leases they replace are revoked after the stop timeout: the command was only
+    /// signalled (or not told at all) and may still be using the old credentials, so it gets the
+    /// time it would get to stop. Until then they stay held, so an exit before the grace ends
+    /// revokes them too.
     fn adopt(&mut self, partial: &Resolution) {
         // Before `remember`, which puts the new leases in their place.
         let replaced: Vec<Lease> = partial
