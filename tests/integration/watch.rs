@@ -9,7 +9,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::json;
 
-use crate::support::{Bao, Envoke, Moto, read_lines};
+use crate::support::{Bao, Envoke, Moto, read_lines, wait_lines_or_explain};
 
 /// A child that appends `$VALUE` to `$LOG` each time it starts, then waits.
 const LOGS_VALUE_ON_START: &str = r#"echo "$VALUE" >> "$LOG"; exec sleep 1000"#;
@@ -43,20 +43,11 @@ impl Watched {
         read_lines(&self.log)
     }
 
+    #[track_caller]
     fn wait_lines(&self, count: usize, timeout: Duration) -> Vec<String> {
-        let start = Instant::now();
-        loop {
-            let lines = self.lines();
-            if lines.len() >= count {
-                return lines;
-            }
-            assert!(
-                start.elapsed() < timeout,
-                "child log has {lines:?}, waited for {count} lines\n--- envoke stderr\n{}",
-                self.logs()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_lines_or_explain(&self.log, count, timeout, || {
+            format!("--- envoke stderr\n{}", self.logs())
+        })
     }
 
     fn logs(&self) -> String {
@@ -282,14 +273,9 @@ fn a_backend_outage_keeps_the_child_running_and_watching_recovers() {
 
 #[test]
 fn a_lease_that_cannot_be_renewed_during_an_outage_is_retried_with_backoff() {
-    let pg = crate::support::postgres::Postgres::start();
-    let bao = Bao::start();
-    bao.database_role(&pg, "3s", "1h");
+    let (_pg, bao, envoke) = crate::support::dynamic_database("3s", "1h");
     let proxy = crate::support::proxy::Proxy::start(bao.addr.trim_start_matches("http://"));
-    let envoke = Envoke::new()
-        .vault(&bao)
-        .env("VAULT_ADDR", &proxy.addr)
-        .manifest("[env]\nDB_USER = \"vault://database/creds/app#username\"\n");
+    let envoke = envoke.env("VAULT_ADDR", &proxy.addr);
     let watched = Watched::start(&envoke, &["--watch", "10s"], LOGS_VALUE_ON_START);
     proxy.fail();
     // The renewal falls due 2 s in and fails; retries back off (1-2 s, 2-4 s, ...), not spin.
@@ -413,16 +399,7 @@ fn credentials_from_credential_process_keep_working_while_the_child_is_supervise
         &["--watch", "100ms", "--settle", "100ms"],
         leaves_orphans,
     );
-    let started = Instant::now();
-    while read_lines(&helper_log).len() < 15 {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "the helper ran {} times\n{}",
-            read_lines(&helper_log).len(),
-            watched.logs()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_lines_or_explain(&helper_log, 15, Duration::from_secs(20), || watched.logs());
     moto.put("rotating", r#"{"password":"second"}"#);
     let lines = watched.wait_lines(2, Duration::from_secs(10));
     assert_eq!(lines, ["first", "second"]);

@@ -455,6 +455,17 @@ pub fn read_lines(path: &Path) -> Vec<String> {
 /// Waits until `path` has at least `count` lines; returns them.
 #[track_caller]
 pub fn wait_lines(path: &Path, count: usize, timeout: Duration) -> Vec<String> {
+    wait_lines_or_explain(path, count, timeout, String::new)
+}
+
+/// [`wait_lines`], with `explain()` (envoke's stderr, say) in the message when it times out.
+#[track_caller]
+pub fn wait_lines_or_explain(
+    path: &Path,
+    count: usize,
+    timeout: Duration,
+    explain: impl Fn() -> String,
+) -> Vec<String> {
     let start = Instant::now();
     loop {
         let lines = read_lines(path);
@@ -463,8 +474,9 @@ pub fn wait_lines(path: &Path, count: usize, timeout: Duration) -> Vec<String> {
         }
         assert!(
             start.elapsed() < timeout,
-            "{} has {lines:?}, waited for {count} lines",
-            path.display()
+            "{} has {lines:?}, waited for {count} lines\n{}",
+            path.display(),
+            explain()
         );
         std::thread::sleep(Duration::from_millis(10));
     }
