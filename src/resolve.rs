@@ -223,15 +223,11 @@ pub async fn resolve_only(
     let vault = async {
         match backends.vault() {
             _ if vault_requests.is_empty() => HashMap::new(),
-            Ok(provider) => provider
-                .read_all(vault_requests)
-                .await
-                .into_iter()
-                .collect(),
+            Ok(provider) => provider.read_all(vault_requests).await,
             Err(error) => vault_requests
                 .into_iter()
                 .map(|r| (r, Err(error.clone())))
-                .collect::<HashMap<_, _>>(),
+                .collect(),
         }
     };
     let (aws_documents, vault_documents) = futures::join!(aws, vault);

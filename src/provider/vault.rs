@@ -10,6 +10,7 @@
 //! vaultrs's client and middleware (token, namespace, TLS settings). The raw response body is
 //! zeroized once parsed.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -324,7 +325,7 @@ impl VaultProvider {
     pub async fn read_all(
         &self,
         requests: Vec<(String, Option<u64>)>,
-    ) -> Vec<((String, Option<u64>), Result<Document, FetchError>)> {
+    ) -> HashMap<(String, Option<u64>), Result<Document, FetchError>> {
         let mut scouts = std::collections::BTreeMap::new();
         for (path, _) in &requests {
             let top = path.split('/').next().unwrap_or_default();
