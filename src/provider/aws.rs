@@ -94,11 +94,8 @@ impl AwsProvider {
         let batches = current_ids
             .chunks(BATCH_LIMIT)
             .map(|ids| self.batch(ids.to_vec()));
-        let singles = pinned.into_iter().map(|request| async move {
-            let result = self.single(&request).await;
-            (request, result)
-        });
-        let (batch_results, single_results) = futures::join!(join_all(batches), join_all(singles));
+        let (batch_results, single_results) =
+            futures::join!(join_all(batches), self.singles(pinned));
 
         let mut results: HashMap<_, _> = single_results.into_iter().collect();
         let mut retry = Vec::new();
@@ -116,13 +113,20 @@ impl AwsProvider {
                 }
             }
         }
-        let retried = join_all(retry.into_iter().map(|request| async move {
+        results.extend(self.singles(retry).await);
+        results
+    }
+
+    /// GetSecretValue for each request, all at once.
+    async fn singles(
+        &self,
+        requests: Vec<AwsRequest>,
+    ) -> Vec<(AwsRequest, Result<Document, FetchError>)> {
+        join_all(requests.into_iter().map(|request| async move {
             let result = self.single(&request).await;
             (request, result)
         }))
-        .await;
-        results.extend(retried);
-        results
+        .await
     }
 
     /// One BatchGetSecretValue call. `None` for an id the answer does not account for.
