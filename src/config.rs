@@ -308,16 +308,33 @@ impl Config {
 }
 
 /// Flags (and their environment variables) first, then the manifest's `[process]`, then defaults.
+/// Builds the errors of one manifest's settings, naming the manifest.
+struct SettingErrors<'a> {
+    path: Option<&'a Path>,
+}
+
+impl SettingErrors<'_> {
+    fn invalid(&self, setting: &'static str, reason: String) -> ConfigError {
+        ConfigError::InvalidSetting {
+            path: self.path.map(Path::to_path_buf).unwrap_or_default(),
+            setting,
+            reason,
+        }
+    }
+
+    fn duration(&self, setting: &'static str, text: &str) -> Result<Duration, ConfigError> {
+        humantime::parse_duration(text)
+            .map_err(|e| self.invalid(setting, format!("{e} (e.g. 500ms, 30s, 5m)")))
+    }
+}
+
 fn stop_policy(
     flags: &Flags,
     manifest: &Manifest,
     path: Option<&Path>,
 ) -> Result<StopPolicy, ConfigError> {
-    let invalid = |setting, reason| ConfigError::InvalidSetting {
-        path: path.map(Path::to_path_buf).unwrap_or_default(),
-        setting,
-        reason,
-    };
+    let errors = SettingErrors { path };
+    let invalid = |setting, reason| errors.invalid(setting, reason);
     let section = &manifest.process;
     let mut policy = StopPolicy::default();
     if let Some(sig) = flags.stop_signal {
@@ -328,12 +345,7 @@ fn stop_policy(
     if let Some(timeout) = flags.stop_timeout {
         policy.stop_timeout = timeout;
     } else if let Some(text) = &section.stop_timeout {
-        policy.stop_timeout = humantime::parse_duration(text).map_err(|e| {
-            invalid(
-                "[process] stop_timeout",
-                format!("{e} (e.g. 500ms, 30s, 5m)"),
-            )
-        })?;
+        policy.stop_timeout = errors.duration("[process] stop_timeout", text)?;
     }
     for text in &section.signal_map {
         let (from, to) =
@@ -351,15 +363,9 @@ fn watch_options(
     manifest: &Manifest,
     path: Option<&Path>,
 ) -> Result<Option<WatchOptions>, ConfigError> {
-    let invalid = |setting, reason| ConfigError::InvalidSetting {
-        path: path.map(Path::to_path_buf).unwrap_or_default(),
-        setting,
-        reason,
-    };
-    let duration = |setting, text: &str| {
-        humantime::parse_duration(text)
-            .map_err(|e| invalid(setting, format!("{e} (e.g. 500ms, 30s, 5m)")))
-    };
+    let errors = SettingErrors { path };
+    let invalid = |setting, reason| errors.invalid(setting, reason);
+    let duration = |setting, text: &str| errors.duration(setting, text);
     let section = &manifest.watch;
     let interval = match (flags.watch, &section.interval) {
         (Some(interval), _) => interval,
