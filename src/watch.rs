@@ -377,15 +377,8 @@ impl Watcher {
             &self.pins,
         )
         .await;
-        if let Some(failure) = partial.outcomes.iter().find(|o| o.result.is_err()) {
-            let reason = failure.result.as_ref().err().map(ToString::to_string);
-            self.revoke(&partial.leases()).await;
-            return Err(format!(
-                "{} ({}): {}",
-                failure.name,
-                failure.reference,
-                reason.unwrap_or_default()
-            ));
+        if let Some(failure) = self.reject_if_failed(&partial).await {
+            return Err(failure);
         }
         let differing: Vec<&str> = partial
             .outcomes
@@ -429,12 +422,8 @@ impl Watcher {
                 // The unchanged values were never kept: resolve everything afresh.
                 self.revoke(&partial.leases()).await;
                 let full = resolve_only(&self.config, &self.backends, |_| true, &self.pins).await;
-                if let Some(failure) = full.outcomes.iter().find(|o| o.result.is_err()) {
-                    self.revoke(&full.leases()).await;
-                    return Err(format!(
-                        "{} ({}) cannot be resolved",
-                        failure.name, failure.reference
-                    ));
+                if let Some(failure) = self.reject_if_failed(&full).await {
+                    return Err(failure);
                 }
                 let environment =
                     ChildEnvironment::build(&self.config, &full, self.files.as_deref())
@@ -451,6 +440,20 @@ impl Watcher {
             }
         }
         Ok(())
+    }
+
+    /// When a variable of `resolution` failed: revokes the leases it obtained and says which
+    /// variable failed and why (`NAME (REF): reason`).
+    async fn reject_if_failed(&self, resolution: &Resolution) -> Option<String> {
+        let (failure, reason) = resolution
+            .outcomes
+            .iter()
+            .find_map(|o| Some((o, o.result.as_ref().err()?)))?;
+        self.revoke(&resolution.leases()).await;
+        Some(format!(
+            "{} ({}): {reason}",
+            failure.name, failure.reference
+        ))
     }
 
     /// Takes a partial resolution as what the command now has: remembers its values and holds its
