@@ -11,7 +11,7 @@
 //! The AWS SDK does use it, for a profile's `credential_process`: tokio waits for that helper
 //! on a pidfd, and in this single-threaded runtime it has collected the helper before this
 //! reaper looks (the test `credentials_from_credential_process_keep_working_while_the_child_is_
-//! supervised` runs the helper on every poll while the command leaves an orphan every 10 ms).
+//! supervised` runs the helper on every poll while the command leaves an orphan every 50 ms).
 //!
 //! # Stopping
 //! A TERM or INT from outside is forwarded (through `--signal-map`) and starts the stop clock;

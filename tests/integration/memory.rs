@@ -11,14 +11,16 @@ use serde_json::json;
 
 use crate::support::{Bao, Envoke, Moto};
 
-/// Every readable mapping of process `pid` that holds `needle`.
+/// Every writable mapping of process `pid` that holds `needle` (heap, stacks, anonymous
+/// memory, data sections: where a value fetched at run time can be; read-only mappings hold only
+/// what was in their files).
 fn mappings_holding(pid: u32, needle: &[u8]) -> Vec<String> {
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
     let mut mem = std::fs::File::open(format!("/proc/{pid}/mem")).unwrap();
     let mut found = Vec::new();
     for line in maps.lines() {
         let fields: Vec<&str> = line.split_whitespace().collect();
-        if !fields[1].starts_with('r') || fields.get(5) == Some(&"[vvar]") {
+        if !fields[1].starts_with("rw") {
             continue;
         }
         let (start, end) = fields[0].split_once('-').unwrap();

@@ -365,7 +365,7 @@ fn credentials_from_credential_process_keep_working_while_the_child_is_supervise
     // aws-vault, granted, 1Password and Okta helpers hand out short-lived keys through
     // `credential_process`. Keys that expire within seconds make the SDK run the helper again for
     // every poll: a child of envoke that the SDK waits for by pid, while envoke's reaper collects
-    // the orphans the command leaves behind (one every 10 ms here) with waitpid(-1).
+    // the orphans the command leaves behind (one every 50 ms here) with waitpid(-1).
     let moto = Moto::start();
     moto.create("rotating", r#"{"password":"first"}"#);
     let envoke = Envoke::new().aws(&moto);
@@ -393,7 +393,7 @@ fn credentials_from_credential_process_keep_working_while_the_child_is_supervise
             ),
         )
         .manifest("[env]\nVALUE = \"aws-sm://rotating#password\"\n");
-    let leaves_orphans = r#"echo "$VALUE" >> "$LOG"; while :; do (sleep 0.01 &); sleep 0.01; done"#;
+    let leaves_orphans = r#"echo "$VALUE" >> "$LOG"; while :; do (sleep 0.05 &); sleep 0.05; done"#;
     let watched = Watched::start(
         &envoke,
         &["--watch", "100ms", "--settle", "100ms"],
