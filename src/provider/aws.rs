@@ -246,7 +246,7 @@ impl AwsProvider {
             }
             _ => {
                 let root = root_cause(error);
-                if is_credentials_failure(error) {
+                if is_credentials_failure(error) || root.contains("credentials") {
                     FetchError::Other(format!(
                         "no usable AWS credentials ({root}): set AWS_ACCESS_KEY_ID and \
                          AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or run where a role is available"
