@@ -81,15 +81,31 @@ impl Drop for Server {
     }
 }
 
-fn wait_until(name: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !ready() {
-        assert!(
-            start.elapsed() < timeout,
-            "{name} did not become ready within {timeout:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
+impl Server {
+    /// Waits until `ready()`; `false` when the server exited first: its port, free when it was
+    /// picked, was taken meanwhile (an outgoing connection of a parallel test, say).
+    fn wait_ready(&mut self, timeout: Duration, mut ready: impl FnMut() -> bool) -> bool {
+        let start = Instant::now();
+        while !ready() {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return false;
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "{} did not become ready within {timeout:?}",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        true
     }
+}
+
+/// Starts a server with `try_start` on a free port, on another when it could not have that one.
+fn start_on_a_free_port<T>(name: &str, try_start: impl Fn(u16) -> Option<T>) -> T {
+    (0..5)
+        .find_map(|_| try_start(free_port()))
+        .unwrap_or_else(|| panic!("{name} exited at start five times"))
 }
 
 fn http_agent() -> ureq::Agent {
@@ -111,11 +127,11 @@ pub struct Bao {
 impl Bao {
     /// Starts a server and waits until it answers.
     pub fn start() -> Bao {
-        Self::start_on(free_port())
+        start_on_a_free_port("bao", Self::try_start_on)
     }
 
-    /// Starts a server on `port`.
-    pub fn start_on(port: u16) -> Bao {
+    /// Starts a server on `port`; `None` when it exits instead (the port was taken).
+    fn try_start_on(port: u16) -> Option<Bao> {
         let child = Command::new(bao_binary())
             .args([
                 "server",
@@ -130,18 +146,18 @@ impl Bao {
             .stderr(Stdio::null())
             .spawn()
             .expect("start bao");
-        let bao = Bao {
+        let mut bao = Bao {
             addr: format!("http://127.0.0.1:{port}"),
             server: Server { child, name: "bao" },
             agent: http_agent(),
         };
-        wait_until("bao", Duration::from_secs(30), || {
+        let ready = bao.server.wait_ready(Duration::from_secs(30), || {
             bao.agent
                 .get(format!("{}/v1/sys/health", bao.addr))
                 .call()
                 .is_ok_and(|r| r.status() == 200)
         });
-        bao
+        ready.then_some(bao)
     }
 
     /// A raw API call with the root token; panics on a non-2xx answer.
@@ -305,7 +321,11 @@ pub const REGION: &str = "us-east-1";
 impl Moto {
     /// Starts a server and waits until it answers.
     pub fn start() -> Moto {
-        let port = free_port();
+        start_on_a_free_port("moto", Self::try_start_on)
+    }
+
+    /// Starts a server on `port`; `None` when it exits instead (the port was taken).
+    fn try_start_on(port: u16) -> Option<Moto> {
         let recording = tempfile::NamedTempFile::new().unwrap();
         let child = Command::new(venv_tool("bin/moto_server", "ENVOKE_TEST_MOTO"))
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
@@ -327,7 +347,7 @@ impl Moto {
             .endpoint_url(&endpoint)
             .credentials_provider(Credentials::for_tests())
             .build();
-        let moto = Moto {
+        let mut moto = Moto {
             endpoint,
             server: Server {
                 child,
@@ -338,7 +358,7 @@ impl Moto {
             client: SmClient::from_conf(config),
             agent: http_agent(),
         };
-        wait_until("moto", Duration::from_secs(60), || {
+        let ready = moto.server.wait_ready(Duration::from_secs(60), || {
             TcpStream::connect(moto.endpoint.trim_start_matches("http://")).is_ok()
                 && moto
                     .agent
@@ -346,7 +366,7 @@ impl Moto {
                     .call()
                     .is_ok_and(|r| r.status() == 200)
         });
-        moto
+        ready.then_some(moto)
     }
 
     /// The SDK client, for seeding.
