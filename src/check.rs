@@ -9,7 +9,6 @@ use crate::resolve::Resolution;
 /// One row of the report.
 #[derive(Debug, Serialize)]
 pub struct Row {
-    /// The variable name.
     pub name: String,
     /// The reference as written (canonical form when it parsed).
     pub reference: String,

@@ -2,13 +2,13 @@
 
 use std::ffi::OsString;
 use std::path::PathBuf;
-
 use std::time::Duration;
 
+use clap::{ArgAction, Args as ClapArgs, Parser, Subcommand, ValueEnum};
 use nix::sys::signal::Signal;
 
-use crate::launch::signals::{parse_signal, parse_signal_mapping};
-use clap::{ArgAction, Args as ClapArgs, Parser, Subcommand, ValueEnum};
+use crate::config::process::{parse_signal, parse_signal_mapping};
+use crate::config::watch::OnChange;
 
 /// Start a command with its secrets from AWS Secrets Manager and Vault in its environment.
 #[derive(Debug, Parser)]
@@ -60,8 +60,8 @@ pub struct RunArgs {
           default_missing_value = "5m", value_parser = humantime::parse_duration)]
     pub watch: Option<Duration>,
     /// What a change does: restart, signal:SIGNAME, exit or none [default: restart].
-    #[arg(long, value_name = "ACTION", value_parser = crate::watch::OnChange::parse)]
-    pub on_change: Option<crate::watch::OnChange>,
+    #[arg(long, value_name = "ACTION", value_parser = OnChange::parse)]
+    pub on_change: Option<OnChange>,
     /// Changes within this window coalesce into one action [default: 2s].
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub settle: Option<Duration>,

@@ -1,44 +1,46 @@
 //! Turns command-line flags, the manifest and envoke's own environment into one validated
-//! [`Config`]. Every reference is parsed here; nothing downstream parses again.
+//! [`Config`]. Every reference is parsed here; nothing downstream parses again. Every settings
+//! type lives here or below, one file per manifest table ([`process`], [`watch`], [`aws`],
+//! [`vault`]), so that config imports nothing above it: settings are finished before any work
+//! starts.
 //!
 //! Problems with single variables (a bad reference, an invalid name) are collected, not returned
 //! at the first one, so `run` can report them all and `check` can show each as `invalid`.
 
-use std::collections::BTreeMap;
-use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+pub mod aws;
+pub mod process;
+pub mod vault;
+pub mod watch;
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsString;
+use std::fmt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use secrecy::SecretString;
 
-use crate::launch::signals::{parse_signal, parse_signal_mapping};
-use crate::launch::supervise::StopPolicy;
-use crate::watch::{OnChange, WatchOptions};
-
-use crate::manifest::{AwsSection, EnvEntry, LongEntry, Manifest};
+use self::aws::AwsSettings;
+use self::process::{StopPolicy, parse_signal, parse_signal_mapping};
+use self::vault::VaultSettings;
+use self::watch::{OnChange, WatchOptions};
+use crate::manifest::{EnvEntry, LongEntry, Manifest, ProcessSection, WatchSection};
 use crate::reference::{Reference, ReferenceError};
 
 /// The manifest file looked for in the working directory.
-pub const DEFAULT_MANIFEST: &str = "envoke.toml";
+const DEFAULT_MANIFEST: &str = "envoke.toml";
 
 /// Everything a launch needs, validated.
 #[derive(Debug)]
 pub struct Config {
-    /// The manifest that was read, if any.
-    pub manifest: Option<PathBuf>,
     /// The child's variables, from the manifest and from environment references.
     pub variables: Vec<Variable>,
     /// Variables that could not be accepted; a launch refuses to start while any exist.
     pub problems: Vec<VariableProblem>,
-    /// AWS connection settings beyond aws-config's default chain.
     pub aws: AwsSettings,
-    /// Vault connection settings.
     pub vault: VaultSettings,
     /// envoke's inherited environment, which the child receives unless a variable overrides it.
     pub inherited: Vec<(OsString, OsString)>,
-    /// How the child is stopped.
     pub stop: StopPolicy,
     /// Rotation watching, when on.
     pub watch: Option<WatchOptions>,
@@ -49,11 +51,8 @@ pub struct Config {
 /// One variable for the child.
 #[derive(Debug, Clone)]
 pub struct Variable {
-    /// The variable name.
     pub name: String,
-    /// Where its value comes from.
     pub source: Source,
-    /// Where the variable was defined.
     pub origin: Origin,
     /// Whether the child gets the path of a private file holding the value instead.
     pub file: bool,
@@ -77,7 +76,8 @@ pub enum Origin {
     Environment,
 }
 
-/// A variable that could not be accepted.
+/// A variable that could not be accepted or resolved. Its `Display` is the one place that
+/// writes `NAME (REF): reason`.
 #[derive(Debug, Clone)]
 pub struct VariableProblem {
     /// The variable name as written.
@@ -88,206 +88,108 @@ pub struct VariableProblem {
     pub reason: String,
 }
 
-/// AWS settings from the manifest's `[aws]`; unset fields fall back to aws-config's chain.
-#[derive(Debug, Clone, Default)]
-pub struct AwsSettings {
-    /// Region override.
-    pub region: Option<String>,
-    /// Endpoint override.
-    pub endpoint: Option<String>,
-    /// Profile override.
-    pub profile: Option<String>,
+impl fmt::Display for VariableProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.name)?;
+        if let Some(reference) = &self.reference {
+            write!(f, " ({reference})")?;
+        }
+        write!(f, ": {}", self.reason)
+    }
 }
-
-/// Vault settings, environment first, overridden by the manifest's `[vault]`.
-#[derive(Debug, Clone)]
-pub struct VaultSettings {
-    /// Server address.
-    pub address: String,
-    /// The token (VAULT_TOKEN, else ~/.vault-token); `Debug` redacts it.
-    pub token: Option<SecretString>,
-    /// Enterprise namespace.
-    pub namespace: Option<String>,
-    /// CA certificate file.
-    pub ca_cert: Option<String>,
-    /// Skip TLS verification.
-    pub skip_verify: bool,
-}
-
-/// The vault CLI's default address.
-pub const DEFAULT_VAULT_ADDR: &str = "https://127.0.0.1:8200";
 
 /// A configuration that cannot be used at all.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The manifest file could not be read.
     #[error("cannot read manifest {path}: {source}")]
     ReadManifest {
-        /// The manifest path.
         path: PathBuf,
-        /// The I/O error.
         source: std::io::Error,
     },
     /// The manifest is not valid TOML or does not fit the schema.
     #[error("invalid manifest {path}: {source}")]
     ParseManifest {
-        /// The manifest path.
         path: PathBuf,
         /// The parse error, with line and column.
         source: crate::manifest::ManifestError,
     },
-    /// A setting has a value that cannot be used.
     #[error("invalid setting `{setting}` in {path}: {reason}")]
     InvalidSetting {
-        /// The manifest path.
         path: PathBuf,
         /// The setting, e.g. `[process] stop_timeout`.
         setting: &'static str,
-        /// What is wrong.
         reason: String,
     },
+    /// `--exec` with something only a supervising envoke can do.
+    #[error(
+        "--exec leaves no envoke behind to watch secrets or remove secret files; \
+         drop --exec, or --watch and `file = true`"
+    )]
+    ExecCannotSupervise,
 }
 
-/// What `config` needs from the command line.
+/// What `config` needs from the command line; each field is a flag or its ENVOKE_* variable.
 #[derive(Debug, Default)]
 pub struct Flags {
-    /// `-m FILE` / ENVOKE_MANIFEST.
     pub manifest: Option<PathBuf>,
-    /// `--no-env-refs` / ENVOKE_NO_ENV_REFS.
     pub no_env_refs: bool,
-    /// `--stop-signal` / ENVOKE_STOP_SIGNAL.
+    pub exec: bool,
     pub stop_signal: Option<Signal>,
-    /// `--stop-timeout` / ENVOKE_STOP_TIMEOUT.
     pub stop_timeout: Option<Duration>,
-    /// `--signal-map`.
     pub signal_map: Vec<(Signal, Signal)>,
-    /// `--watch` / ENVOKE_WATCH.
     pub watch: Option<Duration>,
-    /// `--on-change`.
     pub on_change: Option<OnChange>,
-    /// `--settle`.
     pub settle: Option<Duration>,
-    /// `--no-revoke`.
     pub no_revoke: bool,
 }
 
+/// envoke's own environment, as the settings read it: a variable that is unset, empty or not
+/// UTF-8 is absent.
+pub(crate) struct Environment<'a>(&'a [(OsString, OsString)]);
+
+impl Environment<'_> {
+    pub(crate) fn get(&self, name: &str) -> Option<String> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| v.to_str())
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    }
+}
+
 impl Config {
-    /// Builds the configuration from flags, the working directory's manifest and `environment`
-    /// (envoke's own, passed in so tests can drive it).
+    /// Builds the configuration from flags, the manifest (`-m`, else ./envoke.toml when present)
+    /// and `environment` (envoke's own, passed in so tests can drive it).
     pub fn load(
         flags: &Flags,
         environment: Vec<(OsString, OsString)>,
         home: Option<&Path>,
     ) -> Result<Config, ConfigError> {
-        let manifest_path = match &flags.manifest {
-            Some(path) => Some(path.clone()),
-            None => Some(PathBuf::from(DEFAULT_MANIFEST)).filter(|p| p.is_file()),
+        let (manifest_path, manifest) = read_manifest(flags.manifest.as_deref())?;
+        let errors = SettingErrors {
+            path: manifest_path.as_deref(),
         };
-        let manifest = match &manifest_path {
-            Some(path) => {
-                let text =
-                    std::fs::read_to_string(path).map_err(|source| ConfigError::ReadManifest {
-                        path: path.clone(),
-                        source,
-                    })?;
-                Manifest::parse(&text).map_err(|source| ConfigError::ParseManifest {
-                    path: path.clone(),
-                    source,
-                })?
-            }
-            None => Manifest::default(),
-        };
-
-        let lookup = |name: &str| -> Option<String> {
-            environment
-                .iter()
-                .find(|(k, _)| k == name)
-                .and_then(|(_, v)| v.to_str())
-                .map(str::to_owned)
-                .filter(|v| !v.is_empty())
-        };
-
-        let mut variables = Vec::new();
-        let mut problems = Vec::new();
-        for (name, entry) in &manifest.env {
-            match manifest_variable(name, entry) {
-                Ok(variable) => variables.push(variable),
-                Err(problem) => problems.push(problem),
-            }
-        }
+        let (mut variables, mut problems) = manifest_variables(&manifest);
         if !flags.no_env_refs {
-            let defined: std::collections::BTreeSet<&str> =
-                manifest.env.keys().map(String::as_str).collect();
-            for (name, value) in &environment {
-                let (Some(name), Some(value)) = (name.to_str(), value.to_str()) else {
-                    continue;
-                };
-                if defined.contains(name) {
-                    continue; // the manifest's definition wins
-                }
-                match Reference::parse_environment_value(value) {
-                    None => {}
-                    Some(Ok(reference)) => variables.push(Variable {
-                        name: name.to_owned(),
-                        source: Source::Reference(reference),
-                        origin: Origin::Environment,
-                        file: false,
-                    }),
-                    Some(Err(error)) => problems.push(VariableProblem {
-                        name: name.to_owned(),
-                        reference: Some(value.to_owned()),
-                        reason: format!("invalid reference in the environment: {error}"),
-                    }),
-                }
-            }
+            let (found, invalid) = environment_references(&manifest, &environment);
+            variables.extend(found);
+            problems.extend(invalid);
         }
-
-        let vault_section = &manifest.vault;
-        let token = lookup("VAULT_TOKEN")
-            .or_else(|| read_token_file(home?))
-            .map(SecretString::from);
-        let vault = VaultSettings {
-            address: vault_section
-                .address
-                .clone()
-                .or_else(|| lookup("VAULT_ADDR"))
-                .unwrap_or_else(|| DEFAULT_VAULT_ADDR.to_owned()),
-            token,
-            namespace: vault_section
-                .namespace
-                .clone()
-                .or_else(|| lookup("VAULT_NAMESPACE")),
-            ca_cert: vault_section
-                .ca_cert
-                .clone()
-                .or_else(|| lookup("VAULT_CACERT")),
-            skip_verify: vault_section
-                .skip_verify
-                .unwrap_or_else(|| lookup("VAULT_SKIP_VERIFY").is_some_and(|v| truthy(&v))),
-        };
-        let stop = stop_policy(flags, &manifest, manifest_path.as_deref())?;
-        let watch = watch_options(flags, &manifest, manifest_path.as_deref())?;
-        let AwsSection {
-            region,
-            endpoint,
-            profile,
-        } = manifest.aws;
-
-        Ok(Config {
-            manifest: manifest_path,
+        let config = Config {
             variables,
             problems,
-            aws: AwsSettings {
-                region,
-                endpoint,
-                profile,
-            },
-            vault,
+            aws: AwsSettings::load(manifest.aws),
+            vault: VaultSettings::load(&manifest.vault, &Environment(&environment), home),
+            stop: stop_policy(flags, &manifest.process, &errors)?,
+            watch: watch_options(flags, &manifest.watch, &errors)?,
             inherited: environment,
-            stop,
-            watch,
             revoke: !flags.no_revoke,
-        })
+        };
+        if flags.exec && (config.watch.is_some() || config.wants_files()) {
+            return Err(ConfigError::ExecCannotSupervise);
+        }
+        Ok(config)
     }
 
     /// The variables that name references, with their references.
@@ -298,16 +200,94 @@ impl Config {
         })
     }
 
-    /// Variables by name, for lookups.
+    /// The literal variables with their values.
+    pub fn literals(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.variables.iter().filter_map(|v| match &v.source {
+            Source::Literal(text) => Some((v.name.as_str(), text.as_str())),
+            Source::Reference(_) => None,
+        })
+    }
+
     pub fn by_name(&self) -> BTreeMap<&str, &Variable> {
         self.variables
             .iter()
             .map(|v| (v.name.as_str(), v))
             .collect()
     }
+
+    /// Whether any variable is given to the child as a file (`file = true`).
+    pub fn wants_files(&self) -> bool {
+        self.variables.iter().any(|v| v.file)
+    }
 }
 
-/// Flags (and their environment variables) first, then the manifest's `[process]`, then defaults.
+/// The manifest named by `-m`, else ./envoke.toml when there is one, else an empty manifest.
+fn read_manifest(flag: Option<&Path>) -> Result<(Option<PathBuf>, Manifest), ConfigError> {
+    let path = match flag {
+        Some(path) => path.to_path_buf(),
+        None => match Some(PathBuf::from(DEFAULT_MANIFEST)).filter(|p| p.is_file()) {
+            Some(path) => path,
+            None => return Ok((None, Manifest::default())),
+        },
+    };
+    let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::ReadManifest {
+        path: path.clone(),
+        source,
+    })?;
+    let manifest = Manifest::parse(&text).map_err(|source| ConfigError::ParseManifest {
+        path: path.clone(),
+        source,
+    })?;
+    Ok((Some(path), manifest))
+}
+
+/// The manifest's `[env]`: the variables it defines, and the entries that cannot be used.
+fn manifest_variables(manifest: &Manifest) -> (Vec<Variable>, Vec<VariableProblem>) {
+    let mut variables = Vec::new();
+    let mut problems = Vec::new();
+    for (name, entry) in &manifest.env {
+        match manifest_variable(name, entry) {
+            Ok(variable) => variables.push(variable),
+            Err(problem) => problems.push(problem),
+        }
+    }
+    (variables, problems)
+}
+
+/// References in envoke's own environment (`NAME=aws-sm://...`) that the manifest does not
+/// define; the manifest's definition wins.
+fn environment_references(
+    manifest: &Manifest,
+    environment: &[(OsString, OsString)],
+) -> (Vec<Variable>, Vec<VariableProblem>) {
+    let defined: BTreeSet<&str> = manifest.env.keys().map(String::as_str).collect();
+    let mut variables = Vec::new();
+    let mut problems = Vec::new();
+    for (name, value) in environment {
+        let (Some(name), Some(value)) = (name.to_str(), value.to_str()) else {
+            continue;
+        };
+        if defined.contains(name) {
+            continue;
+        }
+        match Reference::parse_environment_value(value) {
+            None => {}
+            Some(Ok(reference)) => variables.push(Variable {
+                name: name.to_owned(),
+                source: Source::Reference(reference),
+                origin: Origin::Environment,
+                file: false,
+            }),
+            Some(Err(error)) => problems.push(VariableProblem {
+                name: name.to_owned(),
+                reference: Some(value.to_owned()),
+                reason: format!("invalid reference in the environment: {error}"),
+            }),
+        }
+    }
+    (variables, problems)
+}
+
 /// Builds the errors of one manifest's settings, naming the manifest.
 struct SettingErrors<'a> {
     path: Option<&'a Path>,
@@ -328,14 +308,13 @@ impl SettingErrors<'_> {
     }
 }
 
+/// Flags (and their environment variables) first, then the manifest's `[process]`, then defaults.
 fn stop_policy(
     flags: &Flags,
-    manifest: &Manifest,
-    path: Option<&Path>,
+    section: &ProcessSection,
+    errors: &SettingErrors<'_>,
 ) -> Result<StopPolicy, ConfigError> {
-    let errors = SettingErrors { path };
     let invalid = |setting, reason| errors.invalid(setting, reason);
-    let section = &manifest.process;
     let mut policy = StopPolicy::default();
     if let Some(sig) = flags.stop_signal {
         policy.stop_signal = sig;
@@ -360,13 +339,11 @@ fn stop_policy(
 /// interval.
 fn watch_options(
     flags: &Flags,
-    manifest: &Manifest,
-    path: Option<&Path>,
+    section: &WatchSection,
+    errors: &SettingErrors<'_>,
 ) -> Result<Option<WatchOptions>, ConfigError> {
-    let errors = SettingErrors { path };
     let invalid = |setting, reason| errors.invalid(setting, reason);
     let duration = |setting, text: &str| errors.duration(setting, text);
-    let section = &manifest.watch;
     let interval = match (flags.watch, &section.interval) {
         (Some(interval), _) => interval,
         (None, Some(text)) => duration("[watch] interval", text)?,
@@ -451,26 +428,12 @@ fn reference_problem(name: &str, text: &str, error: ReferenceError) -> VariableP
 }
 
 /// POSIX portable environment variable names: `[A-Za-z_][A-Za-z0-9_]*`.
-pub fn is_valid_name(name: &str) -> bool {
+fn is_valid_name(name: &str) -> bool {
     let mut chars = name.chars();
     chars
         .next()
         .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
-fn truthy(value: &str) -> bool {
-    matches!(
-        value.to_ascii_lowercase().as_str(),
-        "1" | "true" | "yes" | "on"
-    )
-}
-
-/// `~/.vault-token`, as written by `vault login`.
-fn read_token_file(home: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(home.join(".vault-token")).ok()?;
-    let token = text.trim();
-    (!token.is_empty()).then(|| token.to_owned())
 }
 
 #[cfg(test)]

@@ -1,30 +1,28 @@
-//! envoke's errors, and the one table that maps them to exit codes.
+//! envoke's errors, and the one table that maps every way envoke ends to its exit code.
 //!
-//! The exit codes follow `env(1)` and `docker run`: the child's own code when it ran, 128+N when
-//! signal N ended it, and otherwise:
+//! The exit codes follow `env(1)` and `docker run`:
 //!
 //! | code | meaning |
 //! |------|---------|
+//! | the child's | the command ran and exited with it |
+//! | 128+N | the command was killed by signal N, or envoke was stopped by signal N before it started |
+//! | 75   | `--on-change exit`: a secret changed and envoke stopped the command (EX_TEMPFAIL: "try again", so an orchestrator starts a fresh task) |
 //! | 125  | envoke itself failed: bad flags or manifest, a reference that cannot be resolved, a backend unreachable or denying. The command was not started. |
 //! | 126  | the command was found but cannot be executed |
 //! | 127  | the command was not found |
 
 use std::fmt;
 
+use nix::sys::signal::Signal;
+
 use crate::config::{ConfigError, VariableProblem};
 use crate::launch::LaunchError;
-
-/// envoke failed itself.
-pub const EXIT_ENVOKE_FAILED: u8 = 125;
-/// The command cannot be executed.
-pub const EXIT_CANNOT_EXECUTE: u8 = 126;
-/// The command was not found.
-pub const EXIT_NOT_FOUND: u8 = 127;
+use crate::launch::supervise::{ChildExit, Finish};
 
 /// Everything that can stop envoke.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The manifest could not be read or parsed.
+    /// The manifest or a setting cannot be used.
     #[error(transparent)]
     Config(#[from] ConfigError),
     /// Some variables could not be accepted or resolved; the command was not started.
@@ -33,29 +31,49 @@ pub enum Error {
     /// The command could not be started.
     #[error(transparent)]
     Launch(#[from] LaunchError),
-    /// Signal handling could not be set up.
     #[error("cannot set up signal handling: {0}")]
     Signals(std::io::Error),
-    /// Secret files could not be written.
     #[error("cannot write secret files: {0}")]
     Files(std::io::Error),
-    /// Flags or settings that do not go together.
-    #[error("{0}")]
-    Usage(String),
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
 }
 
-impl Error {
-    /// The exit code for this error.
-    pub fn exit_code(&self) -> u8 {
-        match self {
+/// How envoke ends when nothing went wrong on its side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Done, successfully (`check` with every variable resolving, `--help`).
+    Success,
+    /// A usage error, already printed (by clap).
+    Usage,
+    /// `check` found variables that do not resolve; the report says which.
+    Unresolved,
+    /// A signal stopped envoke before the command started.
+    Interrupted(Signal),
+    /// Supervision ended.
+    Supervised(Finish),
+}
+
+/// The one exit-code table.
+pub fn exit_code(result: &Result<Exit, Error>) -> u8 {
+    const FAILED: u8 = 125;
+    match result {
+        Ok(Exit::Success) => 0,
+        Ok(Exit::Supervised(Finish::Child(ChildExit::Code(code)))) => (code & 0xff) as u8,
+        Ok(Exit::Supervised(Finish::Child(ChildExit::Signal(sig))) | Exit::Interrupted(sig)) => {
+            (128 + *sig as i32) as u8
+        }
+        Ok(Exit::Supervised(Finish::Changed)) => 75,
+        Ok(Exit::Usage | Exit::Unresolved) => FAILED,
+        Err(Error::Launch(LaunchError::CannotExecute { .. })) => 126,
+        Err(Error::Launch(LaunchError::NotFound(_))) => 127,
+        Err(
             Error::Config(_)
             | Error::Variables(_)
             | Error::Signals(_)
             | Error::Files(_)
-            | Error::Usage(_) => EXIT_ENVOKE_FAILED,
-            Error::Launch(LaunchError::NotFound(_)) => EXIT_NOT_FOUND,
-            Error::Launch(LaunchError::CannotExecute { .. }) => EXIT_CANNOT_EXECUTE,
-        }
+            | Error::Runtime(_),
+        ) => FAILED,
     }
 }
 
@@ -70,12 +88,37 @@ impl fmt::Display for Unresolved<'_> {
             if count == 1 { "" } else { "s" }
         )?;
         for problem in self.0 {
-            write!(f, "\n  {}", problem.name)?;
-            if let Some(reference) = &problem.reference {
-                write!(f, " ({reference})")?;
-            }
-            write!(f, ": {}", problem.reason)?;
+            write!(f, "\n  {problem}")?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table() {
+        let code = |exit| exit_code(&Ok(exit));
+        assert_eq!(code(Exit::Success), 0);
+        assert_eq!(code(Exit::Supervised(Finish::Child(ChildExit::Code(3)))), 3);
+        assert_eq!(
+            code(Exit::Supervised(Finish::Child(ChildExit::Code(256 + 7)))),
+            7
+        );
+        assert_eq!(
+            code(Exit::Supervised(Finish::Child(ChildExit::Signal(
+                Signal::SIGKILL
+            )))),
+            137
+        );
+        assert_eq!(code(Exit::Interrupted(Signal::SIGTERM)), 143);
+        assert_eq!(code(Exit::Supervised(Finish::Changed)), 75);
+        assert_eq!(code(Exit::Unresolved), 125);
+        assert_eq!(
+            exit_code(&Err(Error::Launch(LaunchError::NotFound("x".into())))),
+            127
+        );
     }
 }

@@ -10,18 +10,58 @@ pub mod supervise;
 
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
-use std::os::unix::ffi::OsStrExt;
+use std::io::IsTerminal;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
+use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use zeroize::Zeroizing;
 
-use std::os::unix::ffi::OsStringExt;
-
+use self::files::SecretFiles;
+use self::signals::{GROUP_FORWARDED, TERMINAL_CAUGHT};
+use self::supervise::Target;
 use crate::config::{Config, Origin};
-use crate::launch::files::SecretFiles;
-use crate::resolve::{Resolution, literals};
+use crate::resolve::Resolution;
+
+/// Whether the child shares envoke's terminal. Decided once, from stdin, before anything starts:
+/// it sets which signals envoke catches, whether the child gets a process group of its own, and
+/// who receives what envoke forwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Terminal {
+    /// stdin is a terminal: the child stays in envoke's process group, in the terminal's
+    /// foreground (so it can read the terminal), and the terminal's own signals reach it directly.
+    Foreground,
+    /// No terminal (a container, a service): the child leads a process group of its own, and
+    /// forwarded signals go to the whole group.
+    Detached,
+}
+
+impl Terminal {
+    pub fn of_stdin() -> Terminal {
+        if std::io::stdin().is_terminal() {
+            Terminal::Foreground
+        } else {
+            Terminal::Detached
+        }
+    }
+
+    /// The signals envoke catches (besides SIGCHLD).
+    fn caught(self) -> &'static [Signal] {
+        match self {
+            Terminal::Foreground => TERMINAL_CAUGHT,
+            Terminal::Detached => GROUP_FORWARDED,
+        }
+    }
+
+    fn target(self, pid: Pid) -> Target {
+        match self {
+            Terminal::Foreground => Target::Foreground(pid),
+            Terminal::Detached => Target::Group(pid),
+        }
+    }
+}
 
 /// The child's environment. Values sit in zeroizing buffers, cleared when this is dropped.
 pub struct ChildEnvironment {
@@ -47,8 +87,8 @@ impl ChildEnvironment {
         resolution: &Resolution,
         files: Option<&SecretFiles>,
     ) -> std::io::Result<ChildEnvironment> {
-        let mut values: BTreeMap<&str, Zeroizing<Vec<u8>>> = literals(config)
-            .into_iter()
+        let mut values: BTreeMap<&str, Zeroizing<Vec<u8>>> = config
+            .literals()
             .map(|(name, text)| (name, Zeroizing::new(text.as_bytes().to_vec())))
             .collect();
         for outcome in &resolution.outcomes {
@@ -61,11 +101,10 @@ impl ChildEnvironment {
         }
         let origins = config.by_name();
         for (name, value) in values.iter_mut() {
-            if origins.get(name).is_some_and(|v| v.file) {
-                let files = files.ok_or_else(|| {
-                    std::io::Error::other("secret files need a private directory")
-                })?;
-                let path = files.write(name, value)?;
+            let Some(variable) = origins.get(name) else {
+                continue;
+            };
+            if let Some(path) = files::write_if_file(files, variable, value)? {
                 *value = Zeroizing::new(path.into_os_string().into_vec());
             }
         }
@@ -104,9 +143,7 @@ pub enum LaunchError {
     /// The program exists but cannot be executed (exit 126).
     #[error("cannot execute {command}: {source}")]
     CannotExecute {
-        /// The program.
         command: String,
-        /// The OS error.
         source: std::io::Error,
     },
 }
@@ -133,20 +170,22 @@ fn launch_error(argv: &[OsString], error: std::io::Error) -> LaunchError {
     }
 }
 
-/// Starts the child. With `own_group`, it leads a new process group (for signal forwarding to
-/// everything it starts); otherwise it stays in envoke's group, in the terminal's foreground.
+/// Starts the child, in a process group of its own unless it shares envoke's terminal; returns
+/// whom forwarded signals go to.
 pub fn spawn(
     argv: &[OsString],
     environment: &ChildEnvironment,
-    own_group: bool,
-) -> Result<Pid, LaunchError> {
+    terminal: Terminal,
+) -> Result<Target, LaunchError> {
     let mut command = command(argv, environment);
-    if own_group {
+    if terminal == Terminal::Detached {
         command.process_group(0);
     }
     let child = command.spawn().map_err(|e| launch_error(argv, e))?;
     // The `Child` handle is dropped without waiting: the supervisor reaps (see supervise.rs).
-    Ok(Pid::from_raw(child.id() as i32))
+    let pid = Pid::from_raw(child.id() as i32);
+    tracing::info!(%pid, "started the command");
+    Ok(terminal.target(pid))
 }
 
 /// Replaces envoke with the command (execve). Returns only on failure.

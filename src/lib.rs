@@ -6,52 +6,54 @@
 //! ```text
 //! argv ─► cli ─► config (manifest + flags + environment, references parsed) ─► resolve
 //!      (providers: aws, vault; batched, concurrent, deduplicated) ─► launch (exec, or spawn and
-//!      supervise: signals, reaping, graceful stop) ─► exit code (error)
+//!      supervise: signals, reaping, graceful stop) ◄── watch ─► exit code (error)
 //! ```
 //!
-//! - [`cli`]: clap definitions.
-//! - [`manifest`]: the `envoke.toml` schema.
-//! - [`config`]: flags + manifest + environment → one validated [`config::Config`].
-//! - [`reference`]: the `aws-sm://` / `vault://` grammar.
-//! - [`secret`]: the zeroizing, redacting value type.
-//! - [`provider`]: AWS Secrets Manager and Vault clients.
-//! - [`resolve`]: references → values, per variable.
-//! - [`check`]: the `envoke check` report.
-//! - [`launch`]: the child's environment, spawn/exec, signal forwarding, reaping.
-//! - [`watch`]: rotation: change detection, leases, backoff.
-//! - [`error`]: errors and their exit codes.
+//! The modules, in layers: each imports only from the layers listed before it.
+//!
+//! 1. `reference` (the `aws-sm://` / `vault://` grammar), `secret` (the zeroizing, redacting
+//!    value type), `manifest` (the `envoke.toml` schema), `logging`.
+//! 2. `config`: flags + manifest + environment → one validated `Config`; every settings type.
+//! 3. `provider`: the AWS Secrets Manager and Vault clients, connected as references need them.
+//! 4. `resolve`: references → values, per variable.
+//! 5. `launch`: the child's environment, spawn/exec, signals, the supervisor, reaping.
+//! 6. `watch`: rotation: change detection, leases, backoff; asks the supervisor to act.
+//! 7. `check` (the `envoke check` report), `error` (errors and the exit-code table), `cli`
+//!    (clap definitions).
+//! 8. this file: [`main_with_args`], which reads top to bottom: parse, decide the terminal,
+//!    load, resolve, start, supervise, clean up.
 #![warn(missing_docs)]
 
-pub mod check;
-pub mod cli;
-pub mod config;
-pub mod error;
-pub mod launch;
-pub mod logging;
-pub mod manifest;
-pub mod provider;
-pub mod reference;
-pub mod resolve;
-pub mod secret;
-pub mod watch;
+mod check;
+mod cli;
+mod config;
+mod error;
+mod launch;
+mod logging;
+mod manifest;
+mod provider;
+mod reference;
+mod resolve;
+mod secret;
+mod watch;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use clap::Parser;
 use tokio::sync::mpsc;
 
-use clap::Parser;
-
 use crate::cli::{Args, CheckArgs, Command, Format, RunArgs};
-use crate::config::{Config, Flags, VariableProblem};
-use crate::error::{EXIT_ENVOKE_FAILED, Error};
+use crate::config::{Config, Flags};
+use crate::error::{Error, Exit, exit_code};
 use crate::launch::files::SecretFiles;
-use crate::launch::signals::{GROUP_FORWARDED, Signals, TERMINAL_CAUGHT};
-use crate::launch::supervise::{Target, supervise};
-use crate::launch::{ChildEnvironment, become_subreaper};
-use crate::resolve::{Backends, Resolution, resolve};
-use crate::watch::{HeldLeases, Watcher, revoke_all};
+use crate::launch::signals::Signals;
+use crate::launch::supervise::supervise;
+use crate::launch::{ChildEnvironment, Terminal, become_subreaper};
+use crate::provider::Backends;
+use crate::resolve::{Resolution, resolve};
+use crate::watch::{HeldLeases, Watcher};
 
 /// Runs envoke with these arguments (argv[0] first) and returns its exit code.
 pub fn main_with_args(argv: impl IntoIterator<Item = OsString>) -> u8 {
@@ -59,11 +61,12 @@ pub fn main_with_args(argv: impl IntoIterator<Item = OsString>) -> u8 {
         Ok(args) => args,
         Err(error) => {
             let _ = error.print();
-            return if error.use_stderr() {
-                EXIT_ENVOKE_FAILED
+            let exit = if error.use_stderr() {
+                Exit::Usage
             } else {
-                0
+                Exit::Success
             };
+            return exit_code(&Ok(exit));
         }
     };
     logging::init(args.verbose, args.quiet);
@@ -74,31 +77,25 @@ pub fn main_with_args(argv: impl IntoIterator<Item = OsString>) -> u8 {
         // Not with --exec: the attribute would survive execve into the user's command.
         become_subreaper();
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+    let result = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("envoke: cannot start the async runtime: {error}");
-            return EXIT_ENVOKE_FAILED;
-        }
-    };
-    let result = runtime.block_on(async {
-        match args.command {
-            Command::Run(run_args) => run(run_args).await,
-            Command::Check(check_args) => check(check_args).await,
-        }
-    });
-    // Don't wait for a stuck blocking task (a DNS lookup, say) before exiting.
-    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
-    match result {
-        Ok(code) => code,
-        Err(error) => {
-            eprintln!("envoke: error: {error}");
-            error.exit_code()
-        }
+        .map_err(Error::Runtime)
+        .and_then(|runtime| {
+            let result = runtime.block_on(async {
+                match args.command {
+                    Command::Run(run_args) => run(run_args).await,
+                    Command::Check(check_args) => check(check_args).await,
+                }
+            });
+            // Don't wait for a stuck blocking task (a DNS lookup, say) before exiting.
+            runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+            result
+        });
+    if let Err(error) = &result {
+        eprintln!("envoke: error: {error}");
     }
+    exit_code(&result)
 }
 
 fn home_dir() -> Option<PathBuf> {
@@ -112,18 +109,15 @@ fn load_config(flags: Flags) -> Result<Config, Error> {
     Ok(Config::load(&flags, environment, home_dir().as_deref())?)
 }
 
-/// `envoke run`.
-async fn run(args: RunArgs) -> Result<u8, Error> {
-    let on_terminal = std::io::IsTerminal::is_terminal(&std::io::stdin());
-    let caught = if on_terminal {
-        TERMINAL_CAUGHT
-    } else {
-        GROUP_FORWARDED
-    };
-    let mut signals = Signals::install(caught).map_err(Error::Signals)?;
+/// `envoke run`: resolve, start, supervise (and watch), clean up.
+async fn run(args: RunArgs) -> Result<Exit, Error> {
+    // Before anything slow: a TERM while resolving must be seen, not lost.
+    let terminal = Terminal::of_stdin();
+    let mut signals = Signals::install(terminal).map_err(Error::Signals)?;
     let config = load_config(Flags {
         manifest: args.manifest,
         no_env_refs: args.no_env_refs,
+        exec: args.exec,
         stop_signal: args.stop_signal,
         stop_timeout: args.stop_timeout,
         signal_map: args.signal_map,
@@ -135,32 +129,24 @@ async fn run(args: RunArgs) -> Result<u8, Error> {
     if !config.problems.is_empty() {
         return Err(Error::Variables(config.problems));
     }
-    let wants_files = config.variables.iter().any(|v| v.file);
-    if args.exec && (config.watch.is_some() || wants_files) {
-        return Err(Error::Usage(
-            "--exec leaves no envoke behind to watch secrets or remove secret files; \
-             drop --exec, or --watch and `file = true`"
-                .to_owned(),
-        ));
-    }
 
     let (backends, resolution) = tokio::select! {
         resolved = connect_and_resolve(&config) => resolved,
         sig = signals.recv_terminating() => {
             tracing::warn!(signal = %sig, "interrupted while resolving; the command was not started");
-            return Ok(128 + sig as i32 as u8);
+            return Ok(Exit::Interrupted(sig));
         }
     };
-    let failures = failures(&resolution);
+    let failures = resolution.failures();
     if !failures.is_empty() {
-        revoke_all(&backends, &resolution.leases()).await;
+        backends.revoke_all(&resolution.leases()).await;
         return Err(Error::Variables(failures));
     }
     tracing::info!(
         variables = resolution.outcomes.len(),
         "resolved every reference"
     );
-    let files = if wants_files {
+    let files = if config.wants_files() {
         Some(Arc::new(SecretFiles::create().map_err(Error::Files)?))
     } else {
         None
@@ -171,36 +157,26 @@ async fn run(args: RunArgs) -> Result<u8, Error> {
     if args.exec {
         return Err(launch::exec(&args.command, &environment).into());
     }
-    let start = |environment: &ChildEnvironment| {
-        let pid = launch::spawn(&args.command, environment, !on_terminal)?;
-        tracing::info!(%pid, "started the command");
-        Ok(if on_terminal {
-            Target::Foreground(pid)
-        } else {
-            Target::Group(pid)
-        })
-    };
+    let start =
+        |environment: &ChildEnvironment| launch::spawn(&args.command, environment, terminal);
     let target = start(&environment)?;
+    // The values are in the child's environment now; envoke's copies are zeroized here, before
+    // supervision that may last for months.
     drop(environment);
 
     let config = Arc::new(config);
     let backends = Arc::new(backends);
     let held: HeldLeases = Arc::new(Mutex::new(resolution.leases()));
     let (control, mut controls) = mpsc::unbounded_channel();
-    let watcher = config.watch.clone().map(|options| {
-        tracing::info!(interval = ?options.interval, on_change = ?options.on_change, "watching for changes");
-        let watcher = Watcher::new(
-            Arc::clone(&config),
-            Arc::clone(&backends),
-            options,
-            &resolution,
-            files.clone(),
-            Arc::clone(&held),
-            control.clone(),
-        );
-        tokio::spawn(watcher.run())
-    });
-    drop(control);
+    let watcher = Watcher::start(
+        Arc::clone(&config),
+        Arc::clone(&backends),
+        &resolution,
+        files.clone(),
+        Arc::clone(&held),
+        control,
+    );
+    // The watcher kept versions and hashes; the values themselves go now.
     drop(resolution);
 
     let finish = supervise(target, &mut signals, &config.stop, &mut controls, &start).await;
@@ -208,11 +184,12 @@ async fn run(args: RunArgs) -> Result<u8, Error> {
         watcher.abort();
     }
     if config.revoke {
-        let leases = held.lock().map(|l| l.clone()).unwrap_or_default();
-        revoke_all(&backends, &leases).await;
+        let leases = watch::lock(&held).clone();
+        backends.revoke_all(&leases).await;
     }
+    // Zeroes and removes the secret files, on every way out but SIGKILL.
     drop(files);
-    Ok(finish?.code())
+    Ok(Exit::Supervised(finish?))
 }
 
 async fn connect_and_resolve(config: &Config) -> (Backends, Resolution) {
@@ -221,37 +198,25 @@ async fn connect_and_resolve(config: &Config) -> (Backends, Resolution) {
     (backends, resolution)
 }
 
-fn failures(resolution: &Resolution) -> Vec<VariableProblem> {
-    resolution
-        .outcomes
-        .iter()
-        .filter_map(|outcome| {
-            let failure = outcome.result.as_ref().err()?;
-            Some(VariableProblem {
-                name: outcome.name.clone(),
-                reference: Some(outcome.reference.to_string()),
-                reason: failure.to_string(),
-            })
-        })
-        .collect()
-}
-
 /// `envoke check`.
-async fn check(args: CheckArgs) -> Result<u8, Error> {
+async fn check(args: CheckArgs) -> Result<Exit, Error> {
     let config = load_config(Flags {
         manifest: args.manifest,
         no_env_refs: args.no_env_refs,
         ..Flags::default()
     })?;
-    let backends = Backends::connect(&config).await;
-    let resolution = resolve(&config, &backends).await;
+    let (backends, resolution) = connect_and_resolve(&config).await;
     // A check must not leave dynamic credentials behind.
-    revoke_all(&backends, &resolution.leases()).await;
+    backends.revoke_all(&resolution.leases()).await;
     let report = check::Report::new(&config, &resolution);
     let text = match args.format {
         Format::Text => report.to_text(),
         Format::Json => report.to_json() + "\n",
     };
     print!("{text}");
-    Ok(if report.ok { 0 } else { EXIT_ENVOKE_FAILED })
+    Ok(if report.ok {
+        Exit::Success
+    } else {
+        Exit::Unresolved
+    })
 }

@@ -80,7 +80,6 @@ pub enum EnvEntry {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LongEntry {
-    /// A reference.
     #[serde(rename = "ref")]
     pub reference: Option<String>,
     /// A literal, taken as it is even when it looks like a reference.

@@ -4,11 +4,75 @@
 //! which version it got; picking a key out of a document is [`crate::resolve`]'s job. Errors are
 //! mapped to [`FetchError`] at this boundary, so nothing above sees an SDK or HTTP error type
 //! (some of which carry response bodies in their `Debug` output).
+//!
+//! [`Backends`] holds the clients a configuration needs, and only those: a backend that no
+//! reference uses is never contacted.
 
 pub mod aws;
 pub mod vault;
 
+use crate::config::Config;
+use crate::reference::Reference;
 use crate::secret::SecretValue;
+
+use self::aws::AwsProvider;
+use self::vault::VaultProvider;
+
+/// The connected backends; `None` for one that no reference uses.
+pub struct Backends {
+    /// AWS, or why it could not be set up.
+    aws: Option<Result<AwsProvider, FetchError>>,
+    /// Vault, or why it could not be set up.
+    vault: Option<Result<VaultProvider, FetchError>>,
+}
+
+impl Backends {
+    /// Sets up the backends that `config`'s references need, and only those.
+    pub async fn connect(config: &Config) -> Backends {
+        let uses_aws = config
+            .references()
+            .any(|(_, r)| matches!(r, Reference::Aws(_)));
+        let uses_vault = config
+            .references()
+            .any(|(_, r)| matches!(r, Reference::Vault(_)));
+        let aws = if uses_aws {
+            Some(AwsProvider::connect(&config.aws).await)
+        } else {
+            None
+        };
+        let vault = uses_vault.then(|| VaultProvider::connect(&config.vault));
+        Backends { aws, vault }
+    }
+
+    /// The AWS provider, or why there is none.
+    pub fn aws(&self) -> Result<&AwsProvider, FetchError> {
+        match &self.aws {
+            Some(Ok(provider)) => Ok(provider),
+            Some(Err(error)) => Err(error.clone()),
+            None => Err(FetchError::Other("AWS is not configured".to_owned())),
+        }
+    }
+
+    /// The Vault provider, or why there is none.
+    pub fn vault(&self) -> Result<&VaultProvider, FetchError> {
+        match &self.vault {
+            Some(Ok(provider)) => Ok(provider),
+            Some(Err(error)) => Err(error.clone()),
+            None => Err(FetchError::Other("Vault is not configured".to_owned())),
+        }
+    }
+
+    /// Revokes leases, logging (not failing) when one cannot be.
+    pub async fn revoke_all(&self, leases: &[Lease]) {
+        let Ok(vault) = self.vault() else { return };
+        for lease in leases {
+            match vault.revoke(lease).await {
+                Ok(()) => tracing::info!(lease = %lease.id, "revoked lease"),
+                Err(error) => tracing::warn!(lease = %lease.id, %error, "cannot revoke lease"),
+            }
+        }
+    }
+}
 
 /// A fetched secret document.
 #[derive(Debug)]
@@ -67,7 +131,6 @@ pub enum FetchError {
     Unreachable {
         /// The address that was tried.
         address: String,
-        /// What failed.
         detail: String,
     },
     /// The request or the secret is unusable as it is (a version on a KV v1 mount, a binary

@@ -88,7 +88,6 @@ pub enum ReferenceError {
     /// A malformed Vault path.
     #[error("malformed path `{path}`: {why}")]
     BadPath {
-        /// The path as written.
         path: String,
         /// What is wrong with it.
         why: &'static str,
@@ -142,6 +141,14 @@ impl Reference {
         match self {
             Reference::Aws(_) => "aws",
             Reference::Vault(_) => "vault",
+        }
+    }
+
+    /// Which part of the fetched document is the value; `None` means all of it.
+    pub fn key(&self) -> Option<&KeyPath> {
+        match self {
+            Reference::Aws(r) => r.key.as_ref(),
+            Reference::Vault(r) => r.key.as_ref(),
         }
     }
 }

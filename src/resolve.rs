@@ -2,17 +2,16 @@
 //!
 //! Identical references are fetched once; variables that name the same Vault path share one read
 //! (one lease, so a username and a password belong together). AWS and Vault are asked at the
-//! same time, and each provider runs its own requests concurrently. A backend that no reference
-//! uses is never contacted. Every variable gets an [`Outcome`]; `run` refuses to start when any
-//! failed, `check` reports them all.
+//! same time, and each provider runs its own requests concurrently. Every variable gets an
+//! [`Outcome`]; `run` refuses to start when any failed, `check` reports them all.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeSet, HashMap};
 
-use crate::config::{Config, Source};
-use crate::provider::aws::{AwsProvider, AwsRequest};
-use crate::provider::vault::VaultProvider;
-use crate::provider::{Document, DocumentKind, FetchError, Lease};
-use crate::reference::Reference;
+use crate::config::{Config, VariableProblem};
+use crate::provider::aws::AwsRequest;
+use crate::provider::vault::VaultRequest;
+use crate::provider::{Backends, Document, DocumentKind, FetchError, Lease};
+use crate::reference::{AwsVersion, KeyPath, Reference};
 use crate::secret::{Digest, SecretValue, SelectError};
 
 /// One distinct fetch: identical references (and different keys of one secret) share it.
@@ -21,12 +20,7 @@ pub enum FetchKey {
     /// A Secrets Manager secret at a version.
     Aws(AwsRequest),
     /// A Vault path, optionally at a KV v2 version.
-    Vault {
-        /// The path as written.
-        path: String,
-        /// The pinned version.
-        version: Option<u64>,
-    },
+    Vault(VaultRequest),
 }
 
 impl FetchKey {
@@ -37,18 +31,18 @@ impl FetchKey {
                 secret_id: r.secret_id.clone(),
                 version: r.version.clone(),
             }),
-            Reference::Vault(r) => FetchKey::Vault {
+            Reference::Vault(r) => FetchKey::Vault(VaultRequest {
                 path: r.path.clone(),
                 version: r.version,
-            },
+            }),
         }
     }
 
     /// Whether it is pinned to a version that never changes (and so is never polled).
     pub fn pinned(&self) -> bool {
         match self {
-            FetchKey::Aws(r) => matches!(r.version, crate::reference::AwsVersion::Id(_)),
-            FetchKey::Vault { version, .. } => version.is_some(),
+            FetchKey::Aws(r) => matches!(r.version, AwsVersion::Id(_)),
+            FetchKey::Vault(r) => r.version.is_some(),
         }
     }
 }
@@ -57,7 +51,7 @@ impl std::fmt::Display for FetchKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             FetchKey::Aws(r) => write!(f, "aws-sm://{}", r.secret_id),
-            FetchKey::Vault { path, .. } => write!(f, "vault://{path}"),
+            FetchKey::Vault(r) => write!(f, "vault://{}", r.path),
         }
     }
 }
@@ -65,24 +59,18 @@ impl std::fmt::Display for FetchKey {
 /// What envoke remembers of a fetched document: enough to detect a change, never the value.
 #[derive(Debug, Clone)]
 pub struct Fetched {
-    /// Which fetch.
     pub key: FetchKey,
-    /// The version it returned.
     pub version: Option<String>,
-    /// Where it came from.
     pub kind: DocumentKind,
     /// A keyed hash of the whole document.
     pub digest: Digest,
-    /// Its Vault lease, if any.
     pub lease: Option<Lease>,
 }
 
 /// What became of one referenced variable.
 #[derive(Debug)]
 pub struct Outcome {
-    /// The variable name.
     pub name: String,
-    /// Its reference.
     pub reference: Reference,
     /// The version the value came from, when known.
     pub version: Option<String>,
@@ -99,9 +87,6 @@ pub enum Failure {
     /// The document has no such key, or the value cannot be an environment variable.
     #[error(transparent)]
     Select(#[from] SelectError),
-    /// The reference itself is invalid (reported by `check`).
-    #[error("{0}")]
-    Invalid(String),
 }
 
 impl Failure {
@@ -110,7 +95,7 @@ impl Failure {
         match self {
             Failure::Fetch(error) => error.status(),
             Failure::Select(SelectError::KeyMissing(_)) => "key missing",
-            Failure::Select(_) | Failure::Invalid(_) => "invalid",
+            Failure::Select(_) => "invalid",
         }
     }
 }
@@ -132,45 +117,20 @@ impl Resolution {
             .filter_map(|f| f.lease.clone())
             .collect()
     }
-}
 
-/// The connected backends; `None` for one that no reference uses.
-pub struct Backends {
-    /// AWS, or why it could not be set up.
-    pub aws: Option<Result<AwsProvider, FetchError>>,
-    /// Vault, or why it could not be set up.
-    pub vault: Option<Result<VaultProvider, FetchError>>,
-}
-
-impl Backends {
-    /// Sets up the backends that `config`'s references need, and only those.
-    pub async fn connect(config: &Config) -> Backends {
-        let uses = |provider: &str| config.references().any(|(_, r)| r.provider() == provider);
-        let aws = if uses("aws") {
-            Some(AwsProvider::connect(&config.aws).await)
-        } else {
-            None
-        };
-        let vault = uses("vault").then(|| VaultProvider::connect(&config.vault));
-        Backends { aws, vault }
-    }
-
-    /// The AWS provider, or why there is none.
-    pub fn aws(&self) -> Result<&AwsProvider, FetchError> {
-        match &self.aws {
-            Some(Ok(provider)) => Ok(provider),
-            Some(Err(error)) => Err(error.clone()),
-            None => Err(FetchError::Other("AWS is not configured".to_owned())),
-        }
-    }
-
-    /// The Vault provider, or why there is none.
-    pub fn vault(&self) -> Result<&VaultProvider, FetchError> {
-        match &self.vault {
-            Some(Ok(provider)) => Ok(provider),
-            Some(Err(error)) => Err(error.clone()),
-            None => Err(FetchError::Other("Vault is not configured".to_owned())),
-        }
+    /// The variables that have no value, and why.
+    pub fn failures(&self) -> Vec<VariableProblem> {
+        self.outcomes
+            .iter()
+            .filter_map(|outcome| {
+                let failure = outcome.result.as_ref().err()?;
+                Some(VariableProblem {
+                    name: outcome.name.clone(),
+                    reference: Some(outcome.reference.to_string()),
+                    reason: failure.to_string(),
+                })
+            })
+            .collect()
     }
 }
 
@@ -188,28 +148,98 @@ pub async fn resolve_only(
     wanted: impl Fn(&FetchKey) -> bool,
     pins: &HashMap<FetchKey, String>,
 ) -> Resolution {
-    let effective = |key: FetchKey| match (pins.get(&key), key) {
-        (Some(version_id), FetchKey::Aws(request)) => FetchKey::Aws(AwsRequest {
-            secret_id: request.secret_id,
-            version: crate::reference::AwsVersion::Id(version_id.clone()),
-        }),
-        (_, key) => key,
-    };
-    let mut aws_requests = Vec::new();
-    let mut vault_requests = Vec::new();
-    for (_, reference) in config.references() {
-        let key = FetchKey::of(reference);
-        if !wanted(&key) {
-            continue;
-        }
-        match effective(key) {
-            FetchKey::Aws(request) => aws_requests.push(request),
-            FetchKey::Vault { path, version } => vault_requests.push((path, version)),
+    let plan = Plan::new(config, wanted, pins);
+    let documents = fetch(backends, plan.requests()).await;
+    plan.assemble(config, &documents)
+}
+
+/// Which fetches a resolution makes: the wanted references' keys, each once.
+struct Plan<'a, W> {
+    wanted: W,
+    pins: &'a HashMap<FetchKey, String>,
+    /// Each wanted fetch key once, in key order.
+    keys: BTreeSet<FetchKey>,
+}
+
+impl<'a, W: Fn(&FetchKey) -> bool> Plan<'a, W> {
+    fn new(config: &Config, wanted: W, pins: &'a HashMap<FetchKey, String>) -> Self {
+        let keys = config
+            .references()
+            .map(|(_, reference)| FetchKey::of(reference))
+            .filter(|key| wanted(key))
+            .collect();
+        Plan { wanted, pins, keys }
+    }
+
+    /// The request actually sent for a key: an AWS secret the watcher pinned is fetched by the
+    /// version id its stage moved to.
+    fn effective(&self, key: &FetchKey) -> FetchKey {
+        match (self.pins.get(key), key) {
+            (Some(version_id), FetchKey::Aws(request)) => FetchKey::Aws(AwsRequest {
+                secret_id: request.secret_id.clone(),
+                version: AwsVersion::Id(version_id.clone()),
+            }),
+            (_, key) => key.clone(),
         }
     }
-    dedupe(&mut aws_requests);
-    dedupe(&mut vault_requests);
 
+    /// The distinct requests, per backend.
+    fn requests(&self) -> (Vec<AwsRequest>, Vec<VaultRequest>) {
+        let mut aws = BTreeSet::new();
+        let mut vault = BTreeSet::new();
+        for key in &self.keys {
+            match self.effective(key) {
+                FetchKey::Aws(request) => aws.insert(request),
+                FetchKey::Vault(request) => vault.insert(request),
+            };
+        }
+        (aws.into_iter().collect(), vault.into_iter().collect())
+    }
+
+    /// What was fetched, and each wanted variable's outcome, from the documents.
+    fn assemble(
+        &self,
+        config: &Config,
+        documents: &HashMap<FetchKey, Result<Document, FetchError>>,
+    ) -> Resolution {
+        let document = |key: &FetchKey| documents.get(&self.effective(key));
+        let fetched = self
+            .keys
+            .iter()
+            .filter_map(|key| {
+                let document = document(key)?.as_ref().ok()?;
+                Some(Fetched {
+                    key: key.clone(),
+                    version: document.version.clone(),
+                    kind: document.kind.clone(),
+                    digest: document.value.keyed_digest(),
+                    lease: document.lease.clone(),
+                })
+            })
+            .collect();
+        let outcomes = config
+            .references()
+            .filter(|(_, reference)| (self.wanted)(&FetchKey::of(reference)))
+            .map(|(variable, reference)| {
+                let (version, result) = select(document(&FetchKey::of(reference)), reference.key());
+                Outcome {
+                    name: variable.name.clone(),
+                    reference: reference.clone(),
+                    version,
+                    result,
+                }
+            })
+            .collect();
+        Resolution { outcomes, fetched }
+    }
+}
+
+/// Asks both backends at once; a backend that could not be set up answers every request of its
+/// own with why.
+async fn fetch(
+    backends: &Backends,
+    (aws_requests, vault_requests): (Vec<AwsRequest>, Vec<VaultRequest>),
+) -> HashMap<FetchKey, Result<Document, FetchError>> {
     let aws = async {
         match backends.aws() {
             _ if aws_requests.is_empty() => HashMap::new(),
@@ -231,58 +261,20 @@ pub async fn resolve_only(
         }
     };
     let (aws_documents, vault_documents) = futures::join!(aws, vault);
-    let documents: HashMap<FetchKey, Result<Document, FetchError>> = aws_documents
+    aws_documents
         .into_iter()
         .map(|(request, document)| (FetchKey::Aws(request), document))
         .chain(
             vault_documents
                 .into_iter()
-                .map(|((path, version), document)| (FetchKey::Vault { path, version }, document)),
+                .map(|(request, document)| (FetchKey::Vault(request), document)),
         )
-        .collect();
-
-    // Collected through a BTreeSet: one entry per fetch, in key order.
-    let fetched: Vec<Fetched> = config
-        .references()
-        .map(|(_, reference)| FetchKey::of(reference))
-        .filter(|key| wanted(key))
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .filter_map(|key| {
-            let document = documents.get(&effective(key.clone()))?.as_ref().ok()?;
-            Some(Fetched {
-                key,
-                version: document.version.clone(),
-                kind: document.kind.clone(),
-                digest: document.value.keyed_digest(),
-                lease: document.lease.clone(),
-            })
-        })
-        .collect();
-    let outcomes = config
-        .references()
-        .filter(|(_, reference)| wanted(&FetchKey::of(reference)))
-        .map(|(variable, reference)| {
-            let key = match reference {
-                Reference::Aws(r) => &r.key,
-                Reference::Vault(r) => &r.key,
-            };
-            let document = documents.get(&effective(FetchKey::of(reference)));
-            let (version, result) = select(document, key.as_ref());
-            Outcome {
-                name: variable.name.clone(),
-                reference: reference.clone(),
-                version,
-                result,
-            }
-        })
-        .collect();
-    Resolution { outcomes, fetched }
+        .collect()
 }
 
 fn select(
     document: Option<&Result<Document, FetchError>>,
-    key: Option<&crate::reference::KeyPath>,
+    key: Option<&KeyPath>,
 ) -> (Option<String>, Result<SecretValue, Failure>) {
     let document = match document {
         Some(Ok(document)) => document,
@@ -302,21 +294,4 @@ fn select(
         .and_then(|v| v.check_environment_safe().map(|()| v))
         .map_err(Failure::from);
     (document.version.clone(), result)
-}
-
-fn dedupe<T: Ord + Clone>(items: &mut Vec<T>) {
-    items.sort();
-    items.dedup();
-}
-
-/// The literal variables of `config` with their values, for building the environment.
-pub fn literals(config: &Config) -> BTreeMap<&str, &str> {
-    config
-        .variables
-        .iter()
-        .filter_map(|v| match &v.source {
-            Source::Literal(text) => Some((v.name.as_str(), text.as_str())),
-            Source::Reference(_) => None,
-        })
-        .collect()
 }

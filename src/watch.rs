@@ -19,78 +19,41 @@
 //! compared variable by variable: when no variable's value differs (an unreferenced key changed),
 //! nothing happens. Otherwise `--on-change` decides: `restart` resolves the whole environment
 //! afresh and asks the supervisor to restart the child; `signal:SIG` rewrites the secret files and
-//! signals the child; `exit` stops the child and exits with [`EXIT_ON_CHANGE`]; `none` logs.
+//! signals the child; `exit` stops the child and envoke exits with 75; `none` logs.
 //!
 //! # Outages
 //! A failed check never touches the child: envoke logs a warning (no values), backs off
 //! exponentially with jitter up to the interval, and carries on when the backend returns.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use futures::future::join_all;
 use nix::sys::signal::Signal;
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::config::Config;
+use crate::config::watch::OnChange;
 use crate::launch::ChildEnvironment;
-use crate::launch::files::SecretFiles;
-use crate::launch::signals::parse_signal;
+use crate::launch::files::{SecretFiles, write_if_file};
 use crate::launch::supervise::Control;
-use crate::provider::{DocumentKind, FetchError, Lease};
+use crate::provider::aws::AwsRequest;
+use crate::provider::vault::VaultRequest;
+use crate::provider::{Backends, DocumentKind, FetchError, Lease};
 use crate::reference::AwsVersion;
-use crate::resolve::{Backends, FetchKey, Fetched, Resolution, resolve_only};
+use crate::resolve::{FetchKey, Fetched, Resolution, resolve_only};
 use crate::secret::Digest;
-
-/// envoke's exit code for `--on-change exit` (EX_TEMPFAIL: "try again", so an orchestrator
-/// starts a fresh task).
-pub const EXIT_ON_CHANGE: u8 = 75;
-
-/// How watching behaves.
-#[derive(Debug, Clone)]
-pub struct WatchOptions {
-    /// Poll interval (±10% jitter).
-    pub interval: Duration,
-    /// What a change does.
-    pub on_change: OnChange,
-    /// Changes within this window coalesce.
-    pub settle: Duration,
-}
-
-/// `--on-change`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OnChange {
-    /// Stop the child, resolve afresh, start it again.
-    Restart,
-    /// Send a signal (for programs that re-read secret files).
-    Signal(Signal),
-    /// Exit with [`EXIT_ON_CHANGE`] so the orchestrator replaces the task.
-    Exit,
-    /// Log only.
-    None,
-}
-
-impl OnChange {
-    /// Parses `restart`, `signal:SIGNAME`, `exit` or `none`.
-    pub fn parse(text: &str) -> Result<OnChange, String> {
-        match text {
-            "restart" => Ok(OnChange::Restart),
-            "exit" => Ok(OnChange::Exit),
-            "none" => Ok(OnChange::None),
-            _ => match text.strip_prefix("signal:") {
-                Some(name) => parse_signal(name).map(OnChange::Signal),
-                None => Err(format!(
-                    "`{text}` is not restart, signal:SIGNAME, exit or none"
-                )),
-            },
-        }
-    }
-}
 
 /// The Vault leases envoke holds, shared with whoever revokes them at exit.
 pub type HeldLeases = Arc<Mutex<Vec<Lease>>>;
+
+/// The held leases, also after a panic elsewhere poisoned the lock (a list of ids stays valid).
+pub fn lock(held: &HeldLeases) -> MutexGuard<'_, Vec<Lease>> {
+    held.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// A lease and when it was last obtained or renewed.
 #[derive(Debug, Clone)]
@@ -117,9 +80,9 @@ impl LeaseClock {
 
 /// The watcher: runs as its own task, talks to the supervisor through [`Control`] messages.
 pub struct Watcher {
+    /// What to resolve again, how to build the environment, and how to watch (`config.watch`).
     config: Arc<Config>,
     backends: Arc<Backends>,
-    options: WatchOptions,
     watched: BTreeMap<FetchKey, Fetched>,
     leases: BTreeMap<FetchKey, LeaseClock>,
     variable_digests: BTreeMap<String, Digest>,
@@ -131,21 +94,42 @@ pub struct Watcher {
     control: mpsc::UnboundedSender<Control>,
 }
 
+/// What one check found.
+enum Verdict {
+    Same,
+    Renewed(Lease),
+    Changed {
+        why: String,
+        /// For AWS, the version id the followed stage points at now.
+        version_id: Option<String>,
+    },
+}
+
+impl Verdict {
+    fn changed(why: impl Into<String>) -> Verdict {
+        Verdict::Changed {
+            why: why.into(),
+            version_id: None,
+        }
+    }
+}
+
 impl Watcher {
-    /// Remembers what the first launch used (versions, hashes, leases; no values).
-    pub fn new(
+    /// Starts watching when `config.watch` says so, remembering what the first launch used
+    /// (versions, hashes, leases; no values).
+    pub fn start(
         config: Arc<Config>,
         backends: Arc<Backends>,
-        options: WatchOptions,
         resolution: &Resolution,
         files: Option<Arc<SecretFiles>>,
         held: HeldLeases,
         control: mpsc::UnboundedSender<Control>,
-    ) -> Watcher {
+    ) -> Option<JoinHandle<()>> {
+        let options = config.watch.as_ref()?;
+        tracing::info!(interval = ?options.interval, on_change = ?options.on_change, "watching for changes");
         let mut watcher = Watcher {
             config,
             backends,
-            options,
             watched: BTreeMap::new(),
             leases: BTreeMap::new(),
             variable_digests: BTreeMap::new(),
@@ -155,7 +139,7 @@ impl Watcher {
             control,
         };
         watcher.remember(resolution);
-        watcher
+        Some(tokio::spawn(watcher.run()))
     }
 
     fn remember(&mut self, resolution: &Resolution) {
@@ -183,13 +167,17 @@ impl Watcher {
     }
 
     /// Polls until the task is dropped.
-    pub async fn run(mut self) {
+    async fn run(mut self) {
+        let config = Arc::clone(&self.config);
+        let Some(options) = &config.watch else {
+            return;
+        };
         let mut failures: u32 = 0;
         loop {
             let wait = if failures == 0 {
-                jittered(self.options.interval)
+                jittered(options.interval)
             } else {
-                backoff(failures, self.options.interval)
+                backoff(failures, options.interval)
             };
             let now = Instant::now();
             let mut wake = now + wait;
@@ -208,14 +196,14 @@ impl Watcher {
             let (mut changed, errors) = self.detect().await;
             if !changed.is_empty() {
                 // Coalesce what else changes within the settle window.
-                tokio::time::sleep(self.options.settle).await;
+                tokio::time::sleep(options.settle).await;
                 let (more, _) = self.detect().await;
                 changed.extend(more);
             }
             let outcome = if changed.is_empty() {
                 Ok(())
             } else {
-                self.act(changed).await
+                self.act(changed, &options.on_change).await
             };
             match (errors, outcome) {
                 (0, Ok(())) => failures = 0,
@@ -232,10 +220,14 @@ impl Watcher {
     /// The watched secrets that changed; and how many checks failed.
     async fn detect(&mut self) -> (BTreeSet<FetchKey>, usize) {
         let now = Instant::now();
-        let checks = self
-            .watched
-            .values()
-            .map(|fetched| self.check(fetched, self.leases.get(&fetched.key), now));
+        let this = &*self;
+        let checks = this.watched.values().map(|fetched| async move {
+            let verdict = match this.leases.get(&fetched.key) {
+                Some(clock) => this.check_lease(clock, now).await,
+                None => this.check(fetched).await,
+            };
+            (fetched.key.clone(), verdict)
+        });
         let results = join_all(checks).await;
         let mut changed = BTreeSet::new();
         let mut errors = 0;
@@ -249,7 +241,7 @@ impl Watcher {
                         clock.since = Instant::now();
                     }
                 }
-                (key, Ok(Verdict::Changed(why, version_id))) => {
+                (key, Ok(Verdict::Changed { why, version_id })) => {
                     tracing::info!(secret = %key, "{why}");
                     if let Some(version_id) = version_id {
                         self.pins.insert(key.clone(), version_id);
@@ -265,73 +257,86 @@ impl Watcher {
         (changed, errors)
     }
 
-    async fn check(
-        &self,
-        fetched: &Fetched,
-        lease: Option<&LeaseClock>,
-        now: Instant,
-    ) -> (FetchKey, Result<Verdict, FetchError>) {
-        let key = fetched.key.clone();
-        if let Some(clock) = lease {
-            return (key, self.check_lease(clock, now).await);
-        }
-        let verdict = async {
-            match (&fetched.kind, &key) {
-                (DocumentKind::Aws, FetchKey::Aws(request)) => {
-                    let stage = match &request.version {
-                        AwsVersion::Stage(stage) => stage.as_str(),
-                        _ => "AWSCURRENT",
-                    };
-                    let now = self
-                        .backends
-                        .aws()?
-                        .version_holding(&request.secret_id, stage)
-                        .await?;
-                    Ok(if now == fetched.version {
-                        Verdict::Same
-                    } else {
-                        Verdict::Changed(
-                            format!(
-                                "{stage} moved from version {} to {}",
-                                fetched.version.as_deref().unwrap_or("-"),
-                                now.as_deref().unwrap_or("-")
-                            ),
-                            now,
-                        )
-                    })
-                }
-                (DocumentKind::VaultKv2 { mount, rest }, _) => {
-                    let current = self
-                        .backends
-                        .vault()?
-                        .kv2_current_version(mount, rest)
-                        .await?;
-                    let current = current.to_string();
-                    Ok(if Some(&current) == fetched.version.as_ref() {
-                        Verdict::Same
-                    } else {
-                        Verdict::Changed(
-                            format!(
-                                "new version {current} (was {})",
-                                fetched.version.as_deref().unwrap_or("-")
-                            ),
-                            None,
-                        )
-                    })
-                }
-                (_, FetchKey::Vault { path, version }) => {
-                    let document = self.backends.vault()?.read(path, *version).await?;
-                    Ok(if document.value.keyed_digest() == fetched.digest {
-                        Verdict::Same
-                    } else {
-                        Verdict::Changed("content changed".to_owned(), None)
-                    })
-                }
-                (_, FetchKey::Aws(_)) => Ok(Verdict::Same),
+    /// A secret without a lease, checked the way its kind of document allows.
+    async fn check(&self, fetched: &Fetched) -> Result<Verdict, FetchError> {
+        match (&fetched.kind, &fetched.key) {
+            (DocumentKind::Aws, FetchKey::Aws(request)) => {
+                self.check_aws_stage(request, fetched).await
             }
+            (DocumentKind::VaultKv2 { mount, rest }, FetchKey::Vault(_)) => {
+                self.check_kv2_metadata(mount, rest, fetched).await
+            }
+            (DocumentKind::VaultKv1 | DocumentKind::VaultOther, FetchKey::Vault(request)) => {
+                self.check_content(request, fetched).await
+            }
+            (kind, key) => Err(FetchError::Other(format!(
+                "internal error: {key} was fetched as a {kind:?} document, which cannot be watched"
+            ))),
         }
-        .await;
-        (key, verdict)
+    }
+
+    /// AWS: does the stage we follow still point at the version we have (DescribeSecret)?
+    async fn check_aws_stage(
+        &self,
+        request: &AwsRequest,
+        fetched: &Fetched,
+    ) -> Result<Verdict, FetchError> {
+        let stage = match &request.version {
+            AwsVersion::Stage(stage) => stage.as_str(),
+            AwsVersion::Current | AwsVersion::Id(_) => "AWSCURRENT",
+        };
+        let now = self
+            .backends
+            .aws()?
+            .version_holding(&request.secret_id, stage)
+            .await?;
+        if now == fetched.version {
+            return Ok(Verdict::Same);
+        }
+        Ok(Verdict::Changed {
+            why: format!(
+                "{stage} moved from version {} to {}",
+                fetched.version.as_deref().unwrap_or("-"),
+                now.as_deref().unwrap_or("-")
+            ),
+            version_id: now,
+        })
+    }
+
+    /// Vault KV v2: the metadata's `current_version`.
+    async fn check_kv2_metadata(
+        &self,
+        mount: &str,
+        rest: &str,
+        fetched: &Fetched,
+    ) -> Result<Verdict, FetchError> {
+        let current = self
+            .backends
+            .vault()?
+            .kv2_current_version(mount, rest)
+            .await?
+            .to_string();
+        if Some(&current) == fetched.version.as_ref() {
+            return Ok(Verdict::Same);
+        }
+        Ok(Verdict::changed(format!(
+            "new version {current} (was {})",
+            fetched.version.as_deref().unwrap_or("-")
+        )))
+    }
+
+    /// No metadata to ask: read the document again and compare keyed hashes; the value is
+    /// dropped (zeroized) at once.
+    async fn check_content(
+        &self,
+        request: &VaultRequest,
+        fetched: &Fetched,
+    ) -> Result<Verdict, FetchError> {
+        let document = self.backends.vault()?.read(request).await?;
+        if document.value.keyed_digest() == fetched.digest {
+            return Ok(Verdict::Same);
+        }
+        Ok(Verdict::changed("content changed"))
     }
 
     /// A leased secret: renew it when it is due; a lease that cannot be renewed, or whose renewal
@@ -341,9 +346,8 @@ impl Watcher {
             return Ok(Verdict::Same);
         }
         if !clock.lease.renewable {
-            return Ok(Verdict::Changed(
-                "lease is not renewable and nears its end; fetching new credentials".to_owned(),
-                None,
+            return Ok(Verdict::changed(
+                "lease is not renewable and nears its end; fetching new credentials",
             ));
         }
         match self
@@ -355,21 +359,23 @@ impl Watcher {
             Ok(renewed) if renewed.duration_secs + 1 >= clock.issued_ttl => {
                 Ok(Verdict::Renewed(renewed))
             }
-            Ok(_) => Ok(Verdict::Changed(
-                "lease nears its max TTL; fetching new credentials".to_owned(),
-                None,
+            Ok(_) => Ok(Verdict::changed(
+                "lease nears its max TTL; fetching new credentials",
             )),
             Err(error @ FetchError::Unreachable { .. }) => Err(error),
-            Err(error) => Ok(Verdict::Changed(
-                format!("lease cannot be renewed ({error}); fetching new credentials"),
-                None,
-            )),
+            Err(error) => Ok(Verdict::changed(format!(
+                "lease cannot be renewed ({error}); fetching new credentials"
+            ))),
         }
     }
 
     /// Resolves the changed secrets again and does what `--on-change` says when a variable's
     /// value differs.
-    async fn act(&mut self, changed: BTreeSet<FetchKey>) -> Result<(), String> {
+    async fn act(
+        &mut self,
+        changed: BTreeSet<FetchKey>,
+        on_change: &OnChange,
+    ) -> Result<(), String> {
         let partial = resolve_only(
             &self.config,
             &self.backends,
@@ -377,9 +383,7 @@ impl Watcher {
             &self.pins,
         )
         .await;
-        if let Some(failure) = self.reject_if_failed(&partial).await {
-            return Err(failure);
-        }
+        self.reject_if_failed(&partial).await?;
         let differing: Vec<&str> = partial
             .outcomes
             .iter()
@@ -394,66 +398,66 @@ impl Watcher {
             self.remember(&partial);
             return Ok(());
         }
-        tracing::info!(variables = ?differing, action = ?self.options.on_change, "values changed");
-        match self.options.on_change.clone() {
+        tracing::info!(variables = ?differing, action = ?on_change, "values changed");
+        match on_change {
             OnChange::None => self.adopt(&partial),
-            OnChange::Exit => {
-                self.adopt(&partial);
-                let _ = self.control.send(Control::Exit(EXIT_ON_CHANGE));
-            }
-            OnChange::Signal(sig) => {
-                if let Some(files) = &self.files {
-                    let by_name = self.config.by_name();
-                    for outcome in &partial.outcomes {
-                        if let (Ok(value), Some(true)) = (
-                            &outcome.result,
-                            by_name.get(outcome.name.as_str()).map(|v| v.file),
-                        ) {
-                            files
-                                .write(&outcome.name, value.expose().as_bytes())
-                                .map_err(|e| format!("cannot rewrite the secret file: {e}"))?;
-                        }
-                    }
-                }
-                self.adopt(&partial);
-                let _ = self.control.send(Control::Signal(sig));
-            }
-            OnChange::Restart => {
-                // The unchanged values were never kept: resolve everything afresh.
-                self.revoke(&partial.leases()).await;
-                let full = resolve_only(&self.config, &self.backends, |_| true, &self.pins).await;
-                if let Some(failure) = self.reject_if_failed(&full).await {
-                    return Err(failure);
-                }
-                let environment =
-                    ChildEnvironment::build(&self.config, &full, self.files.as_deref())
-                        .map_err(|e| format!("cannot build the environment: {e}"))?;
-                let (started, restarted) = oneshot::channel();
-                let _ = self.control.send(Control::Restart {
-                    environment,
-                    started,
-                });
-                let _ = restarted.await;
-                self.remember(&full);
-                let old = std::mem::replace(&mut *self.held.lock().expect("lock"), full.leases());
-                self.revoke(&old).await;
-            }
+            OnChange::Exit => self.exit(&partial),
+            OnChange::Signal(sig) => self.signal(*sig, &partial)?,
+            OnChange::Restart => self.restart(&partial).await?,
         }
         Ok(())
     }
 
+    /// `--on-change exit`: the supervisor stops the child, and envoke exits with 75.
+    fn exit(&mut self, partial: &Resolution) {
+        self.adopt(partial);
+        let _ = self.control.send(Control::Exit);
+    }
+
+    /// `--on-change signal:SIG`: rewrite the secret files the change touched, then signal.
+    fn signal(&mut self, sig: Signal, partial: &Resolution) -> Result<(), String> {
+        let by_name = self.config.by_name();
+        for outcome in &partial.outcomes {
+            if let (Ok(value), Some(variable)) =
+                (&outcome.result, by_name.get(outcome.name.as_str()))
+            {
+                write_if_file(self.files.as_deref(), variable, value.expose().as_bytes())
+                    .map_err(|e| format!("cannot rewrite the secret file: {e}"))?;
+            }
+        }
+        self.adopt(partial);
+        let _ = self.control.send(Control::Signal(sig));
+        Ok(())
+    }
+
+    /// `--on-change restart`: resolve the whole environment afresh (the unchanged values were
+    /// never kept) and have the supervisor restart the child with it.
+    async fn restart(&mut self, partial: &Resolution) -> Result<(), String> {
+        self.revoke(&partial.leases()).await;
+        let full = resolve_only(&self.config, &self.backends, |_| true, &self.pins).await;
+        self.reject_if_failed(&full).await?;
+        let environment = ChildEnvironment::build(&self.config, &full, self.files.as_deref())
+            .map_err(|e| format!("cannot build the environment: {e}"))?;
+        let (started, restarted) = oneshot::channel();
+        let _ = self.control.send(Control::Restart {
+            environment,
+            started,
+        });
+        let _ = restarted.await;
+        self.remember(&full);
+        let old = std::mem::replace(&mut *lock(&self.held), full.leases());
+        self.revoke(&old).await;
+        Ok(())
+    }
+
     /// When a variable of `resolution` failed: revokes the leases it obtained and says which
-    /// variable failed and why (`NAME (REF): reason`).
-    async fn reject_if_failed(&self, resolution: &Resolution) -> Option<String> {
-        let (failure, reason) = resolution
-            .outcomes
-            .iter()
-            .find_map(|o| Some((o, o.result.as_ref().err()?)))?;
+    /// variable failed and why.
+    async fn reject_if_failed(&self, resolution: &Resolution) -> Result<(), String> {
+        let Some(failure) = resolution.failures().into_iter().next() else {
+            return Ok(());
+        };
         self.revoke(&resolution.leases()).await;
-        Some(format!(
-            "{} ({}): {reason}",
-            failure.name, failure.reference
-        ))
+        Err(failure.to_string())
     }
 
     /// Takes a partial resolution as what the command now has: remembers its values and holds its
@@ -470,7 +474,7 @@ impl Watcher {
             .filter_map(|f| self.leases.get(&f.key).map(|c| c.lease.clone()))
             .collect();
         self.remember(partial);
-        self.held.lock().expect("lock").extend(partial.leases());
+        lock(&self.held).extend(partial.leases());
         if replaced.is_empty() {
             return;
         }
@@ -488,9 +492,9 @@ impl Watcher {
         tokio::spawn(async move {
             tokio::time::sleep(grace).await;
             if revoke {
-                revoke_all(&backends, &replaced).await;
+                backends.revoke_all(&replaced).await;
             }
-            held.lock().expect("lock").retain(|l| !replaced.contains(l));
+            lock(&held).retain(|l| !replaced.contains(l));
         });
     }
 
@@ -498,26 +502,8 @@ impl Watcher {
         if !self.config.revoke {
             return;
         }
-        revoke_all(&self.backends, leases).await;
+        self.backends.revoke_all(leases).await;
     }
-}
-
-/// Revokes leases, logging (not failing) when one cannot be.
-pub async fn revoke_all(backends: &Backends, leases: &[Lease]) {
-    let Ok(vault) = backends.vault() else { return };
-    for lease in leases {
-        match vault.revoke(lease).await {
-            Ok(()) => tracing::info!(lease = %lease.id, "revoked lease"),
-            Err(error) => tracing::warn!(lease = %lease.id, %error, "cannot revoke lease"),
-        }
-    }
-}
-
-enum Verdict {
-    Same,
-    Renewed(Lease),
-    /// Changed: why, and for AWS the version id the followed stage points at now.
-    Changed(String, Option<String>),
 }
 
 /// `interval` ± 10%.
@@ -538,19 +524,6 @@ fn backoff(failures: u32, interval: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn on_change_forms() {
-        assert_eq!(OnChange::parse("restart"), Ok(OnChange::Restart));
-        assert_eq!(OnChange::parse("exit"), Ok(OnChange::Exit));
-        assert_eq!(OnChange::parse("none"), Ok(OnChange::None));
-        assert_eq!(
-            OnChange::parse("signal:HUP"),
-            Ok(OnChange::Signal(Signal::SIGHUP))
-        );
-        assert!(OnChange::parse("signal:NOPE").is_err());
-        assert!(OnChange::parse("reload").is_err());
-    }
 
     #[test]
     fn jitter_stays_within_ten_percent() {

@@ -9,7 +9,9 @@
 use std::fs::{DirBuilder, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+
+use crate::config::Variable;
 
 /// The private directory of secret files.
 #[derive(Debug)]
@@ -34,13 +36,8 @@ impl SecretFiles {
         Ok(SecretFiles { dir })
     }
 
-    /// The directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// Writes (or atomically replaces) the file for variable `name`; returns its path.
-    pub fn write(&self, name: &str, value: &[u8]) -> std::io::Result<PathBuf> {
+    fn write(&self, name: &str, value: &[u8]) -> std::io::Result<PathBuf> {
         let path = self.dir.join(name);
         let temporary = self.dir.join(format!(".{name}.new"));
         let mut file = OpenOptions::new()
@@ -54,6 +51,22 @@ impl SecretFiles {
         std::fs::rename(&temporary, &path)?;
         Ok(path)
     }
+}
+
+/// For a variable given to the child as a file (`file = true`): writes (or atomically replaces)
+/// its file and returns the path. `None` for any other variable. Used at launch and when a
+/// rotation rewrites the files.
+pub fn write_if_file(
+    files: Option<&SecretFiles>,
+    variable: &Variable,
+    value: &[u8],
+) -> std::io::Result<Option<PathBuf>> {
+    if !variable.file {
+        return Ok(None);
+    }
+    let files =
+        files.ok_or_else(|| std::io::Error::other("secret files need a private directory"))?;
+    files.write(&variable.name, value).map(Some)
 }
 
 impl Drop for SecretFiles {
@@ -82,7 +95,7 @@ mod tests {
     #[test]
     fn private_files_are_replaced_and_removed() {
         let files = SecretFiles::create().unwrap();
-        let dir = files.dir().to_owned();
+        let dir = files.dir.clone();
         assert_eq!(
             std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
             0o700

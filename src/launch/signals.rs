@@ -1,20 +1,22 @@
-//! Signals arrive as one stream.
+//! Signals arrive as one stream, with their meaning decided where they arrive.
 //!
 //! [`Signals::install`] registers a handler (through tokio) for every signal envoke forwards, plus
 //! SIGCHLD, before anything slow happens: a SIGTERM during resolution is then seen, not lost,
 //! and a child that exits before the supervisor's first wait still produces a SIGCHLD event.
 //! Handlers, not a blocked mask, so the child starts with the default mask and dispositions
 //! (caught signals reset to default across execve, see signal(7)).
-
-use std::collections::HashMap;
-use std::str::FromStr;
+//!
+//! Each signal becomes a [`SignalEvent`]: what it means for the child depends on whether the child
+//! shares envoke's terminal ([`Terminal`]), and that is known when the handlers are installed.
 
 use nix::sys::signal::Signal;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
+use super::Terminal;
+
 /// Signals forwarded to a child that leads its own process group (no terminal).
-pub const GROUP_FORWARDED: &[Signal] = &[
+pub(super) const GROUP_FORWARDED: &[Signal] = &[
     Signal::SIGHUP,
     Signal::SIGINT,
     Signal::SIGQUIT,
@@ -34,7 +36,7 @@ pub const GROUP_FORWARDED: &[Signal] = &[
 /// the terminal (or the shell's job control) to the whole foreground group, so the child already
 /// has them: envoke catches INT and QUIT only so that it survives them, and never forwards them.
 /// TSTP, TTIN and TTOU keep their default action: envoke stops with its child, as a shell job.
-pub const TERMINAL_CAUGHT: &[Signal] = &[
+pub(super) const TERMINAL_CAUGHT: &[Signal] = &[
     Signal::SIGHUP,
     Signal::SIGINT,
     Signal::SIGQUIT,
@@ -45,28 +47,58 @@ pub const TERMINAL_CAUGHT: &[Signal] = &[
 ];
 
 /// Signals that the terminal delivers to the foreground group by itself.
-pub const TERMINAL_DELIVERED: &[Signal] = &[
+const TERMINAL_DELIVERED: &[Signal] = &[
     Signal::SIGINT,
     Signal::SIGQUIT,
     Signal::SIGWINCH,
     Signal::SIGCONT,
 ];
 
+/// What a caught signal means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignalEvent {
+    /// SIGCHLD: some child exited (or stopped); reap.
+    ChildExited,
+    /// envoke is asked to stop (TERM; INT without a terminal): forward it, and the child has
+    /// the stop timeout to exit.
+    Stop(Signal),
+    /// Anything else: forward it.
+    Forward(Signal),
+    /// The terminal delivered it to the whole foreground group, the child included (INT, QUIT
+    /// with a terminal): nothing to forward. An INT still means envoke is being interrupted.
+    Delivered(Signal),
+}
+
+impl SignalEvent {
+    fn classify(sig: Signal, terminal: Terminal) -> SignalEvent {
+        match sig {
+            Signal::SIGCHLD => SignalEvent::ChildExited,
+            _ if terminal == Terminal::Foreground && TERMINAL_DELIVERED.contains(&sig) => {
+                SignalEvent::Delivered(sig)
+            }
+            Signal::SIGTERM | Signal::SIGINT => SignalEvent::Stop(sig),
+            _ => SignalEvent::Forward(sig),
+        }
+    }
+}
+
 /// The merged stream of caught signals.
 pub struct Signals {
-    receiver: mpsc::UnboundedReceiver<Signal>,
+    receiver: mpsc::UnboundedReceiver<SignalEvent>,
 }
 
 impl Signals {
-    /// Registers handlers for `caught` and SIGCHLD. Must run inside the tokio runtime.
-    pub fn install(caught: &[Signal]) -> std::io::Result<Signals> {
+    /// Registers handlers for what `terminal` catches, and SIGCHLD. Must run inside the tokio
+    /// runtime.
+    pub fn install(terminal: Terminal) -> std::io::Result<Signals> {
         let (sender, receiver) = mpsc::unbounded_channel();
-        for &sig in caught.iter().chain(&[Signal::SIGCHLD]) {
+        for &sig in terminal.caught().iter().chain(&[Signal::SIGCHLD]) {
             let mut stream = signal(SignalKind::from_raw(sig as i32))?;
             let sender = sender.clone();
+            let event = SignalEvent::classify(sig, terminal);
             tokio::spawn(async move {
                 while stream.recv().await.is_some() {
-                    if sender.send(sig).is_err() {
+                    if sender.send(event).is_err() {
                         break;
                     }
                 }
@@ -75,10 +107,9 @@ impl Signals {
         Ok(Signals { receiver })
     }
 
-    /// The next signal.
-    pub async fn recv(&mut self) -> Signal {
+    pub async fn recv(&mut self) -> SignalEvent {
         match self.receiver.recv().await {
-            Some(sig) => sig,
+            Some(event) => event,
             // The senders live in tasks that never end while the runtime runs.
             None => std::future::pending().await,
         }
@@ -87,54 +118,51 @@ impl Signals {
     /// The next signal that would end envoke before a child runs (anything but SIGCHLD).
     pub async fn recv_terminating(&mut self) -> Signal {
         loop {
-            let sig = self.recv().await;
-            if sig != Signal::SIGCHLD {
-                return sig;
+            match self.recv().await {
+                SignalEvent::ChildExited => {}
+                SignalEvent::Stop(sig)
+                | SignalEvent::Forward(sig)
+                | SignalEvent::Delivered(sig) => {
+                    return sig;
+                }
             }
         }
     }
 }
-
-/// Parses a signal name (`TERM`, `SIGTERM`, `term`) or number (`15`).
-pub fn parse_signal(text: &str) -> Result<Signal, String> {
-    let trimmed = text.trim();
-    if let Ok(number) = trimmed.parse::<i32>() {
-        return Signal::try_from(number).map_err(|_| format!("unknown signal number {number}"));
-    }
-    let upper = trimmed.to_ascii_uppercase();
-    let name = if upper.starts_with("SIG") {
-        upper
-    } else {
-        format!("SIG{upper}")
-    };
-    Signal::from_str(&name).map_err(|_| format!("unknown signal `{text}` (e.g. TERM, SIGQUIT, 15)"))
-}
-
-/// Parses `FROM:TO` for `--signal-map`.
-pub fn parse_signal_mapping(text: &str) -> Result<(Signal, Signal), String> {
-    let (from, to) = text
-        .split_once(':')
-        .ok_or_else(|| format!("`{text}` is not FROM:TO (e.g. TERM:QUIT)"))?;
-    Ok((parse_signal(from)?, parse_signal(to)?))
-}
-
-/// How signals from outside map to what the child receives.
-pub type SignalMap = HashMap<Signal, Signal>;
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn signal_names() {
-        assert_eq!(parse_signal("TERM"), Ok(Signal::SIGTERM));
-        assert_eq!(parse_signal("sigquit"), Ok(Signal::SIGQUIT));
-        assert_eq!(parse_signal("9"), Ok(Signal::SIGKILL));
-        assert!(parse_signal("NOPE").is_err());
+    fn signals_mean_what_the_terminal_makes_them() {
+        let detached = |sig| SignalEvent::classify(sig, Terminal::Detached);
+        let foreground = |sig| SignalEvent::classify(sig, Terminal::Foreground);
+        assert_eq!(detached(Signal::SIGCHLD), SignalEvent::ChildExited);
         assert_eq!(
-            parse_signal_mapping("TERM:QUIT"),
-            Ok((Signal::SIGTERM, Signal::SIGQUIT))
+            detached(Signal::SIGTERM),
+            SignalEvent::Stop(Signal::SIGTERM)
         );
-        assert!(parse_signal_mapping("TERM").is_err());
+        assert_eq!(detached(Signal::SIGINT), SignalEvent::Stop(Signal::SIGINT));
+        assert_eq!(
+            detached(Signal::SIGHUP),
+            SignalEvent::Forward(Signal::SIGHUP)
+        );
+        assert_eq!(
+            foreground(Signal::SIGTERM),
+            SignalEvent::Stop(Signal::SIGTERM)
+        );
+        assert_eq!(
+            foreground(Signal::SIGINT),
+            SignalEvent::Delivered(Signal::SIGINT)
+        );
+        assert_eq!(
+            foreground(Signal::SIGQUIT),
+            SignalEvent::Delivered(Signal::SIGQUIT)
+        );
+        assert_eq!(
+            foreground(Signal::SIGUSR1),
+            SignalEvent::Forward(Signal::SIGUSR1)
+        );
     }
 }

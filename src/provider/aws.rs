@@ -21,7 +21,7 @@ use futures::future::join_all;
 use zeroize::Zeroize;
 
 use super::{Document, DocumentKind, FetchError, root_cause};
-use crate::config::AwsSettings;
+use crate::config::aws::AwsSettings;
 use crate::reference::AwsVersion;
 use crate::secret::SecretValue;
 
@@ -33,7 +33,6 @@ pub const BATCH_LIMIT: usize = 20;
 pub struct AwsRequest {
     /// Name or ARN.
     pub secret_id: String,
-    /// Which version.
     pub version: AwsVersion,
 }
 

@@ -23,7 +23,7 @@ use vaultrs::client::{VaultClient, VaultClientSettings};
 use zeroize::Zeroize;
 
 use super::{Document, DocumentKind, FetchError, Lease};
-use crate::config::VaultSettings;
+use crate::config::vault::VaultSettings;
 use crate::secret::{SecretValue, zeroize_json};
 
 /// Vault reads in flight at once. Each in-flight read holds a connection of its own; a bound lets
@@ -31,6 +31,15 @@ use crate::secret::{SecretValue, zeroize_json};
 /// the server (and this process) more than it saves: on the local benchmark 50 reads take less
 /// time 16 at a time than all at once (docs/benchmarks.md), and 500 never mean 500 sockets.
 const MAX_IN_FLIGHT: usize = 16;
+
+/// One distinct read: a path, optionally at a KV v2 version.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct VaultRequest {
+    /// The path as written in the reference.
+    pub path: String,
+    /// A pinned KV v2 version.
+    pub version: Option<u64>,
+}
 
 /// A connected Vault client.
 pub struct VaultProvider {
@@ -129,86 +138,93 @@ impl VaultProvider {
         })
     }
 
-    /// Reads `path` (as `vault kv get` / `vault read` take it), optionally a KV v2 version.
-    pub async fn read(&self, path: &str, version: Option<u64>) -> Result<Document, FetchError> {
+    /// Reads a path (as `vault kv get` / `vault read` take it), optionally a KV v2 version.
+    pub async fn read(&self, request: &VaultRequest) -> Result<Document, FetchError> {
+        let VaultRequest { path, version } = request;
         let engine = self.engine_of(path).await?;
         tracing::debug!(path, ?engine, "vault: read");
         match engine {
-            Engine::KvV2 { mount } => {
-                let rest = path.strip_prefix(mount.as_str()).unwrap_or_default();
-                if rest.is_empty() {
-                    return Err(FetchError::Invalid(format!(
-                        "`{path}` is the mount itself; name a secret under it"
-                    )));
-                }
-                let envelope = self
-                    .request(
-                        RequestMethod::GET,
-                        format!("{mount}data/{rest}"),
-                        version.map(|v| format!("version={v}")),
-                        None,
-                    )
-                    .await?;
-                let Some(mut data) = envelope.data else {
-                    return Err(FetchError::NotFound(String::new()));
-                };
-                let version = data
-                    .pointer("/metadata/version")
-                    .and_then(serde_json::Value::as_u64)
-                    .map(|v| v.to_string());
-                let secret = data.get_mut("data").map(serde_json::Value::take);
+            Engine::KvV2 { mount } => self.read_kv2(path, &mount, *version).await,
+            Engine::KvV1 | Engine::Other if version.is_some() => Err(FetchError::Invalid(
+                "`?version=N` needs a KV v2 mount; this path is not on one".to_owned(),
+            )),
+            Engine::KvV1 => self.read_plain(path, DocumentKind::VaultKv1).await,
+            Engine::Other => self.read_plain(path, DocumentKind::VaultOther).await,
+        }
+    }
+
+    /// KV v2: `MOUNT/data/REST`, whose data holds the secret's data and its metadata.
+    async fn read_kv2(
+        &self,
+        path: &str,
+        mount: &str,
+        version: Option<u64>,
+    ) -> Result<Document, FetchError> {
+        let rest = path.strip_prefix(mount).unwrap_or_default();
+        if rest.is_empty() {
+            return Err(FetchError::Invalid(format!(
+                "`{path}` is the mount itself; name a secret under it"
+            )));
+        }
+        let envelope = self
+            .request(
+                RequestMethod::GET,
+                format!("{mount}data/{rest}"),
+                version.map(|v| format!("version={v}")),
+                None,
+            )
+            .await?;
+        let Some(mut data) = envelope.data else {
+            return Err(FetchError::NotFound(String::new()));
+        };
+        let version = data
+            .pointer("/metadata/version")
+            .and_then(serde_json::Value::as_u64)
+            .map(|v| v.to_string());
+        let secret = data.get_mut("data").map(serde_json::Value::take);
+        zeroize_json(&mut data);
+        match secret {
+            Some(mut secret @ serde_json::Value::Object(_)) => {
+                let value = SecretValue::new(secret.to_string());
+                zeroize_json(&mut secret);
+                Ok(Document {
+                    value,
+                    version,
+                    lease: None,
+                    kind: DocumentKind::VaultKv2 {
+                        mount: mount.to_owned(),
+                        rest: rest.to_owned(),
+                    },
+                })
+            }
+            _ => Err(FetchError::NotFound(
+                "that version was deleted or destroyed".to_owned(),
+            )),
+        }
+    }
+
+    /// KV v1 and other engines: the path as it is; a dynamic secret's lease is in the envelope.
+    async fn read_plain(&self, path: &str, kind: DocumentKind) -> Result<Document, FetchError> {
+        let envelope = self
+            .request(RequestMethod::GET, path.to_owned(), None, None)
+            .await?;
+        let lease = (!envelope.lease_id.is_empty()).then(|| Lease {
+            id: envelope.lease_id.clone(),
+            duration_secs: envelope.lease_duration,
+            renewable: envelope.renewable,
+        });
+        match envelope.data {
+            Some(mut data @ serde_json::Value::Object(_)) => {
+                let value = SecretValue::new(data.to_string());
                 zeroize_json(&mut data);
-                match secret {
-                    Some(mut secret @ serde_json::Value::Object(_)) => {
-                        let value = SecretValue::new(secret.to_string());
-                        zeroize_json(&mut secret);
-                        Ok(Document {
-                            value,
-                            version,
-                            lease: None,
-                            kind: DocumentKind::VaultKv2 {
-                                mount: mount.clone(),
-                                rest: rest.to_owned(),
-                            },
-                        })
-                    }
-                    _ => Err(FetchError::NotFound(
-                        "that version was deleted or destroyed".to_owned(),
-                    )),
-                }
+                Ok(Document {
+                    value,
+                    version: None,
+                    lease,
+                    kind,
+                })
             }
-            engine @ (Engine::KvV1 | Engine::Other) => {
-                if version.is_some() {
-                    return Err(FetchError::Invalid(
-                        "`?version=N` needs a KV v2 mount; this path is not on one".to_owned(),
-                    ));
-                }
-                let envelope = self
-                    .request(RequestMethod::GET, path.to_owned(), None, None)
-                    .await?;
-                let lease = (!envelope.lease_id.is_empty()).then(|| Lease {
-                    id: envelope.lease_id.clone(),
-                    duration_secs: envelope.lease_duration,
-                    renewable: envelope.renewable,
-                });
-                match envelope.data {
-                    Some(mut data @ serde_json::Value::Object(_)) => {
-                        let value = SecretValue::new(data.to_string());
-                        zeroize_json(&mut data);
-                        Ok(Document {
-                            value,
-                            version: None,
-                            lease,
-                            kind: if engine == Engine::KvV1 {
-                                DocumentKind::VaultKv1
-                            } else {
-                                DocumentKind::VaultOther
-                            },
-                        })
-                    }
-                    _ => Err(FetchError::NotFound(String::new())),
-                }
-            }
+            _ => Err(FetchError::NotFound(String::new())),
         }
     }
 
@@ -324,17 +340,17 @@ impl VaultProvider {
     /// not per path).
     pub async fn read_all(
         &self,
-        requests: Vec<(String, Option<u64>)>,
-    ) -> HashMap<(String, Option<u64>), Result<Document, FetchError>> {
+        requests: Vec<VaultRequest>,
+    ) -> HashMap<VaultRequest, Result<Document, FetchError>> {
         let mut scouts = std::collections::BTreeMap::new();
-        for (path, _) in &requests {
+        for VaultRequest { path, .. } in &requests {
             let top = path.split('/').next().unwrap_or_default();
             scouts.entry(top.to_owned()).or_insert_with(|| path.clone());
         }
         futures::future::join_all(scouts.values().map(|path| self.engine_of(path))).await;
-        futures::stream::iter(requests.into_iter().map(|(path, version)| async move {
-            let result = self.read(&path, version).await;
-            ((path, version), result)
+        futures::stream::iter(requests.into_iter().map(|request| async move {
+            let result = self.read(&request).await;
+            (request, result)
         }))
         .buffer_unordered(MAX_IN_FLIGHT)
         .collect()

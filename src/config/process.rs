@@ -1,0 +1,71 @@
+//! `[process]` and its flags: how envoke stops its child, and the signal names they take.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+/// How signals from outside map to what the child receives (`--signal-map FROM:TO`).
+pub type SignalMap = HashMap<Signal, Signal>;
+
+/// How envoke stops its child.
+#[derive(Debug, Clone)]
+pub struct StopPolicy {
+    /// What envoke sends when it decides to stop the child itself.
+    pub stop_signal: Signal,
+    /// How long a stopping child may take before SIGKILL.
+    pub stop_timeout: Duration,
+    pub signal_map: SignalMap,
+}
+
+impl Default for StopPolicy {
+    fn default() -> StopPolicy {
+        StopPolicy {
+            stop_signal: Signal::SIGTERM,
+            stop_timeout: Duration::from_secs(10),
+            signal_map: SignalMap::new(),
+        }
+    }
+}
+
+/// Parses a signal name (`TERM`, `SIGTERM`, `term`) or number (`15`).
+pub fn parse_signal(text: &str) -> Result<Signal, String> {
+    let trimmed = text.trim();
+    if let Ok(number) = trimmed.parse::<i32>() {
+        return Signal::try_from(number).map_err(|_| format!("unknown signal number {number}"));
+    }
+    let upper = trimmed.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    Signal::from_str(&name).map_err(|_| format!("unknown signal `{text}` (e.g. TERM, SIGQUIT, 15)"))
+}
+
+/// Parses `FROM:TO` for `--signal-map`.
+pub fn parse_signal_mapping(text: &str) -> Result<(Signal, Signal), String> {
+    let (from, to) = text
+        .split_once(':')
+        .ok_or_else(|| format!("`{text}` is not FROM:TO (e.g. TERM:QUIT)"))?;
+    Ok((parse_signal(from)?, parse_signal(to)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signal_names() {
+        assert_eq!(parse_signal("TERM"), Ok(Signal::SIGTERM));
+        assert_eq!(parse_signal("sigquit"), Ok(Signal::SIGQUIT));
+        assert_eq!(parse_signal("9"), Ok(Signal::SIGKILL));
+        assert!(parse_signal("NOPE").is_err());
+        assert_eq!(
+            parse_signal_mapping("TERM:QUIT"),
+            Ok((Signal::SIGTERM, Signal::SIGQUIT))
+        );
+        assert!(parse_signal_mapping("TERM").is_err());
+    }
+}

@@ -1,0 +1,65 @@
+//! `[watch]` and its flags: whether and how envoke watches the secrets while the child runs.
+
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+use super::process::parse_signal;
+
+/// How watching behaves.
+#[derive(Debug, Clone)]
+pub struct WatchOptions {
+    /// Poll interval (±10% jitter).
+    pub interval: Duration,
+    pub on_change: OnChange,
+    /// Changes within this window coalesce.
+    pub settle: Duration,
+}
+
+/// `--on-change`: what a changed value does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OnChange {
+    /// Stop the child, resolve afresh, start it again.
+    Restart,
+    /// Send a signal (for programs that re-read secret files).
+    Signal(Signal),
+    /// Stop the child and exit with 75, so the orchestrator replaces the task.
+    Exit,
+    /// Log only.
+    None,
+}
+
+impl OnChange {
+    /// Parses `restart`, `signal:SIGNAME`, `exit` or `none`.
+    pub fn parse(text: &str) -> Result<OnChange, String> {
+        match text {
+            "restart" => Ok(OnChange::Restart),
+            "exit" => Ok(OnChange::Exit),
+            "none" => Ok(OnChange::None),
+            _ => match text.strip_prefix("signal:") {
+                Some(name) => parse_signal(name).map(OnChange::Signal),
+                None => Err(format!(
+                    "`{text}` is not restart, signal:SIGNAME, exit or none"
+                )),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn on_change_forms() {
+        assert_eq!(OnChange::parse("restart"), Ok(OnChange::Restart));
+        assert_eq!(OnChange::parse("exit"), Ok(OnChange::Exit));
+        assert_eq!(OnChange::parse("none"), Ok(OnChange::None));
+        assert_eq!(
+            OnChange::parse("signal:HUP"),
+            Ok(OnChange::Signal(Signal::SIGHUP))
+        );
+        assert!(OnChange::parse("signal:NOPE").is_err());
+        assert!(OnChange::parse("reload").is_err());
+    }
+}
