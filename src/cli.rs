@@ -65,9 +65,14 @@ pub struct RunArgs {
     /// Changes within this window coalesce into one action [default: 2s].
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub settle: Option<Duration>,
-    /// Keep Vault leases when envoke exits instead of revoking them.
+    /// Keep Vault leases, and the Vault token envoke logged in with, when envoke exits instead of
+    /// revoking them.
     #[arg(long)]
     pub no_revoke: bool,
+    /// Let the child inherit NAME although it is envoke's own (VAULT_TOKEN, VAULT_SECRET_ID,
+    /// ENVOKE_*, ...; repeatable).
+    #[arg(long, value_name = "NAME", env = "ENVOKE_PASS_ENV", value_delimiter = ',')]
+    pub pass_env: Vec<String>,
     /// The command and its arguments.
     #[arg(required = true, last = true, value_name = "CMD")]
     pub command: Vec<OsString>,

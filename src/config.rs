@@ -38,8 +38,11 @@ pub struct Config {
     /// Variables that could not be accepted; a launch refuses to start while any exist.
     pub problems: Vec<VariableProblem>,
     pub aws: AwsSettings,
-    pub vault: VaultSettings,
-    /// envoke's inherited environment, which the child receives unless a variable overrides it.
+    /// Vault settings, when a reference needs Vault (they are neither checked nor used
+    /// otherwise).
+    pub vault: Option<VaultSettings>,
+    /// envoke's inherited environment without envoke's own credentials and settings
+    /// ([`ENVOKE_OWN`]); the child receives it unless a variable overrides it.
     pub inherited: Vec<(OsString, OsString)>,
     pub stop: StopPolicy,
     /// Rotation watching, when on.
@@ -120,12 +123,33 @@ pub enum ConfigError {
         setting: &'static str,
         reason: String,
     },
+    /// A setting from the manifest or the environment has a value that cannot be used.
+    #[error("invalid {setting}: {reason}")]
+    BadValue {
+        /// Where it was found: `VAULT_TOKEN`, `` `namespace` in [vault] ``.
+        setting: String,
+        reason: String,
+    },
+    #[error("{needed_by} needs `{setting}`{}", or_variables(.variables))]
+    MissingSetting {
+        needed_by: String,
+        setting: &'static str,
+        variables: String,
+    },
     /// `--exec` with something only a supervising envoke can do.
     #[error(
         "--exec leaves no envoke behind to watch secrets or remove secret files; \
          drop --exec, or --watch and `file = true`"
     )]
     ExecCannotSupervise,
+}
+
+fn or_variables(variables: &str) -> String {
+    if variables.is_empty() {
+        " in [vault]".to_owned()
+    } else {
+        format!(" in [vault] or {variables}")
+    }
 }
 
 /// What `config` needs from the command line; each field is a flag or its ENVOKE_* variable.
@@ -141,6 +165,8 @@ pub struct Flags {
     pub on_change: Option<OnChange>,
     pub settle: Option<Duration>,
     pub no_revoke: bool,
+    /// `--pass-env NAME`: envoke's own credentials that the child gets anyway.
+    pub pass_env: Vec<String>,
 }
 
 /// envoke's own environment, as the settings read it: a variable that is unset, empty or not
@@ -176,14 +202,26 @@ impl Config {
             variables.extend(found);
             problems.extend(invalid);
         }
+        let uses_vault = variables
+            .iter()
+            .any(|v| matches!(v.source, Source::Reference(Reference::Vault(_))));
+        let vault = if uses_vault {
+            Some(VaultSettings::load(
+                &manifest.vault,
+                &Environment(&environment),
+                home,
+            )?)
+        } else {
+            None
+        };
         let config = Config {
             variables,
             problems,
             aws: AwsSettings::load(manifest.aws),
-            vault: VaultSettings::load(&manifest.vault, &Environment(&environment), home),
+            vault,
             stop: stop_policy(flags, &manifest.process, &errors)?,
             watch: watch_options(flags, &manifest.watch, &errors)?,
-            inherited: environment,
+            inherited: without_envokes_own(environment, &flags.pass_env),
             revoke: !flags.no_revoke,
         };
         if flags.exec && (config.watch.is_some() || config.wants_files()) {
@@ -219,6 +257,35 @@ impl Config {
     pub fn wants_files(&self) -> bool {
         self.variables.iter().any(|v| v.file)
     }
+}
+
+/// envoke's own credentials and settings, which the child does not inherit unless `--pass-env`
+/// names them: a child that needs Vault gets a token of its own, not envoke's. Every `ENVOKE_*`
+/// variable is envoke's too. AWS credentials pass through: the child may need them as well.
+pub const ENVOKE_OWN: &[&str] = &[
+    "VAULT_TOKEN",
+    "BAO_TOKEN",
+    "VAULT_TOKEN_FILE",
+    "VAULT_ROLE_ID",
+    "VAULT_SECRET_ID",
+    "VAULT_SECRET_ID_FILE",
+    "VAULT_CLIENT_KEY",
+];
+
+fn without_envokes_own(
+    environment: Vec<(OsString, OsString)>,
+    pass: &[String],
+) -> Vec<(OsString, OsString)> {
+    environment
+        .into_iter()
+        .filter(|(name, _)| {
+            let Some(name) = name.to_str() else {
+                return true;
+            };
+            let own = ENVOKE_OWN.contains(&name) || name.starts_with("ENVOKE_");
+            !own || pass.iter().any(|p| p == name)
+        })
+        .collect()
 }
 
 /// The manifest named by `-m`, else ./envoke.toml when there is one, else an empty manifest.

@@ -125,6 +125,7 @@ async fn run(args: RunArgs) -> Result<Exit, Error> {
         on_change: args.on_change,
         settle: args.settle,
         no_revoke: args.no_revoke,
+        pass_env: args.pass_env,
     })?;
     if !config.problems.is_empty() {
         return Err(Error::Variables(config.problems));
@@ -140,6 +141,7 @@ async fn run(args: RunArgs) -> Result<Exit, Error> {
     let failures = resolution.failures();
     if !failures.is_empty() {
         backends.revoke_all(&resolution.leases()).await;
+        backends.logout().await;
         return Err(Error::Variables(failures));
     }
     tracing::info!(
@@ -178,14 +180,20 @@ async fn run(args: RunArgs) -> Result<Exit, Error> {
     );
     // The watcher kept versions and hashes; the values themselves go now.
     drop(resolution);
+    let login = tokio::spawn({
+        let backends = Arc::clone(&backends);
+        async move { backends.keep_login_alive().await }
+    });
 
     let finish = supervise(target, &mut signals, &config.stop, &mut controls, &start).await;
     if let Some(watcher) = watcher {
         watcher.abort();
     }
+    login.abort();
     if config.revoke {
         let leases = watch::lock(&held).clone();
         backends.revoke_all(&leases).await;
+        backends.logout().await;
     }
     // Zeroes and removes the secret files, on every way out but SIGKILL.
     drop(files);
@@ -206,8 +214,9 @@ async fn check(args: CheckArgs) -> Result<Exit, Error> {
         ..Flags::default()
     })?;
     let (backends, resolution) = connect_and_resolve(&config).await;
-    // A check must not leave dynamic credentials behind.
+    // A check must not leave dynamic credentials, or a login, behind.
     backends.revoke_all(&resolution.leases()).await;
+    backends.logout().await;
     let report = check::Report::new(&config, &resolution);
     let text = match args.format {
         Format::Text => report.to_text(),

@@ -101,18 +101,31 @@ pub struct AwsSection {
     pub profile: Option<String>,
 }
 
-/// `[vault]`: overrides VAULT_ADDR, VAULT_NAMESPACE, VAULT_CACERT and VAULT_SKIP_VERIFY.
+/// `[vault]`: where Vault is and how envoke logs in (docs/authentication.md). Each key wins over
+/// its environment variable.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VaultSection {
     /// Server address, e.g. `https://vault.example.com:8200`.
     pub address: Option<String>,
-    /// Enterprise namespace.
     pub namespace: Option<String>,
     /// PEM file of the CA that signed the server's certificate.
     pub ca_cert: Option<String>,
     /// Skip TLS verification (never in production).
     pub skip_verify: Option<bool>,
+    /// `token`, `approle`, `kubernetes`, `jwt` or `cert`.
+    pub auth: Option<String>,
+    /// The auth method's mount path (default: the method's name).
+    pub mount: Option<String>,
+    pub role: Option<String>,
+    pub token_file: Option<String>,
+    pub role_id: Option<String>,
+    pub secret_id: Option<String>,
+    pub secret_id_file: Option<String>,
+    pub jwt_file: Option<String>,
+    /// PEM client certificate and key for `cert`.
+    pub client_cert: Option<String>,
+    pub client_key: Option<String>,
 }
 
 /// A manifest that could not be parsed; the message has the line and column.

@@ -35,13 +35,36 @@ impl Backends {
         let uses_vault = config
             .references()
             .any(|(_, r)| matches!(r, Reference::Vault(_)));
-        let aws = if uses_aws {
-            Some(AwsProvider::connect(&config.aws).await)
-        } else {
-            None
+        let aws = async {
+            if uses_aws {
+                Some(AwsProvider::connect(&config.aws).await)
+            } else {
+                None
+            }
         };
-        let vault = uses_vault.then(|| VaultProvider::connect(&config.vault));
+        let vault = async {
+            match (uses_vault, &config.vault) {
+                (true, Some(settings)) => Some(VaultProvider::connect(settings).await),
+                _ => None,
+            }
+        };
+        let (aws, vault) = futures::join!(aws, vault);
         Backends { aws, vault }
+    }
+
+    /// While envoke supervises: keeps envoke's own Vault login alive (see
+    /// [`VaultProvider::keep_login_alive`]); returns at once when there is none.
+    pub async fn keep_login_alive(&self) {
+        if let Ok(vault) = self.vault() {
+            vault.keep_login_alive().await;
+        }
+    }
+
+    /// At exit: revokes the token envoke logged in with, if it did.
+    pub async fn logout(&self) {
+        if let Ok(vault) = self.vault() {
+            vault.logout().await;
+        }
     }
 
     /// The AWS provider, or why there is none.

@@ -89,6 +89,8 @@ pub struct Watcher {
     /// AWS secrets whose stage moved: the version id it points at now. Fetching by that id
     /// avoids a race with a further move between DescribeSecret and the fetch.
     pins: HashMap<FetchKey, String>,
+    /// Secrets whose check was denied, reported once at ERROR and quietly after that.
+    denied: BTreeSet<FetchKey>,
     files: Option<Arc<SecretFiles>>,
     held: HeldLeases,
     control: mpsc::UnboundedSender<Control>,
@@ -134,6 +136,7 @@ impl Watcher {
             leases: BTreeMap::new(),
             variable_digests: BTreeMap::new(),
             pins: HashMap::new(),
+            denied: BTreeSet::new(),
             files,
             held,
             control,
@@ -231,8 +234,11 @@ impl Watcher {
         let results = join_all(checks).await;
         let mut changed = BTreeSet::new();
         let mut errors = 0;
-        for result in results {
-            match result {
+        for (key, result) in results {
+            if result.is_ok() {
+                self.denied.remove(&key);
+            }
+            match (key, result) {
                 (key, Ok(Verdict::Same)) => tracing::debug!(secret = %key, "no change"),
                 (key, Ok(Verdict::Renewed(lease))) => {
                     tracing::debug!(secret = %key, ttl = lease.duration_secs, "lease renewed");
@@ -247,6 +253,16 @@ impl Watcher {
                         self.pins.insert(key.clone(), version_id);
                     }
                     changed.insert(key);
+                }
+                (key, Err(error @ FetchError::AccessDenied(_))) => {
+                    // A denial does not go away by itself: say it once, loudly, with what is
+                    // needed; keep retrying (with backoff) in case the policy is fixed.
+                    if self.denied.insert(key.clone()) {
+                        tracing::error!(secret = %key, %error, "cannot watch for changes: permission denied; retrying with backoff");
+                    } else {
+                        tracing::debug!(secret = %key, %error, "still denied");
+                    }
+                    errors += 1;
                 }
                 (key, Err(error)) => {
                     tracing::warn!(secret = %key, %error, "cannot check for a change; will retry");
@@ -289,7 +305,13 @@ impl Watcher {
             .backends
             .aws()?
             .version_holding(&request.secret_id, stage)
-            .await?;
+            .await
+            .map_err(|e| {
+                needs(
+                    e,
+                    format!("secretsmanager:DescribeSecret on {}", request.secret_id),
+                )
+            })?;
         if now == fetched.version {
             return Ok(Verdict::Same);
         }
@@ -314,7 +336,8 @@ impl Watcher {
             .backends
             .vault()?
             .kv2_current_version(mount, rest)
-            .await?
+            .await
+            .map_err(|e| needs(e, format!("read on {mount}metadata/{rest}")))?
             .to_string();
         if Some(&current) == fetched.version.as_ref() {
             return Ok(Verdict::Same);
@@ -332,7 +355,12 @@ impl Watcher {
         request: &VaultRequest,
         fetched: &Fetched,
     ) -> Result<Verdict, FetchError> {
-        let document = self.backends.vault()?.read(request).await?;
+        let document = self
+            .backends
+            .vault()?
+            .read(request)
+            .await
+            .map_err(|e| needs(e, format!("read on {}", request.path)))?;
         if document.value.keyed_digest() == fetched.digest {
             return Ok(Verdict::Same);
         }
@@ -503,6 +531,16 @@ impl Watcher {
             return;
         }
         self.backends.revoke_all(leases).await;
+    }
+}
+
+/// A denial, completed with the permission that watching needs.
+fn needs(error: FetchError, permission: String) -> FetchError {
+    match error {
+        FetchError::AccessDenied(reason) => {
+            FetchError::AccessDenied(format!("{reason} (watching needs {permission})"))
+        }
+        error => error,
     }
 }
 

@@ -1,26 +1,173 @@
 //! `[vault]` and the vault CLI's environment: where Vault is and how envoke proves who it is.
+//!
+//! Every key of `[vault]` has an environment variable; the manifest wins where it says something.
+//! OpenBao's `BAO_*` names work wherever the `VAULT_*` ones do (`VAULT_*` wins when both are set).
+//! Values are checked here, before any client sees them: a control character in a token or a
+//! namespace (a trailing newline from a Kubernetes secret, say) would otherwise reach an HTTP
+//! header, where it is an error at best and a panic inside the client at worst.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use secrecy::SecretString;
 
-use super::Environment;
+use super::{ConfigError, Environment};
 use crate::manifest::VaultSection;
 
 /// The vault CLI's default address.
 const DEFAULT_VAULT_ADDR: &str = "https://127.0.0.1:8200";
+/// Where Kubernetes mounts a pod's service-account token.
+const KUBERNETES_JWT_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
 
 /// Vault settings: the manifest's `[vault]` first, then the environment.
 #[derive(Debug, Clone)]
 pub struct VaultSettings {
     pub address: String,
-    /// VAULT_TOKEN, else ~/.vault-token; `Debug` redacts it.
-    pub token: Option<SecretString>,
     /// Enterprise namespace.
     pub namespace: Option<String>,
     /// PEM file of the CA that signed the server's certificate.
     pub ca_cert: Option<String>,
     pub skip_verify: bool,
+    pub auth: VaultAuth,
+}
+
+/// How envoke gets its Vault token.
+#[derive(Debug, Clone)]
+pub enum VaultAuth {
+    /// A token the user gave envoke. envoke uses it as it is and never revokes it.
+    Token(TokenSource),
+    /// envoke logs in itself at `auth/MOUNT/login`, keeps that token alive while it runs and
+    /// revokes it when it exits.
+    Login { mount: String, method: LoginMethod },
+}
+
+/// Where a user-given token is.
+#[derive(Debug, Clone)]
+pub enum TokenSource {
+    /// VAULT_TOKEN or BAO_TOKEN; `Debug` redacts it.
+    Value(SecretString),
+    /// `token_file`, VAULT_TOKEN_FILE, or ~/.vault-token as `vault login` writes it. Read again
+    /// whenever it changes (an agent sink or a projected file rotates it).
+    File { path: PathBuf, explicit: bool },
+    /// No token anywhere.
+    Missing,
+}
+
+/// An auth method envoke logs in with.
+#[derive(Debug, Clone)]
+pub enum LoginMethod {
+    AppRole {
+        role_id: String,
+        secret_id: Credential,
+    },
+    /// A pod's service-account token, verified by Vault through the Kubernetes TokenReview API.
+    Kubernetes { role: String, jwt_file: PathBuf },
+    /// A signed JWT (a projected service-account token, a CI OIDC token).
+    Jwt { role: String, jwt_file: PathBuf },
+    /// A TLS client certificate.
+    Cert {
+        role: Option<String>,
+        client_cert: PathBuf,
+        client_key: PathBuf,
+    },
+}
+
+impl LoginMethod {
+    /// The method's name, as `auth =` takes it and as its default mount.
+    pub fn name(&self) -> &'static str {
+        match self {
+            LoginMethod::AppRole { .. } => "approle",
+            LoginMethod::Kubernetes { .. } => "kubernetes",
+            LoginMethod::Jwt { .. } => "jwt",
+            LoginMethod::Cert { .. } => "cert",
+        }
+    }
+}
+
+/// A credential given as a value or as a file to read (at each login).
+#[derive(Debug, Clone)]
+pub enum Credential {
+    Value(SecretString),
+    File(PathBuf),
+}
+
+/// Reads settings from `[vault]` and the environment, and names where each was found.
+struct Lookup<'a> {
+    section: &'a VaultSection,
+    environment: &'a Environment<'a>,
+}
+
+/// A setting's value and where it was found, for errors that must name it.
+struct Found {
+    value: String,
+    from: String,
+}
+
+impl Found {
+    /// The value, when it has no control character.
+    fn checked(self) -> Result<String, ConfigError> {
+        if self.value.chars().any(char::is_control) {
+            return Err(ConfigError::BadValue {
+                setting: self.from,
+                reason: "contains a control character (a trailing newline?); remove it"
+                    .to_owned(),
+            });
+        }
+        Ok(self.value)
+    }
+}
+
+impl Lookup<'_> {
+    /// `key` from `[vault]`, else the first of `variables` that is set.
+    fn find(
+        &self,
+        manifest: &Option<String>,
+        key: &str,
+        variables: &[&'static str],
+    ) -> Option<Found> {
+        if let Some(value) = manifest {
+            return Some(Found {
+                value: value.clone(),
+                from: format!("`{key}` in [vault]"),
+            });
+        }
+        variables.iter().find_map(|name| {
+            Some(Found {
+                value: self.environment.get(name)?,
+                from: (*name).to_owned(),
+            })
+        })
+    }
+
+    fn checked(
+        &self,
+        manifest: &Option<String>,
+        key: &str,
+        variables: &[&'static str],
+    ) -> Result<Option<String>, ConfigError> {
+        self.find(manifest, key, variables)
+            .map(Found::checked)
+            .transpose()
+    }
+
+    fn required(
+        &self,
+        manifest: &Option<String>,
+        key: &'static str,
+        variables: &[&'static str],
+        method: &'static str,
+    ) -> Result<String, ConfigError> {
+        self.checked(manifest, key, variables)?
+            .ok_or_else(|| ConfigError::MissingSetting {
+                needed_by: format!("auth = \"{method}\""),
+                setting: key,
+                variables: variables.join(" or "),
+            })
+    }
+
+    fn path(&self, manifest: &Option<String>, variables: &[&'static str]) -> Option<PathBuf> {
+        self.find(manifest, "", variables)
+            .map(|found| PathBuf::from(found.value))
+    }
 }
 
 impl VaultSettings {
@@ -28,33 +175,137 @@ impl VaultSettings {
         section: &VaultSection,
         environment: &Environment,
         home: Option<&Path>,
-    ) -> VaultSettings {
-        let token = environment
-            .get("VAULT_TOKEN")
-            .or_else(|| read_token_file(home?))
-            .map(SecretString::from);
-        VaultSettings {
-            address: section
-                .address
-                .clone()
-                .or_else(|| environment.get("VAULT_ADDR"))
-                .unwrap_or_else(|| DEFAULT_VAULT_ADDR.to_owned()),
-            token,
-            namespace: section
-                .namespace
-                .clone()
-                .or_else(|| environment.get("VAULT_NAMESPACE")),
-            ca_cert: section
-                .ca_cert
-                .clone()
-                .or_else(|| environment.get("VAULT_CACERT")),
-            skip_verify: section.skip_verify.unwrap_or_else(|| {
-                environment
-                    .get("VAULT_SKIP_VERIFY")
-                    .is_some_and(|v| truthy(&v))
-            }),
-        }
+    ) -> Result<VaultSettings, ConfigError> {
+        let lookup = Lookup {
+            section,
+            environment,
+        };
+        let address = lookup
+            .checked(&section.address, "address", &["VAULT_ADDR", "BAO_ADDR"])?
+            .unwrap_or_else(|| DEFAULT_VAULT_ADDR.to_owned());
+        let namespace = lookup.checked(
+            &section.namespace,
+            "namespace",
+            &["VAULT_NAMESPACE", "BAO_NAMESPACE"],
+        )?;
+        let ca_cert = lookup
+            .path(&section.ca_cert, &["VAULT_CACERT", "BAO_CACERT"])
+            .map(|p| p.to_string_lossy().into_owned());
+        let skip_verify = section.skip_verify.unwrap_or_else(|| {
+            lookup
+                .find(&None, "skip_verify", &["VAULT_SKIP_VERIFY", "BAO_SKIP_VERIFY"])
+                .is_some_and(|found| truthy(&found.value))
+        });
+        Ok(VaultSettings {
+            address,
+            namespace,
+            ca_cert,
+            skip_verify,
+            auth: auth(&lookup, home)?,
+        })
     }
+}
+
+fn auth(lookup: &Lookup<'_>, home: Option<&Path>) -> Result<VaultAuth, ConfigError> {
+    let section = lookup.section;
+    let method = lookup
+        .checked(&section.auth, "auth", &["ENVOKE_VAULT_AUTH"])?
+        .unwrap_or_else(|| "token".to_owned());
+    let role = |name| lookup.required(&section.role, "role", &["ENVOKE_VAULT_ROLE"], name);
+    let method = match method.as_str() {
+        "token" => return token(lookup, home).map(VaultAuth::Token),
+        "approle" => LoginMethod::AppRole {
+            role_id: lookup.required(&section.role_id, "role_id", &["VAULT_ROLE_ID"], "approle")?,
+            secret_id: secret_id(lookup)?,
+        },
+        "kubernetes" => LoginMethod::Kubernetes {
+            role: role("kubernetes")?,
+            jwt_file: lookup
+                .path(&section.jwt_file, &[])
+                .unwrap_or_else(|| PathBuf::from(KUBERNETES_JWT_FILE)),
+        },
+        "jwt" => LoginMethod::Jwt {
+            role: role("jwt")?,
+            jwt_file: lookup
+                .path(&section.jwt_file, &[])
+                .ok_or_else(|| ConfigError::MissingSetting {
+                    needed_by: "auth = \"jwt\"".to_owned(),
+                    setting: "jwt_file",
+                    variables: String::new(),
+                })?,
+        },
+        "cert" => LoginMethod::Cert {
+            role: lookup.checked(&section.role, "role", &["ENVOKE_VAULT_ROLE"])?,
+            client_cert: required_path(lookup, &section.client_cert, "client_cert", "VAULT_CLIENT_CERT")?,
+            client_key: required_path(lookup, &section.client_key, "client_key", "VAULT_CLIENT_KEY")?,
+        },
+        other => {
+            return Err(ConfigError::BadValue {
+                setting: lookup
+                    .find(&section.auth, "auth", &["ENVOKE_VAULT_AUTH"])
+                    .map_or_else(|| "auth".to_owned(), |found| found.from),
+                reason: format!(
+                    "unknown auth method `{other}` (use token, approle, kubernetes, jwt or cert)"
+                ),
+            });
+        }
+    };
+    let mount = lookup
+        .checked(&section.mount, "mount", &["ENVOKE_VAULT_AUTH_MOUNT"])?
+        .map(|mount| mount.trim_matches('/').to_owned())
+        .unwrap_or_else(|| method.name().to_owned());
+    Ok(VaultAuth::Login { mount, method })
+}
+
+/// VAULT_TOKEN (or BAO_TOKEN), then `token_file` / VAULT_TOKEN_FILE, then ~/.vault-token.
+fn token(lookup: &Lookup<'_>, home: Option<&Path>) -> Result<TokenSource, ConfigError> {
+    if let Some(found) = lookup.find(&None, "token", &["VAULT_TOKEN", "BAO_TOKEN"]) {
+        return Ok(TokenSource::Value(SecretString::from(found.checked()?)));
+    }
+    if let Some(path) = lookup.path(&lookup.section.token_file, &["VAULT_TOKEN_FILE"]) {
+        return Ok(TokenSource::File {
+            path,
+            explicit: true,
+        });
+    }
+    Ok(match home {
+        Some(home) => TokenSource::File {
+            path: home.join(".vault-token"),
+            explicit: false,
+        },
+        None => TokenSource::Missing,
+    })
+}
+
+/// `secret_id_file` / VAULT_SECRET_ID_FILE, else `secret_id` / VAULT_SECRET_ID.
+fn secret_id(lookup: &Lookup<'_>) -> Result<Credential, ConfigError> {
+    let section = lookup.section;
+    if let Some(path) = lookup.path(&section.secret_id_file, &["VAULT_SECRET_ID_FILE"]) {
+        return Ok(Credential::File(path));
+    }
+    lookup
+        .required(
+            &section.secret_id,
+            "secret_id",
+            &["VAULT_SECRET_ID"],
+            "approle",
+        )
+        .map(|id| Credential::Value(SecretString::from(id)))
+}
+
+fn required_path(
+    lookup: &Lookup<'_>,
+    manifest: &Option<String>,
+    key: &'static str,
+    variable: &'static str,
+) -> Result<PathBuf, ConfigError> {
+    lookup
+        .path(manifest, &[variable])
+        .ok_or_else(|| ConfigError::MissingSetting {
+            needed_by: "auth = \"cert\"".to_owned(),
+            setting: key,
+            variables: variable.to_owned(),
+        })
 }
 
 fn truthy(value: &str) -> bool {
@@ -64,9 +315,56 @@ fn truthy(value: &str) -> bool {
     )
 }
 
-/// `~/.vault-token`, as written by `vault login`.
-fn read_token_file(home: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(home.join(".vault-token")).ok()?;
-    let token = text.trim();
-    (!token.is_empty()).then(|| token.to_owned())
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsString;
+
+    use super::*;
+
+    fn load(manifest: &str, environment: &[(&str, &str)]) -> Result<VaultSettings, ConfigError> {
+        let section: VaultSection = toml::from_str(manifest).unwrap();
+        let environment: Vec<(OsString, OsString)> = environment
+            .iter()
+            .map(|(k, v)| (OsString::from(k), OsString::from(v)))
+            .collect();
+        VaultSettings::load(&section, &Environment(&environment), None)
+    }
+
+    #[test]
+    fn vault_names_win_over_bao_names_and_the_manifest_over_both() {
+        let settings = load("", &[("BAO_ADDR", "http://b"), ("VAULT_ADDR", "http://v")]).unwrap();
+        assert_eq!(settings.address, "http://v");
+        let settings = load("", &[("BAO_ADDR", "http://b")]).unwrap();
+        assert_eq!(settings.address, "http://b");
+        let settings = load("address = \"http://m\"", &[("VAULT_ADDR", "http://v")]).unwrap();
+        assert_eq!(settings.address, "http://m");
+    }
+
+    #[test]
+    fn a_control_character_is_an_error_naming_the_setting() {
+        let error = load("", &[("VAULT_TOKEN", "s.abc\n")]).unwrap_err();
+        assert!(error.to_string().contains("VAULT_TOKEN"), "{error}");
+        assert!(!error.to_string().contains("s.abc"), "{error}");
+        let error = load("namespace = \"a\\u001b[31m\"", &[]).unwrap_err();
+        assert!(error.to_string().contains("`namespace` in [vault]"), "{error}");
+    }
+
+    #[test]
+    fn login_methods_name_what_they_miss() {
+        let error = load("auth = \"approle\"", &[("VAULT_SECRET_ID", "x")]).unwrap_err();
+        assert!(error.to_string().contains("role_id"), "{error}");
+        assert!(error.to_string().contains("VAULT_ROLE_ID"), "{error}");
+        let settings = load(
+            "auth = \"kubernetes\"\nmount = \"/k8s/\"",
+            &[("ENVOKE_VAULT_ROLE", "app")],
+        )
+        .unwrap();
+        let VaultAuth::Login { mount, method } = settings.auth else {
+            panic!("not a login")
+        };
+        assert_eq!(mount, "k8s");
+        assert!(matches!(method, LoginMethod::Kubernetes { role, jwt_file }
+            if role == "app" && jwt_file == Path::new(KUBERNETES_JWT_FILE)));
+        assert!(load("auth = \"ldap\"", &[]).is_err());
+    }
 }

@@ -7,23 +7,38 @@
 //!
 //! vaultrs's typed helpers strip the response envelope, and the envelope is where a dynamic
 //! secret's lease lives; so reads go through [`RawRequest`], a rustify endpoint executed with
-//! vaultrs's client and middleware (token, namespace, TLS settings). The raw response body is
-//! zeroized once parsed.
+//! vaultrs's HTTP client (TLS settings, client certificate) and its middleware, built per request
+//! with the token in use ([`token`]). The raw response body is zeroized once parsed.
+//!
+//! # Logging in
+//! With `auth =` other than `token`, [`VaultProvider::connect`] logs in (`auth/MOUNT/login`)
+//! before anything is read, and every request uses that token. While envoke supervises,
+//! [`VaultProvider::keep_login_alive`] renews it at about two thirds of its TTL and logs in again
+//! when renewal no longer helps (a refused renewal, or one cut short by the max TTL); the child
+//! is never restarted for envoke's own token. [`VaultProvider::logout`] revokes it at exit. A
+//! token the user gave is neither renewed nor revoked: whoever made it owns it.
+
+mod token;
 
 use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use futures::StreamExt;
 use rustify::Endpoint;
 use rustify::enums::{RequestMethod, RequestType, ResponseType};
 use rustify::errors::ClientError as HttpError;
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
+use tokio::time::Instant;
+use vaultrs::api::EndpointMiddleware;
 use vaultrs::client::{VaultClient, VaultClientSettings};
-use zeroize::Zeroize;
+use zeroize::{Zeroize, Zeroizing};
 
+use self::token::{Lifetime, Origin, Token, header_safe, read_secret_file};
 use super::{Document, DocumentKind, FetchError, Lease};
-use crate::config::vault::VaultSettings;
+use crate::config::vault::{Credential, LoginMethod, VaultAuth, VaultSettings};
 use crate::secret::{SecretValue, zeroize_json};
 
 /// Vault reads in flight at once. Each in-flight read holds a connection of its own; a bound lets
@@ -45,8 +60,11 @@ pub struct VaultRequest {
 pub struct VaultProvider {
     client: VaultClient,
     address: String,
+    namespace: Option<String>,
+    auth: VaultAuth,
+    token: Mutex<Token>,
     /// Mounts seen so far (path with trailing slash, engine), so each is looked up once.
-    mounts: std::sync::Mutex<Vec<(String, Engine)>>,
+    mounts: Mutex<Vec<(String, Engine)>>,
 }
 
 /// The engine behind a path.
@@ -61,7 +79,7 @@ enum Engine {
 }
 
 /// Vault's response envelope.
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct Envelope {
     data: Option<serde_json::Value>,
     #[serde(default)]
@@ -70,6 +88,26 @@ struct Envelope {
     lease_duration: u64,
     #[serde(default)]
     renewable: bool,
+    auth: Option<AuthInfo>,
+}
+
+/// The `auth` part of a login's or a token renewal's answer.
+#[derive(Deserialize)]
+struct AuthInfo {
+    #[serde(default)]
+    client_token: String,
+    #[serde(default)]
+    accessor: String,
+    #[serde(default)]
+    lease_duration: u64,
+    #[serde(default)]
+    renewable: bool,
+}
+
+impl Drop for AuthInfo {
+    fn drop(&mut self) {
+        self.client_token.zeroize();
+    }
 }
 
 /// A request to any path; vaultrs's middleware adds `/v1`, the token and the namespace.
@@ -103,26 +141,47 @@ impl Endpoint for RawRequest {
 }
 
 impl VaultProvider {
-    /// Builds a client from the settings. Fails without a token or with an unusable address or
-    /// CA file.
-    pub fn connect(settings: &VaultSettings) -> Result<VaultProvider, FetchError> {
+    /// Builds a client from the settings and logs in when `auth` says so. Fails without a
+    /// token, with an unusable address, CA file or client certificate, or when the login fails.
+    pub async fn connect(settings: &VaultSettings) -> Result<VaultProvider, FetchError> {
         let address = url::Url::parse(&settings.address).map_err(|e| {
             FetchError::Other(format!(
                 "invalid Vault address `{}`: {e} (set VAULT_ADDR or `address` under [vault])",
                 settings.address
             ))
         })?;
-        let Some(token) = &settings.token else {
+        let token = match &settings.auth {
+            VaultAuth::Token(source) => Token::given(source)?,
+            // Replaced by the login's token below, before any request that needs one.
+            VaultAuth::Login { .. } => Token {
+                value: SecretString::from(String::new()),
+                origin: Origin::Given,
+            },
+        };
+        if !header_safe(&token.value) {
             return Err(FetchError::Other(
-                "no Vault token: set VAULT_TOKEN or run `vault login` (~/.vault-token)".to_owned(),
+                "the Vault token has a control character inside".to_owned(),
             ));
+        }
+        let identity = match &settings.auth {
+            VaultAuth::Login {
+                method:
+                    LoginMethod::Cert {
+                        client_cert,
+                        client_key,
+                        ..
+                    },
+                ..
+            } => Some(client_identity(client_cert, client_key)?),
+            _ => None,
         };
         let client_settings = VaultClientSettings {
             address,
             ca_certs: settings.ca_cert.iter().cloned().collect(),
-            identity: None,
+            identity,
             timeout: Some(Duration::from_secs(30)),
-            token: token.expose_secret().to_owned(),
+            // The middleware is built per request, with the token in use then.
+            token: String::new(),
             verify: !settings.skip_verify,
             version: 1,
             wrapping: false,
@@ -131,11 +190,168 @@ impl VaultProvider {
         };
         let client = VaultClient::new(client_settings)
             .map_err(|e| FetchError::Other(format!("cannot set up the Vault client: {e}")))?;
-        Ok(VaultProvider {
+        let provider = VaultProvider {
             client,
             address: settings.address.clone(),
-            mounts: std::sync::Mutex::default(),
+            namespace: settings.namespace.clone(),
+            auth: settings.auth.clone(),
+            token: Mutex::new(token),
+            mounts: Mutex::default(),
+        };
+        if let VaultAuth::Login { .. } = provider.auth {
+            let token = provider.login().await?;
+            *provider.token() = token;
+        }
+        Ok(provider)
+    }
+
+    fn token(&self) -> MutexGuard<'_, Token> {
+        self.token.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Logs in with the configured method; the error names the method, the mount and Vault's
+    /// reason.
+    async fn login(&self) -> Result<Token, FetchError> {
+        let VaultAuth::Login { mount, method } = &self.auth else {
+            return Err(FetchError::Other(
+                "envoke was given a token; it does not log in".to_owned(),
+            ));
+        };
+        let failed = |reason: String| {
+            FetchError::Other(format!(
+                "cannot log in to Vault with {} at auth/{mount}: {reason}",
+                method.name()
+            ))
+        };
+        let body = login_body(method).map_err(|e| failed(e.to_string()))?;
+        let envelope = self
+            .request_with(
+                &SecretString::from(String::new()),
+                RequestMethod::POST,
+                format!("auth/{mount}/login"),
+                None,
+                Some(body.to_vec()),
+            )
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        let auth = envelope
+            .auth
+            .filter(|auth| !auth.client_token.is_empty())
+            .ok_or_else(|| failed("the answer has no token".to_owned()))?;
+        let value = SecretString::from(auth.client_token.clone());
+        if !header_safe(&value) {
+            return Err(failed("the token has a control character inside".to_owned()));
+        }
+        tracing::info!(
+            method = method.name(),
+            mount = %mount,
+            accessor = %auth.accessor,
+            ttl = auth.lease_duration,
+            "logged in to Vault"
+        );
+        Ok(Token {
+            value,
+            origin: Origin::Login(Lifetime {
+                ttl: Duration::from_secs(auth.lease_duration),
+                renewable: auth.renewable,
+                since: Instant::now(),
+            }),
         })
+    }
+
+    /// While envoke runs: renews its login token at about two thirds of its TTL, and logs in
+    /// again when the renewal is refused or cut short by the max TTL. Failures are retried with
+    /// backoff, never passed to the child. Returns at once for a token the user gave.
+    pub async fn keep_login_alive(&self) {
+        let mut failures: u32 = 0;
+        loop {
+            let Origin::Login(lifetime) = self.token().origin else {
+                return;
+            };
+            let Some(due) = lifetime.due() else {
+                return;
+            };
+            let wake = if failures == 0 {
+                due
+            } else {
+                Instant::now() + retry_after(failures)
+            };
+            tokio::time::sleep_until(wake).await;
+            let renewed = if lifetime.renewable {
+                self.renew_self(lifetime.ttl).await
+            } else {
+                Ok(None)
+            };
+            let result = match renewed {
+                Ok(Some(renewed)) => {
+                    tracing::debug!(ttl = ?renewed.ttl, "renewed envoke's Vault token");
+                    if let Origin::Login(current) = &mut self.token().origin {
+                        *current = renewed;
+                    }
+                    Ok(())
+                }
+                Err(error @ FetchError::Unreachable { .. }) => Err(error),
+                Ok(None) | Err(_) => match self.login().await {
+                    Ok(token) => {
+                        // The old token is left to expire, not revoked: leases obtained with
+                        // it end with it, and the watcher replaces them in time.
+                        *self.token() = token;
+                        Ok(())
+                    }
+                    Err(error) => Err(error),
+                },
+            };
+            match result {
+                Ok(()) => failures = 0,
+                Err(error) => {
+                    failures = failures.saturating_add(1);
+                    tracing::warn!(%error, "cannot keep envoke's Vault login alive; will retry");
+                }
+            }
+        }
+    }
+
+    /// `auth/token/renew-self` for as long again as the token was issued for; `None` when
+    /// Vault gives less (the max TTL is near), so that a fresh login follows.
+    async fn renew_self(&self, ttl: Duration) -> Result<Option<Lifetime>, FetchError> {
+        let body = serde_json::json!({ "increment": ttl.as_secs() }).to_string();
+        let envelope = self
+            .request(
+                RequestMethod::PUT,
+                "auth/token/renew-self".to_owned(),
+                None,
+                Some(body.into_bytes()),
+            )
+            .await?;
+        let Some(auth) = envelope.auth else {
+            return Ok(None);
+        };
+        let renewed = Duration::from_secs(auth.lease_duration);
+        Ok((renewed + Duration::from_secs(1) >= ttl).then(|| Lifetime {
+            ttl: renewed,
+            renewable: auth.renewable,
+            since: Instant::now(),
+        }))
+    }
+
+    /// Revokes the token envoke logged in with (`auth/token/revoke-self`), and with it whatever
+    /// leases it still holds; a token the user gave is left alone.
+    pub async fn logout(&self) {
+        if !matches!(self.token().origin, Origin::Login(_)) {
+            return;
+        }
+        match self
+            .request(
+                RequestMethod::PUT,
+                "auth/token/revoke-self".to_owned(),
+                None,
+                None,
+            )
+            .await
+        {
+            Ok(_) => tracing::info!("revoked envoke's Vault token"),
+            Err(error) => tracing::warn!(%error, "cannot revoke envoke's Vault token"),
+        }
     }
 
     /// Reads a path (as `vault kv get` / `vault read` take it), optionally a KV v2 version.
@@ -286,7 +502,7 @@ impl VaultProvider {
         if let Some((_, engine)) = self
             .mounts
             .lock()
-            .expect("mount cache lock")
+            .unwrap_or_else(PoisonError::into_inner)
             .iter()
             .find(|(mount, _)| path.starts_with(mount.as_str()))
         {
@@ -329,7 +545,7 @@ impl VaultProvider {
         if mount.ends_with('/') && path.starts_with(mount) {
             self.mounts
                 .lock()
-                .expect("mount cache lock")
+                .unwrap_or_else(PoisonError::into_inner)
                 .push((mount.to_owned(), engine.clone()));
         }
         Ok(engine)
@@ -357,8 +573,21 @@ impl VaultProvider {
         .await
     }
 
+    /// A request with the token in use.
     async fn request(
         &self,
+        method: RequestMethod,
+        path: String,
+        query: Option<String>,
+        body: Option<Vec<u8>>,
+    ) -> Result<Envelope, FetchError> {
+        let token = self.token().current();
+        self.request_with(&token, method, path, query, body).await
+    }
+
+    async fn request_with(
+        &self,
+        token: &SecretString,
         method: RequestMethod,
         path: String,
         query: Option<String>,
@@ -370,19 +599,20 @@ impl VaultProvider {
             query,
             body,
         };
+        let middleware = EndpointMiddleware {
+            token: token.expose_secret().to_owned(),
+            version: "v1".to_owned(),
+            wrap: None,
+            namespace: self.namespace.clone(),
+        };
         let mut response = request
-            .with_middleware(&self.client.middle)
+            .with_middleware(&middleware)
             .exec(&self.client.http)
             .await
             .map_err(|e| self.map_error(&path, e))?;
         let body = response.response.body_mut();
         let parsed = if body.is_empty() {
-            Ok(Envelope {
-                data: None,
-                lease_id: String::new(),
-                lease_duration: 0,
-                renewable: false,
-            })
+            Ok(Envelope::default())
         } else {
             serde_json::from_slice::<Envelope>(body)
         };
@@ -435,4 +665,63 @@ impl VaultProvider {
 struct ErrorBody {
     #[serde(default)]
     errors: Vec<String>,
+}
+
+/// The login request's body for `method`: the role and the credential, read now (a secret id or
+/// JWT file may have been rotated since the last login).
+fn login_body(method: &LoginMethod) -> Result<Zeroizing<Vec<u8>>, FetchError> {
+    let read = |what: &str, path: &Path| {
+        read_secret_file(path).map_err(|error| error.for_file(what, path))
+    };
+    let body = match method {
+        LoginMethod::AppRole { role_id, secret_id } => {
+            let secret_id = match secret_id {
+                Credential::Value(value) => value.clone(),
+                Credential::File(path) => read("secret id file", path)?,
+            };
+            serde_json::json!({ "role_id": role_id, "secret_id": secret_id.expose_secret() })
+        }
+        LoginMethod::Kubernetes { role, jwt_file } | LoginMethod::Jwt { role, jwt_file } => {
+            let jwt = read("JWT file", jwt_file)?;
+            serde_json::json!({ "role": role, "jwt": jwt.expose_secret() })
+        }
+        LoginMethod::Cert { role, .. } => match role {
+            Some(role) => serde_json::json!({ "name": role }),
+            None => serde_json::json!({}),
+        },
+    };
+    let mut body = body;
+    let bytes = Zeroizing::new(body.to_string().into_bytes());
+    zeroize_json(&mut body);
+    Ok(bytes)
+}
+
+/// The TLS client identity for `cert` logins: the PEM certificate followed by its key.
+fn client_identity(cert: &Path, key: &Path) -> Result<reqwest::Identity, FetchError> {
+    let read = |path: &Path| {
+        std::fs::read(path).map(Zeroizing::new).map_err(|error| {
+            FetchError::Other(format!(
+                "cannot read the client certificate or key {}: {error}",
+                path.display()
+            ))
+        })
+    };
+    let mut pem = read(cert)?;
+    pem.extend_from_slice(b"\n");
+    pem.extend_from_slice(&read(key)?);
+    reqwest::Identity::from_pem(&pem).map_err(|error| {
+        FetchError::Other(format!(
+            "cannot use the client certificate {} with the key {}: {error}",
+            cert.display(),
+            key.display()
+        ))
+    })
+}
+
+/// Backoff for retrying a failed renewal or login: 1 s doubling up to a minute, with jitter.
+fn retry_after(failures: u32) -> Duration {
+    let ceiling = Duration::from_secs(1)
+        .saturating_mul(2u32.saturating_pow(failures.min(6)))
+        .min(Duration::from_secs(60));
+    ceiling.mul_f64(0.5 + fastrand::f64() * 0.5)
 }
