@@ -71,7 +71,12 @@ pub struct RunArgs {
     pub no_revoke: bool,
     /// Let the child inherit NAME although it is envoke's own (VAULT_TOKEN, VAULT_SECRET_ID,
     /// ENVOKE_*, ...; repeatable).
-    #[arg(long, value_name = "NAME", env = "ENVOKE_PASS_ENV", value_delimiter = ',')]
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "ENVOKE_PASS_ENV",
+        value_delimiter = ','
+    )]
     pub pass_env: Vec<String>,
     /// The command and its arguments.
     #[arg(required = true, last = true, value_name = "CMD")]

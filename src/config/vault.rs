@@ -108,8 +108,7 @@ impl Found {
         if self.value.chars().any(char::is_control) {
             return Err(ConfigError::BadValue {
                 setting: self.from,
-                reason: "contains a control character (a trailing newline?); remove it"
-                    .to_owned(),
+                reason: "contains a control character (a trailing newline?); remove it".to_owned(),
             });
         }
         Ok(self.value)
@@ -193,7 +192,11 @@ impl VaultSettings {
             .map(|p| p.to_string_lossy().into_owned());
         let skip_verify = section.skip_verify.unwrap_or_else(|| {
             lookup
-                .find(&None, "skip_verify", &["VAULT_SKIP_VERIFY", "BAO_SKIP_VERIFY"])
+                .find(
+                    &None,
+                    "skip_verify",
+                    &["VAULT_SKIP_VERIFY", "BAO_SKIP_VERIFY"],
+                )
                 .is_some_and(|found| truthy(&found.value))
         });
         Ok(VaultSettings {
@@ -226,18 +229,28 @@ fn auth(lookup: &Lookup<'_>, home: Option<&Path>) -> Result<VaultAuth, ConfigErr
         },
         "jwt" => LoginMethod::Jwt {
             role: role("jwt")?,
-            jwt_file: lookup
-                .path(&section.jwt_file, &[])
-                .ok_or_else(|| ConfigError::MissingSetting {
+            jwt_file: lookup.path(&section.jwt_file, &[]).ok_or_else(|| {
+                ConfigError::MissingSetting {
                     needed_by: "auth = \"jwt\"".to_owned(),
                     setting: "jwt_file",
                     variables: String::new(),
-                })?,
+                }
+            })?,
         },
         "cert" => LoginMethod::Cert {
             role: lookup.checked(&section.role, "role", &["ENVOKE_VAULT_ROLE"])?,
-            client_cert: required_path(lookup, &section.client_cert, "client_cert", "VAULT_CLIENT_CERT")?,
-            client_key: required_path(lookup, &section.client_key, "client_key", "VAULT_CLIENT_KEY")?,
+            client_cert: required_path(
+                lookup,
+                &section.client_cert,
+                "client_cert",
+                "VAULT_CLIENT_CERT",
+            )?,
+            client_key: required_path(
+                lookup,
+                &section.client_key,
+                "client_key",
+                "VAULT_CLIENT_KEY",
+            )?,
         },
         other => {
             return Err(ConfigError::BadValue {
@@ -346,7 +359,10 @@ mod tests {
         assert!(error.to_string().contains("VAULT_TOKEN"), "{error}");
         assert!(!error.to_string().contains("s.abc"), "{error}");
         let error = load("namespace = \"a\\u001b[31m\"", &[]).unwrap_err();
-        assert!(error.to_string().contains("`namespace` in [vault]"), "{error}");
+        assert!(
+            error.to_string().contains("`namespace` in [vault]"),
+            "{error}"
+        );
     }
 
     #[test]

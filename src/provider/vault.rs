@@ -37,7 +37,7 @@ use vaultrs::client::{VaultClient, VaultClientSettings};
 use zeroize::{Zeroize, Zeroizing};
 
 use self::token::{Lifetime, Origin, Token, header_safe, read_secret_file};
-use super::{Document, DocumentKind, FetchError, Lease};
+use super::{Document, DocumentKind, FetchError, Lease, one_line};
 use crate::config::vault::{Credential, LoginMethod, VaultAuth, VaultSettings};
 use crate::secret::{SecretValue, zeroize_json};
 
@@ -240,7 +240,9 @@ impl VaultProvider {
             .ok_or_else(|| failed("the answer has no token".to_owned()))?;
         let value = SecretString::from(auth.client_token.clone());
         if !header_safe(&value) {
-            return Err(failed("the token has a control character inside".to_owned()));
+            return Err(failed(
+                "the token has a control character inside".to_owned(),
+            ));
         }
         tracing::info!(
             method = method.name(),
@@ -631,7 +633,7 @@ impl VaultProvider {
                 let messages = content
                     .as_deref()
                     .and_then(|c| serde_json::from_str::<ErrorBody>(c).ok())
-                    .map(|b| b.errors.join("; "))
+                    .map(|b| one_line(&b.errors.join("; ")))
                     .unwrap_or_default();
                 match code {
                     404 => FetchError::NotFound(format!("no secret at {path}")),

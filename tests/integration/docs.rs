@@ -56,7 +56,10 @@ fn assert_valid(manifest: &str) {
 
 #[test]
 fn every_manifest_example_is_accepted() {
-    let mut text = doc("manifest.md") + &doc("references.md") + &doc("rotation.md");
+    let mut text = doc("manifest.md")
+        + &doc("references.md")
+        + &doc("rotation.md")
+        + &doc("authentication.md");
     // The examples are manifests too.
     for entry in std::fs::read_dir(format!("{}/examples", env!("CARGO_MANIFEST_DIR"))).unwrap() {
         let path = entry.unwrap().path();

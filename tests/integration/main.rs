@@ -3,6 +3,7 @@
 
 mod support;
 
+mod auth;
 mod aws;
 mod check;
 mod docs;

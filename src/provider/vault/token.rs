@@ -151,7 +151,10 @@ impl FileError {
             FileError::NotText => "it is not UTF-8 text".to_owned(),
             FileError::Io(error) => error.to_string(),
         };
-        FetchError::Other(format!("cannot use the {what} {}: {reason}", path.display()))
+        FetchError::Other(format!(
+            "cannot use the {what} {}: {reason}",
+            path.display()
+        ))
     }
 }
 
@@ -174,9 +177,9 @@ pub(super) fn read_secret_file(path: &Path) -> Result<SecretString, FileError> {
         .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
         .open(path)
         .map_err(|error| match error.kind() {
-        std::io::ErrorKind::NotFound => FileError::Missing,
-        _ => FileError::Io(error),
-    })?;
+            std::io::ErrorKind::NotFound => FileError::Missing,
+            _ => FileError::Io(error),
+        })?;
     let metadata = file.metadata().map_err(FileError::Io)?;
     if !metadata.is_file() {
         return Err(FileError::NotRegular);

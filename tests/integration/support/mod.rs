@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod auth;
 pub mod postgres;
 pub mod proxy;
 
@@ -116,10 +117,46 @@ fn http_agent() -> ureq::Agent {
         .into()
 }
 
+/// The bao CLI against `addr`, with `body` as JSON on stdin.
+fn bao_cli(
+    addr: &str,
+    ca: Option<&Path>,
+    token: &str,
+    args: &[&str],
+    body: Option<&Value>,
+) -> Result<Value, String> {
+    use std::io::Write;
+    let mut command = Command::new(bao_binary());
+    command
+        .args(args)
+        .env("BAO_ADDR", addr)
+        .env("BAO_TOKEN", token)
+        .env("HOME", std::env::temp_dir())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(ca) = ca {
+        command.env("BAO_CACERT", ca);
+    }
+    let mut child = command.spawn().expect("run bao");
+    let mut stdin = child.stdin.take().unwrap();
+    if let Some(body) = body {
+        stdin.write_all(body.to_string().as_bytes()).unwrap();
+    }
+    drop(stdin);
+    let output = child.wait_with_output().unwrap();
+    if !output.status.success() {
+        return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+    }
+    Ok(serde_json::from_slice(&output.stdout).unwrap_or(Value::Null))
+}
+
 /// A dev OpenBao server: KV v2 at `secret/`, root token [`ROOT_TOKEN`].
 pub struct Bao {
-    /// `http://127.0.0.1:PORT`
+    /// `http://127.0.0.1:PORT` (`https://` with [`Bao::start_tls`])
     pub addr: String,
+    /// The CA of a TLS server's certificate.
+    pub ca: Option<PathBuf>,
     server: Server,
     agent: ureq::Agent,
 }
@@ -128,6 +165,56 @@ impl Bao {
     /// Starts a server and waits until it answers.
     pub fn start() -> Bao {
         start_on_a_free_port("bao", Self::try_start_on)
+    }
+
+    /// Starts a server on a TLS listener whose certificate is signed by a CA it writes to
+    /// `dir/vault-ca.pem` ([`Bao::ca`]); the API calls of the test go through the bao CLI then.
+    pub fn start_tls(dir: &Path) -> Bao {
+        start_on_a_free_port("bao", |port| Self::try_start_tls_on(port, dir))
+    }
+
+    fn try_start_tls_on(port: u16, dir: &Path) -> Option<Bao> {
+        let child = Command::new(bao_binary())
+            .args([
+                "server",
+                "-dev",
+                "-dev-tls",
+                &format!("-dev-tls-cert-dir={}", dir.display()),
+                &format!("-dev-root-token-id={ROOT_TOKEN}"),
+                &format!("-dev-listen-address=127.0.0.1:{port}"),
+            ])
+            .env("HOME", std::env::temp_dir())
+            .env("BAO_LOG_LEVEL", "error")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start bao");
+        let addr = format!("https://127.0.0.1:{port}");
+        let ca = dir.join("vault-ca.pem");
+        let mut server = Server { child, name: "bao" };
+        let ready = server.wait_ready(Duration::from_secs(30), || {
+            ca.exists()
+                && bao_cli(
+                    &addr,
+                    Some(&ca),
+                    ROOT_TOKEN,
+                    &["read", "-format=json", "sys/health"],
+                    None,
+                )
+                .is_ok()
+        });
+        ready.then_some(Bao {
+            addr,
+            ca: Some(ca),
+            server,
+            agent: http_agent(),
+        })
+    }
+
+    /// The bao CLI against this server (for TLS servers), with `body` as JSON on stdin.
+    fn cli(&self, token: &str, args: &[&str], body: Option<&Value>) -> Result<Value, String> {
+        bao_cli(&self.addr, self.ca.as_deref(), token, args, body)
     }
 
     /// Starts a server on `port`; `None` when it exits instead (the port was taken).
@@ -148,6 +235,7 @@ impl Bao {
             .expect("start bao");
         let mut bao = Bao {
             addr: format!("http://127.0.0.1:{port}"),
+            ca: None,
             server: Server { child, name: "bao" },
             agent: http_agent(),
         };
@@ -174,6 +262,16 @@ impl Bao {
         path: &str,
         body: Option<Value>,
     ) -> Result<Value, String> {
+        if self.ca.is_some() {
+            return match method {
+                "GET" => self.cli(token, &["read", "-format=json", path], None),
+                _ => self.cli(
+                    token,
+                    &["write", "-format=json", path, "-"],
+                    Some(&body.unwrap_or(json!({}))),
+                ),
+            };
+        }
         let url = format!("{}/v1/{path}", self.addr);
         let response = match (method, body) {
             ("GET", _) => self.agent.get(&url).header("X-Vault-Token", token).call(),
@@ -279,6 +377,73 @@ impl Bao {
                 .unwrap_or_default(),
             Err(_) => Vec::new(),
         }
+    }
+
+    /// Enables the auth method `kind` at `mount`.
+    pub fn enable_auth(&self, kind: &str, mount: &str) {
+        self.api(
+            "POST",
+            &format!("sys/auth/{mount}"),
+            Some(json!({ "type": kind })),
+        );
+    }
+
+    /// Writes an ACL policy `name` that may only read `paths`.
+    pub fn read_policy(&self, name: &str, paths: &[&str]) {
+        let policy: String = paths
+            .iter()
+            .map(|p| format!("path \"{p}\" {{ capabilities = [\"read\"] }}\n"))
+            .collect();
+        self.api(
+            "POST",
+            &format!("sys/policies/acl/{name}"),
+            Some(json!({ "policy": policy })),
+        );
+    }
+
+    /// An AppRole `role` at `approle/` (enabled here) whose tokens have `policy` and live
+    /// `ttl`, at most `max_ttl`; returns its role id and a secret id.
+    pub fn approle(&self, role: &str, policy: &str, ttl: &str, max_ttl: &str) -> (String, String) {
+        self.enable_auth("approle", "approle");
+        self.api(
+            "POST",
+            &format!("auth/approle/role/{role}"),
+            Some(json!({
+                "token_policies": [policy],
+                "token_ttl": ttl,
+                "token_max_ttl": max_ttl,
+            })),
+        );
+        let role_id = self.api("GET", &format!("auth/approle/role/{role}/role-id"), None);
+        let secret_id = self.api("POST", &format!("auth/approle/role/{role}/secret-id"), None);
+        (
+            role_id["data"]["role_id"].as_str().unwrap().to_owned(),
+            secret_id["data"]["secret_id"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// The accessors of every live token.
+    pub fn token_accessors(&self) -> Vec<String> {
+        let answer = self.api("GET", "auth/token/accessors?list=true", None);
+        answer["data"]["keys"]
+            .as_array()
+            .map(|keys| {
+                keys.iter()
+                    .filter_map(|k| k.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Whether `token` is still valid.
+    pub fn token_is_valid(&self, token: &str) -> bool {
+        self.api_as(
+            ROOT_TOKEN,
+            "POST",
+            "auth/token/lookup",
+            Some(json!({ "token": token })),
+        )
+        .is_ok()
     }
 
     /// Creates a token that may only read the paths given (ACL policy paths).

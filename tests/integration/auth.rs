@@ -1,0 +1,438 @@
+//! Authentication: envoke logs in to OpenBao with a platform identity (approle, jwt, kubernetes,
+//! cert), keeps that login alive, revokes it at exit, and keeps its own credentials from the
+//! child. The manifests are docs/authentication.md's examples, with the test's paths put in.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::support::auth::{client_certificate, now, rsa_key, signed_jwt, token_reviewer};
+use crate::support::{Bao, Envoke, ROOT_TOKEN, wait_lines_or_explain};
+
+/// The first TOML block after `### {method}` in docs/authentication.md, with its example paths
+/// and ids replaced as `replace` says.
+fn doc_example(method: &str, replace: &[(&str, &str)]) -> String {
+    let text = std::fs::read_to_string(format!(
+        "{}/docs/authentication.md",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let section = text
+        .split(&format!("### {method}\n"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("no section for {method}"));
+    let mut block = section
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .unwrap()
+        .to_owned();
+    for (from, to) in replace {
+        assert!(
+            block.contains(from),
+            "{from} is not in the {method} example"
+        );
+        block = block.replace(from, to);
+    }
+    block
+}
+
+/// OpenBao with `secret/app` holding `token`, and a policy `app` that may read it.
+fn server_with_app_secret(bao: &Bao) {
+    bao.kv2_put("secret", "app", json!({"token": "app-secret-value"}));
+    bao.read_policy("app", &["secret/data/app", "secret/metadata/app"]);
+}
+
+/// An envoke pointed at `bao` without any token: it must log in.
+fn logging_in(bao: &Bao, vault_section: &str) -> Envoke {
+    Envoke::new()
+        .env("VAULT_ADDR", &bao.addr)
+        .manifest(&format!(
+            "{vault_section}\n[env]\nAPP_TOKEN = \"vault://secret/app#token\"\n"
+        ))
+}
+
+#[test]
+fn approle_with_a_secret_id_file_logs_in_and_nothing_of_it_reaches_the_child() {
+    let bao = Bao::start();
+    server_with_app_secret(&bao);
+    let (role_id, secret_id) = bao.approle("app", "app", "1h", "2h");
+    let vault = doc_example(
+        "approle",
+        &[
+            ("6b1c5bd3-41e4-4b4e-a4b5-0e5a5e1d2a11", &role_id),
+            ("/run/secrets/vault-secret-id", "secret-id"),
+        ],
+    );
+    let envoke = logging_in(&bao, &vault)
+        // As a Kubernetes secret mounts it: with a trailing newline.
+        .file("secret-id", &format!("{secret_id}\n"))
+        .env("ENVOKE_STOP_TIMEOUT", "5s")
+        .env("VAULT_SECRET_ID", "ignored-the-file-wins");
+    let before = bao.token_accessors().len();
+    let (output, env) = envoke.child_env(&["-v"]);
+    output
+        .assert_code(0)
+        .assert_stderr_contains("logged in to Vault")
+        .assert_never_shows(&secret_id);
+    assert_eq!(env["APP_TOKEN"], "app-secret-value");
+    for own in ["VAULT_SECRET_ID", "ENVOKE_STOP_TIMEOUT"] {
+        assert!(!env.contains_key(own), "the child inherited {own}");
+    }
+    assert_eq!(
+        bao.token_accessors().len(),
+        before,
+        "the login token is revoked when envoke exits"
+    );
+
+    // --pass-env keeps one on purpose; --no-revoke keeps the login.
+    let (output, env) = envoke.child_env(&["--pass-env", "VAULT_SECRET_ID", "--no-revoke"]);
+    output.assert_code(0);
+    assert_eq!(env["VAULT_SECRET_ID"], "ignored-the-file-wins");
+    assert!(!env.contains_key("ENVOKE_STOP_TIMEOUT"));
+    assert_eq!(
+        bao.token_accessors().len(),
+        before + 1,
+        "kept with --no-revoke"
+    );
+}
+
+#[test]
+fn approle_from_the_environment_and_a_failed_login_names_method_mount_and_reason() {
+    let bao = Bao::start();
+    server_with_app_secret(&bao);
+    let (role_id, secret_id) = bao.approle("app", "app", "1h", "2h");
+    let envoke = logging_in(&bao, "")
+        .env("ENVOKE_VAULT_AUTH", "approle")
+        .env("VAULT_ROLE_ID", &role_id)
+        .env("VAULT_SECRET_ID", &secret_id);
+    let (output, env) = envoke.child_env(&[]);
+    output.assert_code(0);
+    assert_eq!(env["APP_TOKEN"], "app-secret-value");
+    assert!(!env.contains_key("VAULT_ROLE_ID") && !env.contains_key("VAULT_SECRET_ID"));
+
+    let wrong = "00000000-0000-0000-0000-000000000000";
+    let output = envoke
+        .env("VAULT_SECRET_ID", wrong)
+        .run(["run", "--", "true"]);
+    output
+        .assert_code(125)
+        .assert_stderr_contains("APP_TOKEN (vault://secret/app#token)")
+        .assert_stderr_contains("cannot log in to Vault with approle at auth/approle")
+        .assert_stderr_contains("invalid")
+        .assert_never_shows(wrong)
+        .assert_stderr_lacks("panicked");
+}
+
+#[test]
+fn jwt_login_with_a_key_pair_made_here() {
+    let bao = Bao::start();
+    server_with_app_secret(&bao);
+    let dir = tempfile::tempdir().unwrap();
+    let (key, public) = rsa_key(dir.path(), "signer");
+    bao.enable_auth("jwt", "jwt");
+    bao.api(
+        "POST",
+        "auth/jwt/config",
+        Some(json!({ "jwt_validation_pubkeys": [public] })),
+    );
+    bao.api(
+        "POST",
+        "auth/jwt/role/ci",
+        Some(json!({
+            "role_type": "jwt",
+            "bound_audiences": ["vault"],
+            "user_claim": "sub",
+            "token_policies": ["app"],
+        })),
+    );
+    let jwt = signed_jwt(
+        &key,
+        &json!({"sub": "ci-job-1", "aud": "vault", "iat": now(), "exp": now() + 600}),
+    );
+    let vault = doc_example("jwt", &[("/var/run/secrets/tokens/vault", "tokens/vault")]);
+    let envoke = logging_in(&bao, &vault).file("tokens/vault", &jwt);
+    let (output, env) = envoke.child_env(&[]);
+    output.assert_code(0).assert_never_shows(&jwt);
+    assert_eq!(env["APP_TOKEN"], "app-secret-value");
+
+    // A JWT signed by another key is refused, and the launch stops.
+    let (other, _) = rsa_key(dir.path(), "other");
+    let forged = signed_jwt(
+        &other,
+        &json!({"sub": "ci-job-1", "aud": "vault", "iat": now(), "exp": now() + 600}),
+    );
+    envoke
+        .file("tokens/vault", &forged)
+        .run(["run", "--", "true"])
+        .assert_code(125)
+        .assert_stderr_contains("cannot log in to Vault with jwt at auth/jwt");
+}
+
+#[test]
+fn kubernetes_login_through_a_token_review() {
+    let bao = Bao::start();
+    server_with_app_secret(&bao);
+    let dir = tempfile::tempdir().unwrap();
+    let (key, _) = rsa_key(dir.path(), "cluster");
+    let (any_ca, _, _) = client_certificate(dir.path());
+    let reviewer = token_reviewer("prod", "app", "8d2a1f0e-uid");
+    bao.enable_auth("kubernetes", "kubernetes");
+    bao.api(
+        "POST",
+        "auth/kubernetes/config",
+        Some(json!({
+            "kubernetes_host": reviewer,
+            "kubernetes_ca_cert": std::fs::read_to_string(any_ca).unwrap(),
+            "disable_local_ca_jwt": true,
+        })),
+    );
+    bao.api(
+        "POST",
+        "auth/kubernetes/role/app",
+        Some(json!({
+            "bound_service_account_names": ["app"],
+            "bound_service_account_namespaces": ["prod"],
+            "token_policies": ["app"],
+        })),
+    );
+    let jwt = signed_jwt(
+        &key,
+        &json!({
+            "iss": "kubernetes/serviceaccount",
+            "sub": "system:serviceaccount:prod:app",
+            "kubernetes.io/serviceaccount/namespace": "prod",
+            "kubernetes.io/serviceaccount/service-account.name": "app",
+            "kubernetes.io/serviceaccount/service-account.uid": "8d2a1f0e-uid",
+        }),
+    );
+    let vault = doc_example(
+        "kubernetes",
+        &[(
+            "# jwt_file defaults to the pod's service-account token",
+            "jwt_file = \"serviceaccount/token\"",
+        )],
+    );
+    let envoke = logging_in(&bao, &vault).file("serviceaccount/token", &jwt);
+    let (output, env) = envoke.child_env(&[]);
+    output.assert_code(0).assert_never_shows(&jwt);
+    assert_eq!(env["APP_TOKEN"], "app-secret-value");
+}
+
+#[test]
+fn cert_login_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let bao = Bao::start_tls(dir.path());
+    server_with_app_secret(&bao);
+    let (client_ca, client_cert, client_key) = client_certificate(dir.path());
+    bao.enable_auth("cert", "cert");
+    bao.api(
+        "POST",
+        "auth/cert/certs/app",
+        Some(json!({
+            "certificate": std::fs::read_to_string(client_ca).unwrap(),
+            "token_policies": ["app"],
+        })),
+    );
+    let path = |p: &std::path::Path| p.to_str().unwrap().to_owned();
+    let vault = doc_example(
+        "cert",
+        &[
+            ("/etc/vault/ca.pem", &path(bao.ca.as_ref().unwrap())),
+            ("/etc/vault/client.pem", &path(&client_cert)),
+            ("/etc/vault/client-key.pem", &path(&client_key)),
+        ],
+    );
+    let envoke = logging_in(&bao, &vault);
+    let (output, env) = envoke.child_env(&[]);
+    output.assert_code(0);
+    assert_eq!(env["APP_TOKEN"], "app-secret-value");
+}
+
+#[test]
+fn a_token_with_a_control_character_is_refused_naming_the_setting() {
+    let bao = Bao::start();
+    server_with_app_secret(&bao);
+    let envoke = logging_in(&bao, "").env("VAULT_TOKEN", format!("{ROOT_TOKEN}\n"));
+    envoke
+        .run(["run", "--", "true"])
+        .assert_code(125)
+        .assert_stderr_contains("invalid VAULT_TOKEN: contains a control character")
+        .assert_stderr_lacks("panicked")
+        .assert_never_shows(ROOT_TOKEN);
+    envoke
+        .env("VAULT_TOKEN", ROOT_TOKEN)
+        .env("VAULT_NAMESPACE", "team\u{1b}[31m")
+        .run(["run", "--", "true"])
+        .assert_code(125)
+        .assert_stderr_contains("invalid VAULT_NAMESPACE");
+    // In a file, surrounding whitespace is trimmed: `vault login` and agents end it with \n.
+    let (output, env) = logging_in(&bao, "")
+        .file("token", &format!("{ROOT_TOKEN}\n"))
+        .env("VAULT_TOKEN_FILE", "token")
+        .child_env(&[]);
+    output.assert_code(0);
+    assert_eq!(env["APP_TOKEN"], "app-secret-value");
+    assert!(!env.contains_key("VAULT_TOKEN_FILE"));
+}
+
+#[test]
+fn openbao_names_work_and_a_given_token_is_never_revoked() {
+    let bao = Bao::start();
+    server_with_app_secret(&bao);
+    let token = bao.token_with_read("given", &["secret/data/app"]);
+    let envoke = Envoke::new()
+        .env("BAO_ADDR", &bao.addr)
+        .env("BAO_TOKEN", &token)
+        .manifest("[env]\nAPP_TOKEN = \"vault://secret/app#token\"\n");
+    let (output, env) = envoke.child_env(&[]);
+    output.assert_code(0);
+    assert_eq!(env["APP_TOKEN"], "app-secret-value");
+    assert!(
+        !env.contains_key("BAO_TOKEN"),
+        "envoke's token stays envoke's"
+    );
+    assert!(
+        bao.token_is_valid(&token),
+        "a token the user gave is not revoked"
+    );
+}
+
+#[test]
+fn the_login_is_renewed_then_replaced_while_the_child_keeps_running() {
+    let bao = Bao::start();
+    server_with_app_secret(&bao);
+    // Tokens live 3 s, at most 7 s: envoke must renew, then log in again, to keep watching.
+    let (role_id, secret_id) = bao.approle("app", "app", "3s", "7s");
+    let envoke = logging_in(
+        &bao,
+        &format!(
+            "[vault]\nauth = \"approle\"\nrole_id = \"{role_id}\"\nsecret_id = \"{secret_id}\""
+        ),
+    );
+    let starts = envoke.dir().join("starts");
+    let mut child = envoke
+        .command([
+            "run",
+            "-vv",
+            "--watch",
+            "1s",
+            "--settle",
+            "100ms",
+            "--",
+            "sh",
+            "-c",
+            "echo \"$$ $APP_TOKEN\" >> starts; exec sleep 60",
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let logs = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let reader = {
+        let logs = std::sync::Arc::clone(&logs);
+        let mut stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+            logs.lock().unwrap().push_str(&text);
+        })
+    };
+    wait_lines_or_explain(&starts, 1, Duration::from_secs(10), String::new);
+    // Past the first token's max TTL: only a fresh login can still read the metadata.
+    std::thread::sleep(Duration::from_secs(10));
+    let lines = crate::support::read_lines(&starts);
+    assert_eq!(lines.len(), 1, "the child kept running: {lines:?}");
+    bao.kv2_put("secret", "app", json!({"token": "rotated-value"}));
+    let lines = wait_lines_or_explain(&starts, 2, Duration::from_secs(10), || {
+        "no restart after the change".to_owned()
+    });
+    assert!(lines[1].ends_with(" rotated-value"), "{lines:?}");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    child.wait().unwrap();
+    reader.join().unwrap();
+    let logs = logs.lock().unwrap().clone();
+    assert!(
+        logs.matches("logged in to Vault").count() >= 2,
+        "a fresh login after the max TTL\n{logs}"
+    );
+    assert!(logs.contains("renewed envoke's Vault token"), "{logs}");
+    assert!(!logs.contains(&secret_id) && !logs.contains("app-secret-value"));
+}
+
+#[test]
+fn a_rewritten_token_file_is_followed_during_a_watch() {
+    let bao = Bao::start();
+    server_with_app_secret(&bao);
+    let short = bao.api(
+        "POST",
+        "auth/token/create",
+        Some(json!({ "policies": ["app"], "ttl": "3s", "renewable": false, "no_default_policy": true })),
+    )["auth"]["client_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let long = bao.token_with_read("long", &["secret/data/app", "secret/metadata/app"]);
+    let vault = doc_example(
+        "token (the default)",
+        &[("/run/vault/token", "agent/token")],
+    );
+    let envoke = logging_in(&bao, &vault).file("agent/token", &format!("{short}\n"));
+    let starts = envoke.dir().join("starts");
+    let mut child = envoke
+        .command([
+            "run",
+            "--watch",
+            "500ms",
+            "--settle",
+            "100ms",
+            "--",
+            "sh",
+            "-c",
+            "echo \"$$ $APP_TOKEN\" >> starts; exec sleep 60",
+        ])
+        .spawn()
+        .unwrap();
+    wait_lines_or_explain(&starts, 1, Duration::from_secs(10), String::new);
+    // As an agent does: write the new token beside the file, then rename it into place.
+    let next = envoke.dir().join("agent/token.new");
+    std::fs::write(&next, format!("{long}\n")).unwrap();
+    std::fs::rename(&next, envoke.dir().join("agent/token")).unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(!bao.token_is_valid(&short), "the first token has expired");
+    bao.kv2_put("secret", "app", json!({"token": "rotated-value"}));
+    let lines = wait_lines_or_explain(&starts, 2, Duration::from_secs(10), || {
+        "no restart after the change".to_owned()
+    });
+    assert!(lines[1].ends_with(" rotated-value"), "{lines:?}");
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn a_watch_that_is_denied_says_so_once_with_the_permission_it_needs() {
+    let bao = Bao::start();
+    server_with_app_secret(&bao);
+    let token = bao.token_with_read("data-only", &["secret/data/app"]);
+    let output = Envoke::new()
+        .env("VAULT_ADDR", &bao.addr)
+        .env("VAULT_TOKEN", &token)
+        .manifest("[env]\nAPP_TOKEN = \"vault://secret/app#token\"\n")
+        .run(["run", "--watch", "200ms", "--", "sleep", "2.5"]);
+    output.assert_code(0);
+    let errors: Vec<&str> = output
+        .stderr
+        .lines()
+        .filter(|l| l.contains("permission denied"))
+        .collect();
+    assert_eq!(errors.len(), 1, "{}", output.stderr);
+    assert!(errors[0].contains("ERROR"), "{}", errors[0]);
+    assert!(
+        errors[0].contains("read on secret/metadata/app"),
+        "{}",
+        errors[0]
+    );
+}
