@@ -36,7 +36,7 @@ impl Backends {
             .references()
             .any(|(_, r)| matches!(r, Reference::Vault(_)));
         let aws = if uses_aws {
-            Some(AwsProvider::connect(&config.aws).await)
+            Some(AwsProvider::connect(&config.aws, &config.inherited).await)
         } else {
             None
         };

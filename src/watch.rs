@@ -285,11 +285,7 @@ impl Watcher {
             AwsVersion::Stage(stage) => stage.as_str(),
             AwsVersion::Current | AwsVersion::Id(_) => "AWSCURRENT",
         };
-        let now = self
-            .backends
-            .aws()?
-            .version_holding(&request.secret_id, stage)
-            .await?;
+        let now = self.backends.aws()?.version_holding(request, stage).await?;
         if now == fetched.version {
             return Ok(Verdict::Same);
         }
