@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use self::aws::AwsSettings;
+use self::aws::{AwsSettings, RoleKeyWithoutRole};
 use self::process::{StopPolicy, parse_signal, parse_signal_mapping};
 use self::vault::VaultSettings;
 use self::watch::{OnChange, WatchOptions};
@@ -217,7 +217,12 @@ impl Config {
         let config = Config {
             variables,
             problems,
-            aws: AwsSettings::load(manifest.aws),
+            aws: AwsSettings::load(manifest.aws).map_err(|RoleKeyWithoutRole(setting)| {
+                errors.invalid(
+                    setting,
+                    "needs role_arn (it belongs to the role envoke assumes)".to_owned(),
+                )
+            })?,
             vault,
             stop: stop_policy(flags, &manifest.process, &errors)?,
             watch: watch_options(flags, &manifest.watch, &errors)?,

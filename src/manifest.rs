@@ -99,6 +99,12 @@ pub struct AwsSection {
     pub endpoint: Option<String>,
     /// Shared config profile name.
     pub profile: Option<String>,
+    /// A role to assume (STS AssumeRole) with the default chain's credentials before anything else.
+    pub role_arn: Option<String>,
+    /// The external id the role's trust policy asks for.
+    pub external_id: Option<String>,
+    /// The role session name (default `envoke`).
+    pub session_name: Option<String>,
 }
 
 /// `[vault]`: where Vault is and how envoke logs in (docs/authentication.md). Each key wins over

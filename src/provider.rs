@@ -37,7 +37,7 @@ impl Backends {
             .any(|(_, r)| matches!(r, Reference::Vault(_)));
         let aws = async {
             if uses_aws {
-                Some(AwsProvider::connect(&config.aws).await)
+                Some(AwsProvider::connect(&config.aws, &config.inherited).await)
             } else {
                 None
             }

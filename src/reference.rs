@@ -6,7 +6,8 @@
 //! parses back to the same reference.
 //!
 //! ```text
-//! aws-sm://ID[?version-stage=STAGE|?version-id=VID][#KEY|#/json/pointer]
+//! aws-sm://ID[?PARAM[&PARAM]][#KEY|#/json/pointer]
+//!     PARAM: region=REGION, and one of version-stage=STAGE, version-id=VID
 //! vault://MOUNT/PATH[?version=N][#KEY|#/json/pointer]
 //! arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME[#KEY]   (environment references only)
 //! ```
@@ -27,13 +28,16 @@ pub enum Reference {
     Vault(VaultRef),
 }
 
-/// `aws-sm://ID[?version-stage=STAGE|?version-id=VID][#KEY]`
+/// `aws-sm://ID[?PARAM[&PARAM]][#KEY]` with `region=REGION` and one of `version-stage=STAGE`
+/// and `version-id=VID`, in any order.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct AwsRef {
     /// A secret name or a full ARN.
     pub secret_id: String,
     /// Which version of the secret.
     pub version: AwsVersion,
+    /// `?region=REGION`: the secret lives in this region, not the configured one.
+    pub region: Option<String>,
     /// Which part of a JSON secret; `None` means the whole SecretString.
     pub key: Option<KeyPath>,
 }
@@ -98,6 +102,9 @@ pub enum ReferenceError {
     /// A version selector that is not valid.
     #[error("bad version: {0}")]
     BadVersion(String),
+    /// A `region=` parameter that is not valid.
+    #[error("bad region: {0}")]
+    BadRegion(String),
     /// `#` with nothing after it.
     #[error("empty key after `#`")]
     EmptyKey,
@@ -217,35 +224,91 @@ fn parse_aws(rest: &str) -> Result<AwsRef, ReferenceError> {
             "an ARN must look like arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME",
         ));
     }
-    const EXPECTED: &str = "version-stage=STAGE or version-id=ID";
-    let version = match query {
-        None => AwsVersion::Current,
-        Some(query) => {
-            let (name, value) = query.split_once('=').unwrap_or((query, ""));
-            if value.is_empty() && matches!(name, "version-stage" | "version-id") {
+    let (version, region) = match query {
+        None => (AwsVersion::Current, None),
+        Some(query) => parse_aws_query(query)?,
+    };
+    if let (Some(region), Some(arn_region)) = (&region, arn_region(id))
+        && region != arn_region
+    {
+        return Err(ReferenceError::BadRegion(format!(
+            "`{region}` is not the region of the ARN (`{arn_region}`)"
+        )));
+    }
+    Ok(AwsRef {
+        secret_id: id.to_owned(),
+        version,
+        region,
+        key: parse_key(key)?,
+    })
+}
+
+/// `region=R`, `version-stage=S`, `version-id=V`, joined by `&`: each at most once, and only one
+/// of the two version selectors.
+fn parse_aws_query(query: &str) -> Result<(AwsVersion, Option<String>), ReferenceError> {
+    const EXPECTED: &str = "region=REGION, version-stage=STAGE or version-id=ID";
+    let mut version = AwsVersion::Current;
+    let mut region = None;
+    for parameter in query.split('&') {
+        let (name, value) = parameter.split_once('=').unwrap_or((parameter, ""));
+        match name {
+            "region" if value.is_empty() => {
+                return Err(ReferenceError::BadRegion(
+                    "`region` needs a value".to_owned(),
+                ));
+            }
+            "version-stage" | "version-id" if value.is_empty() => {
                 return Err(ReferenceError::BadVersion(format!(
                     "`{name}` needs a value"
                 )));
             }
-            if value.contains(['&', '=', '?']) {
+            "region" if region.is_some() => {
+                return Err(ReferenceError::BadRegion("given twice".to_owned()));
+            }
+            "region" if !is_region(value) => {
+                return Err(ReferenceError::BadRegion(format!(
+                    "`{value}` is not a region name (like eu-west-1)"
+                )));
+            }
+            "region" => region = Some(value.to_owned()),
+            "version-stage" | "version-id" if version != AwsVersion::Current => {
                 return Err(ReferenceError::BadVersion(
                     "give only one of version-stage and version-id".to_owned(),
                 ));
             }
-            match name {
-                "version-stage" => AwsVersion::Stage(value.to_owned()),
-                "version-id" => AwsVersion::Id(value.to_owned()),
-                other => {
-                    return Err(ReferenceError::UnknownParameter(other.to_owned(), EXPECTED));
-                }
+            "version-stage" | "version-id" if value.contains(['=', '?']) => {
+                return Err(ReferenceError::BadVersion(format!(
+                    "`{name}` has `=` or `?` in its value"
+                )));
+            }
+            "version-stage" => version = AwsVersion::Stage(value.to_owned()),
+            "version-id" => version = AwsVersion::Id(value.to_owned()),
+            other => {
+                return Err(ReferenceError::UnknownParameter(other.to_owned(), EXPECTED));
             }
         }
-    };
-    Ok(AwsRef {
-        secret_id: id.to_owned(),
-        version,
-        key: parse_key(key)?,
-    })
+    }
+    Ok((version, region))
+}
+
+/// A region name as AWS spells them (`us-east-1`, `us-gov-west-1`): a DNS label of lower-case
+/// letters, digits and inner hyphens. It becomes part of a host name and a signing scope.
+fn is_region(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 63
+        && text
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !text.starts_with('-')
+        && !text.ends_with('-')
+}
+
+/// The region field of a Secrets Manager ARN.
+fn arn_region(id: &str) -> Option<&str> {
+    if !is_secrets_manager_arn(id) {
+        return None;
+    }
+    id.split(':').nth(3)
 }
 
 fn parse_vault(rest: &str) -> Result<VaultRef, ReferenceError> {
@@ -322,10 +385,15 @@ impl fmt::Display for Reference {
 impl fmt::Display for AwsRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{AWS_SCHEME}://{}", self.secret_id)?;
+        let mut separator = '?';
+        if let Some(region) = &self.region {
+            write!(f, "{separator}region={region}")?;
+            separator = '&';
+        }
         match &self.version {
             AwsVersion::Current => {}
-            AwsVersion::Stage(stage) => write!(f, "?version-stage={stage}")?,
-            AwsVersion::Id(id) => write!(f, "?version-id={id}")?,
+            AwsVersion::Stage(stage) => write!(f, "{separator}version-stage={stage}")?,
+            AwsVersion::Id(id) => write!(f, "{separator}version-id={id}")?,
         }
         if let Some(key) = &self.key {
             write!(f, "#{key}")?;
@@ -383,6 +451,37 @@ mod tests {
 
         let arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:prod/stripe-Ab12Cd";
         assert_eq!(aws(&format!("aws-sm://{arn}")).secret_id, arn);
+        assert_eq!(aws(&format!("aws-sm://{arn}")).region, None);
+    }
+
+    #[test]
+    fn aws_region_combines_with_a_version_in_either_order() {
+        let r = aws("aws-sm://prod/db?region=eu-west-1#password");
+        assert_eq!(r.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(r.version, AwsVersion::Current);
+        assert_eq!(r.key, Some(KeyPath::Key("password".into())));
+
+        let r = aws("aws-sm://prod/db?version-stage=AWSPREVIOUS&region=us-gov-west-1");
+        assert_eq!(r.region.as_deref(), Some("us-gov-west-1"));
+        assert_eq!(r.version, AwsVersion::Stage("AWSPREVIOUS".into()));
+        assert_eq!(
+            r.to_string(),
+            "aws-sm://prod/db?region=us-gov-west-1&version-stage=AWSPREVIOUS",
+            "the canonical form puts the region first"
+        );
+
+        let r = aws("aws-sm://prod/db?region=ap-south-2&version-id=abc-123#/a");
+        assert_eq!(r.region.as_deref(), Some("ap-south-2"));
+        assert_eq!(r.version, AwsVersion::Id("abc-123".into()));
+
+        let arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:prod/stripe-Ab12Cd";
+        assert_eq!(
+            aws(&format!("aws-sm://{arn}?region=eu-west-1"))
+                .region
+                .as_deref(),
+            Some("eu-west-1"),
+            "an ARN may repeat its own region"
+        );
     }
 
     #[test]
@@ -402,6 +501,20 @@ mod tests {
         assert!(err("aws-sm://x?version-stage=").contains("needs a value"));
         assert!(err("aws-sm://x?stage=A").contains("unknown parameter `stage`"));
         assert!(err("aws-sm://x?version-stage=A&version-id=B").contains("only one"));
+        assert!(err("aws-sm://x?version-stage=A&version-stage=B").contains("only one"));
+        assert!(err("aws-sm://x?region=").contains("`region` needs a value"));
+        assert!(err("aws-sm://x?region").contains("`region` needs a value"));
+        assert!(err("aws-sm://x?region=a&region=b").contains("bad region: given twice"));
+        assert!(err("aws-sm://x?region=EU-WEST-1").contains("not a region name"));
+        assert!(err("aws-sm://x?region=eu west").contains("not a region name"));
+        assert!(err("aws-sm://x?region=eu-west-1\n").contains("not a region name"));
+        assert!(err("aws-sm://x?region=-eu").contains("not a region name"));
+        assert!(err("aws-sm://x?region=eu-west-1&").contains("unknown parameter ``"));
+        assert!(err("aws-sm://x?region=eu-west-1&stage=A").contains("unknown parameter `stage`"));
+        assert!(
+            err("aws-sm://arn:aws:secretsmanager:eu-west-1:1:secret:x?region=us-east-1")
+                .contains("not the region of the ARN (`eu-west-1`)")
+        );
         assert!(err("aws-sm://x#").contains("empty key"));
         assert!(err("aws-sm://x#/a~2").contains("bad JSON pointer"));
         assert!(err("aws-sm://arn:aws:s3:::bucket").contains("ARN"));
@@ -448,21 +561,28 @@ mod tests {
         ]
     }
 
+    fn region_name() -> impl Strategy<Value = String> {
+        "[a-z]{2}(-[a-z]{3,9}){1,2}-[1-9]"
+    }
+
     fn reference() -> impl Strategy<Value = Reference> {
         let aws_version = prop_oneof![
             Just(AwsVersion::Current),
             "[A-Za-z0-9_-]{1,12}".prop_map(AwsVersion::Stage),
             "[A-Za-z0-9-]{1,36}".prop_map(AwsVersion::Id),
         ];
+        let region = proptest::option::of(region_name());
         let aws = (
             proptest::collection::vec(segment(), 1..4),
             aws_version,
+            region,
             key_path(),
         )
-            .prop_map(|(segments, version, key)| {
+            .prop_map(|(segments, version, region, key)| {
                 Reference::Aws(AwsRef {
                     secret_id: segments.join("/"),
                     version,
+                    region,
                     key,
                 })
             });
@@ -488,6 +608,28 @@ mod tests {
         }
 
         #[test]
+        fn region_and_version_parse_in_either_order(
+            segments in proptest::collection::vec(segment(), 1..4),
+            version in prop_oneof![
+                "[A-Za-z0-9_-]{1,12}".prop_map(AwsVersion::Stage),
+                "[A-Za-z0-9-]{1,36}".prop_map(AwsVersion::Id),
+            ],
+            region in region_name(),
+            key in key_path(),
+        ) {
+            let r = AwsRef { secret_id: segments.join("/"), version, region: Some(region), key };
+            let text = r.to_string();
+            let (before, after) = text.split_once('?').unwrap();
+            let (query, key) = match after.split_once('#') {
+                Some((query, key)) => (query, format!("#{key}")),
+                None => (after, String::new()),
+            };
+            let (region, version) = query.split_once('&').unwrap();
+            let swapped = format!("{before}?{version}&{region}{key}");
+            prop_assert_eq!(Reference::parse(&swapped), Ok(Reference::Aws(r)));
+        }
+
+        #[test]
         fn parse_never_panics(text in "\\PC{0,40}") {
             let _ = Reference::parse(&text);
             let _ = Reference::parse_environment_value(&text);
@@ -496,7 +638,7 @@ mod tests {
         #[test]
         fn parse_never_panics_on_near_misses(
             scheme in prop_oneof![Just("aws-sm://"), Just("vault://"), Just("arn:aws:secretsmanager:")],
-            rest in "[a-z/?#=~:.&-]{0,20}",
+            rest in "[a-z0-9/?#=~:.&-]{0,30}",
         ) {
             let _ = Reference::parse(&format!("{scheme}{rest}"));
             let _ = Reference::parse_environment_value(&format!("{scheme}{rest}"));

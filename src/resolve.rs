@@ -29,6 +29,7 @@ impl FetchKey {
         match reference {
             Reference::Aws(r) => FetchKey::Aws(AwsRequest {
                 secret_id: r.secret_id.clone(),
+                region: r.region.clone(),
                 version: r.version.clone(),
             }),
             Reference::Vault(r) => FetchKey::Vault(VaultRequest {
@@ -50,7 +51,10 @@ impl FetchKey {
 impl std::fmt::Display for FetchKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            FetchKey::Aws(r) => write!(f, "aws-sm://{}", r.secret_id),
+            FetchKey::Aws(r) => match &r.region {
+                Some(region) => write!(f, "aws-sm://{}?region={region}", r.secret_id),
+                None => write!(f, "aws-sm://{}", r.secret_id),
+            },
             FetchKey::Vault(r) => write!(f, "vault://{}", r.path),
         }
     }
@@ -176,8 +180,8 @@ impl<'a, W: Fn(&FetchKey) -> bool> Plan<'a, W> {
     fn effective(&self, key: &FetchKey) -> FetchKey {
         match (self.pins.get(key), key) {
             (Some(version_id), FetchKey::Aws(request)) => FetchKey::Aws(AwsRequest {
-                secret_id: request.secret_id.clone(),
                 version: AwsVersion::Id(version_id.clone()),
+                ..request.clone()
             }),
             (_, key) => key.clone(),
         }

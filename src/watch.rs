@@ -301,17 +301,8 @@ impl Watcher {
             AwsVersion::Stage(stage) => stage.as_str(),
             AwsVersion::Current | AwsVersion::Id(_) => "AWSCURRENT",
         };
-        let now = self
-            .backends
-            .aws()?
-            .version_holding(&request.secret_id, stage)
-            .await
-            .map_err(|e| {
-                needs(
-                    e,
-                    format!("secretsmanager:DescribeSecret on {}", request.secret_id),
-                )
-            })?;
+        // A denial names secretsmanager:DescribeSecret already.
+        let now = self.backends.aws()?.version_holding(request, stage).await?;
         if now == fetched.version {
             return Ok(Verdict::Same);
         }

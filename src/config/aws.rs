@@ -2,6 +2,9 @@
 
 use crate::manifest::AwsSection;
 
+/// The role session name when the manifest gives none.
+pub const DEFAULT_SESSION_NAME: &str = "envoke";
+
 /// AWS settings from the manifest; unset fields fall back to aws-config's chain.
 #[derive(Debug, Clone, Default)]
 pub struct AwsSettings {
@@ -10,19 +13,67 @@ pub struct AwsSettings {
     pub endpoint: Option<String>,
     /// Shared config profile name.
     pub profile: Option<String>,
+    /// A role to assume with the default chain's credentials before anything else.
+    pub assume_role: Option<AssumeRole>,
 }
 
+/// `role_arn`, `external_id` and `session_name`: STS AssumeRole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssumeRole {
+    pub role_arn: String,
+    /// What the role's trust policy asks for (`sts:ExternalId`), when it asks.
+    pub external_id: Option<String>,
+    /// The session name CloudTrail shows for envoke's calls.
+    pub session_name: String,
+}
+
+/// A manifest key that only means something with `role_arn`, given without it (the setting).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleKeyWithoutRole(pub &'static str);
+
 impl AwsSettings {
-    pub(super) fn load(section: AwsSection) -> AwsSettings {
+    pub(super) fn load(section: AwsSection) -> Result<AwsSettings, RoleKeyWithoutRole> {
         let AwsSection {
             region,
             endpoint,
             profile,
+            role_arn,
+            external_id,
+            session_name,
         } = section;
-        AwsSettings {
+        let assume_role = match role_arn {
+            Some(role_arn) => Some(AssumeRole {
+                role_arn,
+                external_id,
+                session_name: session_name.unwrap_or_else(|| DEFAULT_SESSION_NAME.to_owned()),
+            }),
+            None if external_id.is_some() => return Err(RoleKeyWithoutRole("[aws] external_id")),
+            None if session_name.is_some() => return Err(RoleKeyWithoutRole("[aws] session_name")),
+            None => None,
+        };
+        Ok(AwsSettings {
             region,
             endpoint,
             profile,
-        }
+            assume_role,
+        })
+    }
+
+    /// Each `[aws]` value with its setting's name, for the checks made before connecting.
+    pub fn named_values(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        let role = self.assume_role.as_ref();
+        [
+            ("[aws] region", self.region.as_deref()),
+            ("[aws] endpoint", self.endpoint.as_deref()),
+            ("[aws] profile", self.profile.as_deref()),
+            ("[aws] role_arn", role.map(|r| r.role_arn.as_str())),
+            (
+                "[aws] external_id",
+                role.and_then(|r| r.external_id.as_deref()),
+            ),
+            ("[aws] session_name", role.map(|r| r.session_name.as_str())),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| Some((name, value?)))
     }
 }

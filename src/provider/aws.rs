@@ -2,25 +2,38 @@
 //!
 //! Connection settings come from aws-config's default chain (AWS_REGION, AWS_PROFILE,
 //! AWS_ENDPOINT_URL[_SECRETS_MANAGER], environment keys, profiles, SSO, web identity, ECS and EC2
-//! roles), overridden by the manifest's `[aws]` table.
+//! roles), overridden by the manifest's `[aws]` table. With `role_arn`, the chain's credentials
+//! only assume that role (STS AssumeRole); every Secrets Manager call uses the role's.
+//!
+//! The settings that end up in HTTP headers and host names (regions, keys, tokens, profiles,
+//! endpoints) are checked for control characters before the SDK sees them: the SDK panics on a
+//! header value with a newline in it, and a trailing newline is what a mounted Kubernetes secret
+//! or `echo` into a file gives.
 //!
 //! Fetching is batched: references to the current version go through BatchGetSecretValue, 20 ids
-//! a call (the API's limit for `SecretIdList`), every call in flight at once. References pinned
-//! to a stage or version id need GetSecretValue, one call each, also concurrent. An id that a
-//! batch answer does not account for (neither a value nor an error matches it) is fetched again
-//! on its own rather than reported missing.
+//! a call (the API's limit for `SecretIdList`), per region, every call in flight at once.
+//! References pinned to a stage or version id need GetSecretValue, one call each, also
+//! concurrent. An id that a batch answer does not account for (neither a value nor an error
+//! matches it) is fetched again on its own rather than reported missing, and so is every id of a
+//! batch that is throttled or denied (a policy may allow GetSecretValue but not
+//! BatchGetSecretValue, the usual ECS task role).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::{OsStr, OsString};
+use std::sync::Mutex;
 use std::time::Duration;
 
-use aws_config::{BehaviorVersion, Region, timeout::TimeoutConfig};
+use aws_config::sts::AssumeRoleProvider;
+use aws_config::{BehaviorVersion, Region, SdkConfig, timeout::TimeoutConfig};
+use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_secretsmanager::Client;
+use aws_sdk_secretsmanager::config::http::HttpResponse;
 use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
 use futures::future::join_all;
 use zeroize::Zeroize;
 
-use super::{Document, DocumentKind, FetchError, root_cause};
+use super::{Document, DocumentKind, FetchError, one_line, root_cause};
 use crate::config::aws::AwsSettings;
 use crate::reference::AwsVersion;
 use crate::secret::SecretValue;
@@ -28,23 +41,48 @@ use crate::secret::SecretValue;
 /// BatchGetSecretValue takes at most 20 ids in `SecretIdList`.
 pub const BATCH_LIMIT: usize = 20;
 
-/// One distinct fetch: a secret id and the version wanted.
+/// One distinct fetch: a secret id, its region and the version wanted.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct AwsRequest {
     /// Name or ARN.
     pub secret_id: String,
+    /// `?region=`; `None` is the configured region.
+    pub region: Option<String>,
     pub version: AwsVersion,
 }
 
-/// A connected Secrets Manager client.
+/// Connected Secrets Manager clients: one for the configured region, and one for each other
+/// region a reference names, all from one SdkConfig (so one set of credentials, one AssumeRole).
 pub struct AwsProvider {
-    client: Client,
+    sdk_config: SdkConfig,
+    /// The configured region.
+    region: String,
+    /// `[aws] endpoint`, which serves every region.
+    endpoint: Option<String>,
+    /// Where the configured region's requests go, for error messages.
     address: String,
+    /// The role assumed, for error messages.
+    role_arn: Option<String>,
+    /// The configured region's client, and the others' as they are first needed.
+    clients: Mutex<HashMap<String, Client>>,
+}
+
+/// The operation a call made, and on which secret, for error messages.
+struct Call<'a> {
+    operation: &'static str,
+    secret_id: Option<&'a str>,
+    region: &'a str,
 }
 
 impl AwsProvider {
-    /// Loads the AWS configuration and builds a client. Fails when no region is configured.
-    pub async fn connect(settings: &AwsSettings) -> Result<AwsProvider, FetchError> {
+    /// Checks the settings, loads the AWS configuration and, with `role_arn`, sets up the role's
+    /// credentials. Fails when a setting has a control character or no region is configured.
+    /// `environment` is envoke's own, which aws-config reads.
+    pub async fn connect(
+        settings: &AwsSettings,
+        environment: &[(OsString, OsString)],
+    ) -> Result<AwsProvider, FetchError> {
+        check_control_characters(settings, environment)?;
         let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(Duration::from_secs(3))
@@ -55,29 +93,63 @@ impl AwsProvider {
         if let Some(region) = &settings.region {
             loader = loader.region(Region::new(region.clone()));
         }
-        if let Some(endpoint) = &settings.endpoint {
-            loader = loader.endpoint_url(endpoint);
-        }
         if let Some(profile) = &settings.profile {
             loader = loader.profile_name(profile);
         }
-        let sdk_config = loader.load().await;
-        let Some(region) = sdk_config.region() else {
+        let mut sdk_config = loader.load().await;
+        let Some(region) = sdk_config.region().map(ToString::to_string) else {
             return Err(FetchError::Other(
                 "no AWS region configured: set AWS_REGION or `region` under [aws] in the manifest"
                     .to_owned(),
             ));
         };
+        if let Some(role) = &settings.assume_role {
+            // STS is asked with the chain's credentials, at its own endpoint (AWS_ENDPOINT_URL_STS
+            // or AWS_ENDPOINT_URL), never at `[aws] endpoint`, which is Secrets Manager's.
+            let mut builder = AssumeRoleProvider::builder(&role.role_arn)
+                .configure(&sdk_config)
+                .session_name(&role.session_name);
+            if let Some(external_id) = &role.external_id {
+                builder = builder.external_id(external_id);
+            }
+            let provider = builder.build().await;
+            sdk_config = sdk_config
+                .into_builder()
+                .credentials_provider(SharedCredentialsProvider::new(provider))
+                .build();
+        }
         let address = settings
             .endpoint
             .clone()
-            .or_else(|| std::env::var("AWS_ENDPOINT_URL_SECRETS_MANAGER").ok())
+            .or_else(|| env_value(environment, "AWS_ENDPOINT_URL_SECRETS_MANAGER"))
             .or_else(|| sdk_config.endpoint_url().map(str::to_owned))
             .unwrap_or_else(|| format!("https://secretsmanager.{region}.amazonaws.com"));
         Ok(AwsProvider {
-            client: Client::new(&sdk_config),
+            sdk_config,
+            endpoint: settings.endpoint.clone(),
             address,
+            role_arn: settings.assume_role.as_ref().map(|r| r.role_arn.clone()),
+            clients: Mutex::default(),
+            region,
         })
+    }
+
+    /// The client for `region` (`None`: the configured one), built on first use from the shared
+    /// SdkConfig with the region overridden.
+    fn client(&self, region: Option<&str>) -> Client {
+        let region = region.unwrap_or(&self.region);
+        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        clients
+            .entry(region.to_owned())
+            .or_insert_with(|| {
+                let mut config = aws_sdk_secretsmanager::config::Builder::from(&self.sdk_config)
+                    .region(Region::new(region.to_owned()));
+                if let Some(endpoint) = &self.endpoint {
+                    config = config.endpoint_url(endpoint);
+                }
+                Client::from_conf(config.build())
+            })
+            .clone()
     }
 
     /// Fetches every request, concurrently, batching what can be batched.
@@ -88,28 +160,28 @@ impl AwsProvider {
         let (current, pinned): (Vec<_>, Vec<_>) = requests
             .into_iter()
             .partition(|r| r.version == AwsVersion::Current);
-        let current_ids: Vec<String> = current.into_iter().map(|r| r.secret_id).collect();
-
-        let batches = current_ids
-            .chunks(BATCH_LIMIT)
-            .map(|ids| self.batch(ids.to_vec()));
+        let mut by_region: BTreeMap<Option<String>, Vec<String>> = BTreeMap::new();
+        for request in current {
+            by_region
+                .entry(request.region)
+                .or_default()
+                .push(request.secret_id);
+        }
+        let batches = by_region.iter().flat_map(|(region, ids)| {
+            ids.chunks(BATCH_LIMIT)
+                .map(|ids| self.batch(region.as_deref(), ids.to_vec()))
+        });
         let (batch_results, single_results) =
             futures::join!(join_all(batches), self.singles(pinned));
 
         let mut results: HashMap<_, _> = single_results.into_iter().collect();
         let mut retry = Vec::new();
-        for batch in batch_results {
-            for (secret_id, result) in batch {
-                let request = AwsRequest {
-                    secret_id,
-                    version: AwsVersion::Current,
-                };
-                match result {
-                    Some(result) => {
-                        results.insert(request, result);
-                    }
-                    None => retry.push(request),
+        for (request, result) in batch_results.into_iter().flatten() {
+            match result {
+                Some(result) => {
+                    results.insert(request, result);
                 }
+                None => retry.push(request),
             }
         }
         results.extend(self.singles(retry).await);
@@ -128,11 +200,21 @@ impl AwsProvider {
         .await
     }
 
-    /// One BatchGetSecretValue call. `None` for an id the answer does not account for.
-    async fn batch(&self, ids: Vec<String>) -> Vec<(String, Option<Result<Document, FetchError>>)> {
-        tracing::debug!(count = ids.len(), "aws: BatchGetSecretValue");
+    /// One BatchGetSecretValue call in `region`. `None` for an id the answer does not account
+    /// for, or that must be fetched on its own.
+    async fn batch(
+        &self,
+        region: Option<&str>,
+        ids: Vec<String>,
+    ) -> Vec<(AwsRequest, Option<Result<Document, FetchError>>)> {
+        let request = |secret_id| AwsRequest {
+            secret_id,
+            region: region.map(str::to_owned),
+            version: AwsVersion::Current,
+        };
+        tracing::debug!(count = ids.len(), region, "aws: BatchGetSecretValue");
         let output = match self
-            .client
+            .client(region)
             .batch_get_secret_value()
             .set_secret_id_list(Some(ids.clone()))
             .send()
@@ -147,13 +229,27 @@ impl AwsProvider {
                     count = ids.len(),
                     "BatchGetSecretValue is throttled; fetching the secrets one by one"
                 );
-                return ids.into_iter().map(|id| (id, None)).collect();
+                return ids.into_iter().map(|id| (request(id), None)).collect();
+            }
+            // A policy may allow GetSecretValue and not BatchGetSecretValue (the usual ECS task
+            // role): a denied batch is not a verdict on its secrets.
+            Err(error) if is_denied(&error) => {
+                tracing::debug!(
+                    count = ids.len(),
+                    "BatchGetSecretValue is denied; fetching the secrets one by one with GetSecretValue"
+                );
+                return ids.into_iter().map(|id| (request(id), None)).collect();
             }
             Err(error) => {
-                let error = self.map_sdk_error(&error);
+                let call = Call {
+                    operation: "BatchGetSecretValue",
+                    secret_id: None,
+                    region: region.unwrap_or(&self.region),
+                };
+                let error = self.map_sdk_error(&error, &call);
                 return ids
                     .into_iter()
-                    .map(|id| (id, Some(Err(error.clone()))))
+                    .map(|id| (request(id), Some(Err(error.clone()))))
                     .collect();
             }
         };
@@ -168,34 +264,49 @@ impl AwsProvider {
                     let entry = values.swap_remove(index);
                     let document =
                         document(entry.secret_string, entry.secret_binary, entry.version_id);
-                    return (id, Some(document));
+                    return (request(id), Some(document));
                 }
                 if let Some(error) = errors.iter().find(|e| e.secret_id.as_deref() == Some(&id)) {
+                    let call = Call {
+                        // Batch answers are GetSecretValue's, secret by secret.
+                        operation: "GetSecretValue",
+                        secret_id: Some(&id),
+                        region: region.unwrap_or(&self.region),
+                    };
                     let error = map_code(
                         error.error_code.as_deref().unwrap_or_default(),
                         error.message.as_deref().unwrap_or_default(),
+                        &call,
                     );
-                    return (id, Some(Err(error)));
+                    return (request(id), Some(Err(error)));
                 }
-                (id, None)
+                (request(id), None)
             })
             .collect()
     }
 
-    /// The id of the version that holds `stage` now (DescribeSecret: metadata only, no value).
+    /// The id of the version that holds `stage` now (DescribeSecret: metadata only, no value),
+    /// for the secret and region of `request`.
     pub async fn version_holding(
         &self,
-        secret_id: &str,
+        request: &AwsRequest,
         stage: &str,
     ) -> Result<Option<String>, FetchError> {
-        tracing::debug!(secret_id, stage, "aws: DescribeSecret");
+        let secret_id = request.secret_id.as_str();
+        let region = request.region.as_deref();
+        tracing::debug!(secret_id, region, stage, "aws: DescribeSecret");
+        let call = Call {
+            operation: "DescribeSecret",
+            secret_id: Some(secret_id),
+            region: region.unwrap_or(&self.region),
+        };
         let output = self
-            .client
+            .client(region)
             .describe_secret()
             .secret_id(secret_id)
             .send()
             .await
-            .map_err(|e| self.map_sdk_error(&e))?;
+            .map_err(|e| self.map_sdk_error(&e, &call))?;
         Ok(output
             .version_ids_to_stages
             .unwrap_or_default()
@@ -206,8 +317,12 @@ impl AwsProvider {
 
     /// One GetSecretValue call.
     async fn single(&self, request: &AwsRequest) -> Result<Document, FetchError> {
-        tracing::debug!(secret_id = %request.secret_id, "aws: GetSecretValue");
-        let mut call = self.client.get_secret_value().secret_id(&request.secret_id);
+        let region = request.region.as_deref();
+        tracing::debug!(secret_id = %request.secret_id, region, "aws: GetSecretValue");
+        let mut call = self
+            .client(region)
+            .get_secret_value()
+            .secret_id(&request.secret_id);
         match &request.version {
             AwsVersion::Current => {}
             AwsVersion::Stage(stage) => call = call.version_stage(stage),
@@ -219,43 +334,150 @@ impl AwsProvider {
                 output.secret_binary,
                 output.version_id,
             ),
-            Err(error) => Err(self.map_sdk_error(&error)),
+            Err(error) => Err(self.map_sdk_error(
+                &error,
+                &Call {
+                    operation: "GetSecretValue",
+                    secret_id: Some(&request.secret_id),
+                    region: region.unwrap_or(&self.region),
+                },
+            )),
         }
     }
 
-    fn map_sdk_error<E, R>(&self, error: &SdkError<E, R>) -> FetchError
+    /// Where requests for `region` go.
+    fn address(&self, region: &str) -> String {
+        if region == self.region || self.endpoint.is_some() {
+            self.address.clone()
+        } else {
+            format!("https://secretsmanager.{region}.amazonaws.com")
+        }
+    }
+
+    fn map_sdk_error<E>(&self, error: &SdkError<E, HttpResponse>, call: &Call<'_>) -> FetchError
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug + 'static,
     {
+        if is_denied(error) {
+            return map_code("AccessDenied", error.message().unwrap_or_default(), call);
+        }
         match error {
             SdkError::ServiceError(_) => map_code(
                 error.code().unwrap_or_default(),
                 error.message().unwrap_or_default(),
+                call,
             ),
             SdkError::TimeoutError(_) => FetchError::Unreachable {
-                address: self.address.clone(),
+                address: self.address(call.region),
                 detail: "timed out".to_owned(),
             },
             SdkError::DispatchFailure(failure) if failure.is_io() || failure.is_timeout() => {
                 FetchError::Unreachable {
-                    address: self.address.clone(),
+                    address: self.address(call.region),
                     detail: root_cause(error),
                 }
             }
             _ => {
                 let root = root_cause(error);
-                if is_credentials_failure(error) || root.contains("credentials") {
-                    FetchError::Other(format!(
-                        "no usable AWS credentials ({root}): set AWS_ACCESS_KEY_ID and \
-                         AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or run where a role is available"
-                    ))
-                } else {
-                    FetchError::Other(format!("request to {} failed: {root}", self.address))
+                match &self.role_arn {
+                    Some(role_arn) if is_credentials_failure(error) => FetchError::Other(format!(
+                        "cannot assume role {role_arn} ({root}): check that the credentials \
+                         envoke starts with may call sts:AssumeRole on it, and the role's trust \
+                         policy (and external_id)"
+                    )),
+                    _ if is_credentials_failure(error) || root.contains("credentials") => {
+                        FetchError::Other(format!(
+                            "no usable AWS credentials ({root}): set AWS_ACCESS_KEY_ID and \
+                             AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or run where a role is available"
+                        ))
+                    }
+                    _ => FetchError::Other(format!(
+                        "request to {} failed: {root}",
+                        self.address(call.region)
+                    )),
                 }
             }
         }
     }
+}
+
+/// The environment variables aws-config reads that end up in a header, a host name or a
+/// signature: a control character in one makes the SDK panic (a header value) or fail
+/// obscurely. `AWS_ENDPOINT_URL_*` are checked by prefix.
+const CHECKED_VARIABLES: &[&str] = &[
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_ROLE_ARN",
+    "AWS_ROLE_SESSION_NAME",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+];
+
+/// A clear error naming the first setting that has a control character (never its value).
+fn check_control_characters(
+    settings: &AwsSettings,
+    environment: &[(OsString, OsString)],
+) -> Result<(), FetchError> {
+    let checked = |name: &OsStr| {
+        name.to_str().is_some_and(|name| {
+            CHECKED_VARIABLES.contains(&name) || name.starts_with("AWS_ENDPOINT_URL")
+        })
+    };
+    let variables = environment
+        .iter()
+        .filter(|(name, value)| checked(name) && has_control_character(value))
+        .map(|(name, _)| name.to_string_lossy().into_owned());
+    let manifest = settings
+        .named_values()
+        .filter(|(_, value)| has_control_character(OsStr::new(value)))
+        .map(|(name, _)| name.to_owned());
+    match variables.chain(manifest).next() {
+        Some(name) => Err(FetchError::Other(format!(
+            "invalid {name}: contains a control character"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Control characters, C0, DEL and C1 (a value that is not UTF-8 is checked byte by byte).
+fn has_control_character(value: &OsStr) -> bool {
+    match value.to_str() {
+        Some(text) => text.chars().any(char::is_control),
+        None => value.as_encoded_bytes().iter().any(u8::is_ascii_control),
+    }
+}
+
+/// envoke's own environment variable `name`, when set and not empty.
+fn env_value(environment: &[(OsString, OsString)], name: &str) -> Option<String> {
+    environment
+        .iter()
+        .find(|(k, _)| k == name)
+        .and_then(|(_, v)| v.to_str())
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+}
+
+/// Whether the call was refused for lack of permission: an access-denied code, or an HTTP 403
+/// with no code at all (moto's IAM enforcement answers 403 with an XML body that a JSON protocol
+/// cannot read).
+fn is_denied<E: ProvideErrorMetadata>(error: &SdkError<E, HttpResponse>) -> bool {
+    match error.code() {
+        Some(code) => is_access_denied_code(code),
+        None => error
+            .raw_response()
+            .is_some_and(|response| response.status().as_u16() == 403),
+    }
+}
+
+fn is_access_denied_code(code: &str) -> bool {
+    matches!(
+        code,
+        "AccessDeniedException" | "AccessDenied" | "UnauthorizedOperation"
+    )
 }
 
 /// Whether the error (or one it wraps) is the credential chain's: the last provider tried (often
@@ -290,12 +512,21 @@ fn is_throttling(code: Option<&str>) -> bool {
     )
 }
 
-fn map_code(code: &str, message: &str) -> FetchError {
-    let message = message.to_owned();
+fn map_code(code: &str, message: &str, call: &Call<'_>) -> FetchError {
+    let message = one_line(message);
     match code {
         "ResourceNotFoundException" => FetchError::NotFound(message),
-        "AccessDeniedException" | "AccessDenied" | "UnauthorizedOperation" => {
-            FetchError::AccessDenied(message)
+        code if is_access_denied_code(code) => {
+            // Name what is missing: the action, and on which secret.
+            let mut text = format!("secretsmanager:{}", call.operation);
+            if let Some(secret_id) = call.secret_id {
+                text.push_str(&format!(" on {secret_id}"));
+            }
+            text.push_str(&format!(" in {}", call.region));
+            if !message.is_empty() {
+                text.push_str(&format!(" ({message})"));
+            }
+            FetchError::AccessDenied(text)
         }
         "DecryptionFailure" => FetchError::AccessDenied(format!(
             "cannot decrypt with the secret's KMS key: {message}"
@@ -360,14 +591,61 @@ mod tests {
 
     #[test]
     fn error_codes() {
+        let call = Call {
+            operation: "GetSecretValue",
+            secret_id: Some("prod/db"),
+            region: "eu-west-1",
+        };
         assert_eq!(
-            map_code("ResourceNotFoundException", "").status(),
+            map_code("ResourceNotFoundException", "", &call).status(),
             "not found"
         );
+        let denied = map_code("AccessDeniedException", "", &call);
+        assert_eq!(denied.status(), "access denied");
         assert_eq!(
-            map_code("AccessDeniedException", "").status(),
-            "access denied"
+            denied.to_string(),
+            "access denied: secretsmanager:GetSecretValue on prod/db in eu-west-1"
         );
-        assert_eq!(map_code("InvalidRequestException", "").status(), "invalid");
+        assert_eq!(
+            map_code("InvalidRequestException", "", &call).status(),
+            "invalid"
+        );
+    }
+
+    #[test]
+    fn control_characters_name_the_setting_never_the_value() {
+        let env = |pairs: &[(&str, &str)]| -> Vec<(OsString, OsString)> {
+            pairs.iter().map(|(k, v)| (k.into(), v.into())).collect()
+        };
+        let settings = AwsSettings::default();
+        let check = |pairs: &[(&str, &str)]| {
+            check_control_characters(&settings, &env(pairs)).map_err(|e| e.to_string())
+        };
+        assert_eq!(check(&[("AWS_REGION", "us-east-1")]), Ok(()));
+        assert_eq!(
+            check(&[("AWS_REGION", "us-east-1\n")]),
+            Err("invalid AWS_REGION: contains a control character".to_owned())
+        );
+        let error = check(&[("AWS_SECRET_ACCESS_KEY", "s3cr3t\r")]).unwrap_err();
+        assert!(error.contains("AWS_SECRET_ACCESS_KEY") && !error.contains("s3cr3t"));
+        assert!(
+            check(&[("AWS_ENDPOINT_URL_STS", "http://x\t")])
+                .unwrap_err()
+                .contains("AWS_ENDPOINT_URL_STS")
+        );
+        assert!(
+            check(&[("AWS_SESSION_TOKEN", "a\u{85}b")]).is_err(),
+            "C1 too"
+        );
+        assert_eq!(check(&[("OTHER", "x\n")]), Ok(()), "only AWS settings");
+
+        let settings = AwsSettings {
+            profile: Some("prod\n".to_owned()),
+            ..AwsSettings::default()
+        };
+        assert_eq!(
+            check_control_characters(&settings, &[]).map_err(|e| e.to_string()),
+            Err("invalid [aws] profile: contains a control character".to_owned())
+        );
     }
 }

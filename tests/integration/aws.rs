@@ -171,3 +171,207 @@ fn a_metadata_service_that_answers_wrongly_is_reported_as_missing_credentials() 
         )
         .assert_stderr_lacks("request to");
 }
+
+/// The form parameter `name` of a recorded query-protocol call.
+fn parameter<'a>(call: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    call.iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+#[test]
+fn an_assumed_role_is_assumed_once_and_serves_every_region() {
+    let moto = Moto::start();
+    moto.create("app/db", r#"{"password":"east-pw"}"#);
+    moto.create_in("eu-west-1", "app/replica", r#"{"password":"west-pw"}"#);
+    let role = "arn:aws:iam::123456789012:role/app-secrets";
+    let envoke = Envoke::new().aws(&moto).manifest(&format!(
+        r#"
+[env]
+DB      = "aws-sm://app/db#password"
+REPLICA = "aws-sm://app/replica?region=eu-west-1#password"
+
+[aws]
+role_arn     = "{role}"
+external_id  = "ext-4711"
+session_name = "billing-api"
+"#
+    ));
+    moto.reset_recording();
+    let (output, env) = envoke.child_env(&[]);
+    output.assert_code(0);
+    assert_eq!(env["DB"], "east-pw");
+    assert_eq!(env["REPLICA"], "west-pw");
+    let calls = moto.recorded_calls("AssumeRole");
+    assert_eq!(calls.len(), 1, "one AssumeRole for both regions' clients");
+    assert_eq!(parameter(&calls[0], "RoleArn"), Some(role));
+    assert_eq!(parameter(&calls[0], "ExternalId"), Some("ext-4711"));
+    assert_eq!(parameter(&calls[0], "RoleSessionName"), Some("billing-api"));
+    assert!(
+        !env.values().any(|v| v.starts_with("ASIA")),
+        "the role's keys stay with envoke"
+    );
+
+    let defaults = Envoke::new().aws(&moto).manifest(&format!(
+        "[env]\nDB = \"aws-sm://app/db#password\"\n\n[aws]\nrole_arn = \"{role}\"\n"
+    ));
+    moto.reset_recording();
+    let (output, env) = defaults.child_env(&[]);
+    output.assert_code(0);
+    assert_eq!(env["DB"], "east-pw");
+    let calls = moto.recorded_calls("AssumeRole");
+    assert_eq!(calls.len(), 1);
+    assert_eq!(parameter(&calls[0], "RoleSessionName"), Some("envoke"));
+    assert_eq!(parameter(&calls[0], "ExternalId"), None);
+}
+
+#[test]
+fn external_id_without_role_arn_is_a_manifest_error() {
+    Envoke::new()
+        .manifest("[aws]\nexternal_id = \"x\"\n")
+        .run(["run", "--", "true"])
+        .assert_code(125)
+        .assert_stderr_contains("invalid setting `[aws] external_id`")
+        .assert_stderr_contains("needs role_arn");
+}
+
+#[test]
+fn a_policy_without_batch_get_secret_value_falls_back_to_get_secret_value() {
+    // The usual ECS task role: GetSecretValue on the app's secrets, nothing else.
+    let moto = Moto::start();
+    moto.create("app/db", r#"{"password":"db-pw"}"#);
+    moto.create("app/api", "api-token");
+    let (key_id, secret_key) = moto.iam_user("task", &["secretsmanager:GetSecretValue"]);
+    moto.enforce_iam();
+    let envoke = Envoke::new()
+        .aws(&moto)
+        .env("AWS_ACCESS_KEY_ID", &key_id)
+        .env("AWS_SECRET_ACCESS_KEY", &secret_key)
+        .manifest("[env]\nDB = \"aws-sm://app/db#password\"\nAPI = \"aws-sm://app/api\"\n");
+    moto.reset_recording();
+    let (output, env) = envoke.child_env(&["-vv"]);
+    output.assert_code(0);
+    assert_eq!(env["DB"], "db-pw");
+    assert_eq!(env["API"], "api-token");
+    let mut operations = moto.recorded_operations();
+    operations.sort();
+    assert_eq!(
+        operations,
+        ["BatchGetSecretValue", "GetSecretValue", "GetSecretValue"]
+    );
+    output
+        .assert_stderr_contains("BatchGetSecretValue is denied; fetching the secrets one by one")
+        .assert_stderr_lacks("db-pw")
+        .assert_stderr_lacks(&secret_key);
+}
+
+#[test]
+fn no_secrets_manager_permission_is_access_denied_per_variable() {
+    let moto = Moto::start();
+    moto.create("app/db", r#"{"password":"db-pw"}"#);
+    let (key_id, secret_key) = moto.iam_user("nobody", &[]);
+    moto.enforce_iam();
+    Envoke::new()
+        .aws(&moto)
+        .env("AWS_ACCESS_KEY_ID", &key_id)
+        .env("AWS_SECRET_ACCESS_KEY", &secret_key)
+        .manifest("[env]\nDB = \"aws-sm://app/db#password\"\n")
+        .run(["run", "--", "true"])
+        .assert_code(125)
+        .assert_stderr_contains(
+            "DB (aws-sm://app/db#password): access denied: secretsmanager:GetSecretValue on app/db",
+        )
+        .assert_stderr_lacks("panicked")
+        .assert_never_shows(&secret_key);
+}
+
+#[test]
+fn a_reference_with_a_region_is_read_in_that_region() {
+    // moto keeps regions apart: the same name holds a different secret in each.
+    let moto = Moto::start();
+    moto.create("shared/name", "from-us-east-1");
+    moto.create_in("eu-west-1", "shared/name", "from-eu-west-1");
+    moto.put_in("eu-west-1", "shared/name", "from-eu-west-1-v2");
+    moto.create_in("ap-south-1", "only/south", "from-ap-south-1");
+    let envoke = Envoke::new().aws(&moto).manifest(
+        r#"
+[env]
+HOME_REGION = "aws-sm://shared/name"
+WEST        = "aws-sm://shared/name?region=eu-west-1"
+WEST_OLD    = "aws-sm://shared/name?version-stage=AWSPREVIOUS&region=eu-west-1"
+SOUTH       = "aws-sm://only/south?region=ap-south-1"
+"#,
+    );
+    moto.reset_recording();
+    let (output, env) = envoke.child_env(&[]);
+    output.assert_code(0);
+    assert_eq!(env["HOME_REGION"], "from-us-east-1");
+    assert_eq!(env["WEST"], "from-eu-west-1-v2");
+    assert_eq!(env["WEST_OLD"], "from-eu-west-1");
+    assert_eq!(env["SOUTH"], "from-ap-south-1");
+    let mut operations = moto.recorded_operations();
+    operations.sort();
+    assert_eq!(
+        operations,
+        [
+            "BatchGetSecretValue",
+            "BatchGetSecretValue",
+            "BatchGetSecretValue",
+            "GetSecretValue"
+        ],
+        "one batch per region"
+    );
+
+    // Without the region, the secret is looked for in the configured one.
+    Envoke::new()
+        .aws(&moto)
+        .manifest("[env]\nSOUTH = \"aws-sm://only/south\"\n")
+        .run(["run", "--", "true"])
+        .assert_code(125)
+        .assert_stderr_contains("SOUTH (aws-sm://only/south): not found");
+}
+
+#[test]
+fn a_control_character_in_an_aws_setting_is_an_error_naming_it_not_a_panic() {
+    let reference = "[env]\nDB = \"aws-sm://prod/db#password\"\n";
+    let base = || {
+        Envoke::new()
+            .env("AWS_ENDPOINT_URL", crate::support::closed_address())
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "AKIAEXAMPLEKEY")
+            .env("AWS_SECRET_ACCESS_KEY", "secret-key-value")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+    };
+    for (name, value) in [
+        ("AWS_REGION", "us-east-1\n"),
+        ("AWS_DEFAULT_REGION", "us-east-1\n"),
+        ("AWS_ACCESS_KEY_ID", "AKIAEXAMPLEKEY\n"),
+        ("AWS_SECRET_ACCESS_KEY", "secret-key-value\r\n"),
+        ("AWS_SESSION_TOKEN", "token-value\n"),
+        ("AWS_PROFILE", "team-x\n"),
+        ("AWS_ENDPOINT_URL_SECRETS_MANAGER", "http://127.0.0.1:1\n"),
+    ] {
+        let output = base()
+            .env(name, value)
+            .manifest(reference)
+            .run(["run", "--", "true"]);
+        output
+            .assert_code(125)
+            .assert_stderr_contains(&format!(
+                "DB (aws-sm://prod/db#password): invalid {name}: contains a control character"
+            ))
+            .assert_stderr_lacks("panicked")
+            .assert_never_shows(value.trim_end());
+    }
+    base()
+        .manifest(&format!("{reference}\n[aws]\nregion = \"eu-west-1\\n\"\n"))
+        .run(["run", "--", "true"])
+        .assert_code(125)
+        .assert_stderr_contains("invalid [aws] region: contains a control character");
+
+    // Checked only when an AWS reference needs AWS.
+    base()
+        .env("AWS_REGION", "us-east-1\n")
+        .run(["run", "--", "true"])
+        .assert_code(0);
+}

@@ -448,3 +448,22 @@ fn a_signalled_command_keeps_its_replaced_credentials_for_the_stop_timeout() {
     assert!(logs.contains("revoked lease"), "{logs}");
     assert!(!logs.contains("WARN"), "{logs}");
 }
+
+#[test]
+fn a_secret_in_another_region_is_watched_in_its_region() {
+    let moto = Moto::start();
+    moto.create("rotating", r#"{"password":"home"}"#);
+    moto.create_in("eu-west-1", "rotating", r#"{"password":"west-first"}"#);
+    let envoke = Envoke::new()
+        .aws(&moto)
+        .manifest("[env]\nVALUE = \"aws-sm://rotating?region=eu-west-1#password\"\n");
+    let watched = Watched::start(&envoke, FAST, LOGS_VALUE_ON_START);
+    moto.put_in("eu-west-1", "rotating", r#"{"password":"west-second"}"#);
+    let lines = watched.wait_lines(2, Duration::from_secs(10));
+    assert_eq!(lines, ["west-first", "west-second"]);
+    let (_, logs) = watched.stop();
+    assert!(
+        logs.contains("aws-sm://rotating?region=eu-west-1"),
+        "{logs}"
+    );
+}

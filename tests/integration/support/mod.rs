@@ -506,22 +506,16 @@ impl Moto {
             .enable_all()
             .build()
             .unwrap();
-        let config = aws_sdk_secretsmanager::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new(REGION))
-            .endpoint_url(&endpoint)
-            .credentials_provider(Credentials::for_tests())
-            .build();
         let mut moto = Moto {
-            endpoint,
             server: Server {
                 child,
                 name: "moto",
             },
             recording,
             runtime,
-            client: SmClient::from_conf(config),
+            client: client_in(&endpoint, REGION),
             agent: http_agent(),
+            endpoint,
         };
         let ready = moto.server.wait_ready(Duration::from_secs(60), || {
             TcpStream::connect(moto.endpoint.trim_start_matches("http://")).is_ok()
@@ -556,6 +550,98 @@ impl Moto {
             )
             .unwrap_or_else(|e| panic!("create {name}: {e:?}"));
         (out.arn.unwrap(), out.version_id.unwrap())
+    }
+
+    /// Creates a string secret in another region (moto keeps regions apart); returns its ARN.
+    pub fn create_in(&self, region: &str, name: &str, value: &str) -> String {
+        let out = self
+            .block_on(
+                client_in(&self.endpoint, region)
+                    .create_secret()
+                    .name(name)
+                    .secret_string(value)
+                    .send(),
+            )
+            .unwrap_or_else(|e| panic!("create {name} in {region}: {e:?}"));
+        out.arn.unwrap()
+    }
+
+    /// Puts a new value in another region; returns its version id.
+    pub fn put_in(&self, region: &str, name: &str, value: &str) -> String {
+        let out = self
+            .block_on(
+                client_in(&self.endpoint, region)
+                    .put_secret_value()
+                    .secret_id(name)
+                    .secret_string(value)
+                    .send(),
+            )
+            .unwrap_or_else(|e| panic!("put {name} in {region}: {e:?}"));
+        out.version_id.unwrap()
+    }
+
+    /// An IAM call (query protocol). moto routes a request by the service in its signature's
+    /// scope and checks no signature while IAM is not enforced, so a plain form POST with that
+    /// scope is enough.
+    fn iam(&self, params: &[(&str, &str)]) -> String {
+        let body: String = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(params.iter().copied())
+            .append_pair("Version", "2010-05-08")
+            .finish();
+        let mut response = self
+            .agent
+            .post(format!("{}/", self.endpoint))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .header(
+                "Authorization",
+                "AWS4-HMAC-SHA256 Credential=testing/20240101/us-east-1/iam/aws4_request, \
+                 SignedHeaders=host, Signature=0",
+            )
+            .send(body.as_str())
+            .unwrap();
+        let text = response.body_mut().read_to_string().unwrap();
+        assert_eq!(response.status(), 200, "IAM {params:?}: {text}");
+        text
+    }
+
+    /// Creates an IAM user whose inline policy allows `actions` (none: no policy at all) on
+    /// every resource; returns its access key id and secret access key. Call before
+    /// [`Moto::enforce_iam`].
+    pub fn iam_user(&self, name: &str, actions: &[&str]) -> (String, String) {
+        self.iam(&[("Action", "CreateUser"), ("UserName", name)]);
+        if !actions.is_empty() {
+            let policy = json!({
+                "Version": "2012-10-17",
+                "Statement": [{ "Effect": "Allow", "Action": actions, "Resource": "*" }],
+            })
+            .to_string();
+            self.iam(&[
+                ("Action", "PutUserPolicy"),
+                ("UserName", name),
+                ("PolicyName", "envoke-test"),
+                ("PolicyDocument", &policy),
+            ]);
+        }
+        let answer = self.iam(&[("Action", "CreateAccessKey"), ("UserName", name)]);
+        let element = |tag: &str| {
+            let start = answer.find(&format!("<{tag}>")).unwrap() + tag.len() + 2;
+            let end = answer[start..].find('<').unwrap() + start;
+            answer[start..end].to_owned()
+        };
+        (element("AccessKeyId"), element("SecretAccessKey"))
+    }
+
+    /// From now on, every request must be signed by an IAM user's key and allowed by its
+    /// policies (`POST /moto-api/reset-auth` with a budget of 0 unchecked requests). The
+    /// seeding client's test key is refused from then on: create secrets and users first.
+    pub fn enforce_iam(&self) {
+        let r = self
+            .agent
+            .post(format!("{}/moto-api/reset-auth", self.endpoint))
+            .header("Content-Type", "text/plain")
+            .send("0")
+            .unwrap();
+        assert_eq!(r.status(), 200);
     }
 
     /// Creates a binary secret.
@@ -597,23 +683,71 @@ impl Moto {
         assert_eq!(r.status(), 200);
     }
 
-    /// The Secrets Manager operations recorded since the last reset (`BatchGetSecretValue`, ...).
+    /// The operations recorded since the last reset: Secrets Manager's (`BatchGetSecretValue`,
+    /// ...) from the `X-Amz-Target` header, query-protocol ones (STS `AssumeRole`, IAM) from
+    /// the `Action` of the form body.
     pub fn recorded_operations(&self) -> Vec<String> {
+        self.recorded_requests()
+            .into_iter()
+            .map(|(operation, _)| operation)
+            .collect()
+    }
+
+    /// The recorded query-protocol calls of `action`, each as its form parameters.
+    pub fn recorded_calls(&self, action: &str) -> Vec<Vec<(String, String)>> {
+        self.recorded_requests()
+            .into_iter()
+            .filter(|(operation, _)| operation == action)
+            .map(|(_, form)| form)
+            .collect()
+    }
+
+    /// Each recorded request as its operation and (for the query protocol) form parameters.
+    fn recorded_requests(&self) -> Vec<(String, Vec<(String, String)>)> {
+        use base64::Engine;
         let text = std::fs::read_to_string(self.recording.path()).unwrap_or_default();
         text.lines()
             .filter_map(|line| serde_json::from_str::<Value>(line).ok())
             .filter_map(|entry| {
-                let target = entry["headers"]
-                    .as_object()?
-                    .iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case("x-amz-target"))?
-                    .1
-                    .as_str()?
-                    .to_owned();
-                Some(target.rsplit('.').next()?.to_owned())
+                let headers = entry["headers"].as_object()?;
+                let header = |name: &str| {
+                    headers
+                        .iter()
+                        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                        .and_then(|(_, v)| v.as_str())
+                };
+                if let Some(target) = header("x-amz-target") {
+                    return Some((target.rsplit('.').next()?.to_owned(), Vec::new()));
+                }
+                if !header("content-type")?.starts_with("application/x-www-form-urlencoded") {
+                    return None;
+                }
+                let body = entry["body"].as_str()?;
+                let body = if entry["body_encoded"].as_bool() == Some(true) {
+                    base64::engine::general_purpose::STANDARD
+                        .decode(body)
+                        .ok()?
+                } else {
+                    body.as_bytes().to_vec()
+                };
+                let form: Vec<(String, String)> =
+                    url::form_urlencoded::parse(&body).into_owned().collect();
+                let action = form.iter().find(|(k, _)| k == "Action")?.1.clone();
+                Some((action, form))
             })
             .collect()
     }
+}
+
+/// A Secrets Manager client for seeding moto in `region`, with the test key.
+fn client_in(endpoint: &str, region: &str) -> SmClient {
+    let config = aws_sdk_secretsmanager::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(region.to_owned()))
+        .endpoint_url(endpoint)
+        .credentials_provider(Credentials::for_tests())
+        .build();
+    SmClient::from_conf(config)
 }
 
 /// PostgreSQL, OpenBao with a `database/creds/app` role (TTLs as given), and an envoke whose
