@@ -9,32 +9,8 @@ use serde_json::json;
 use crate::support::auth::{client_certificate, now, rsa_key, signed_jwt, token_reviewer};
 use crate::support::{Bao, Envoke, ROOT_TOKEN, wait_lines_or_explain};
 
-/// The first TOML block after `### {method}` in docs/authentication.md, with its example paths
-/// and ids replaced as `replace` says.
 fn doc_example(method: &str, replace: &[(&str, &str)]) -> String {
-    let text = std::fs::read_to_string(format!(
-        "{}/docs/authentication.md",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap();
-    let section = text
-        .split(&format!("### {method}\n"))
-        .nth(1)
-        .unwrap_or_else(|| panic!("no section for {method}"));
-    let mut block = section
-        .split("```toml\n")
-        .nth(1)
-        .and_then(|rest| rest.split("```").next())
-        .unwrap()
-        .to_owned();
-    for (from, to) in replace {
-        assert!(
-            block.contains(from),
-            "{from} is not in the {method} example"
-        );
-        block = block.replace(from, to);
-    }
-    block
+    crate::support::doc_example("authentication.md", method, replace)
 }
 
 /// OpenBao with `secret/app` holding `token`, and a policy `app` that may read it.

@@ -184,18 +184,20 @@ fn an_assumed_role_is_assumed_once_and_serves_every_region() {
     let moto = Moto::start();
     moto.create("app/db", r#"{"password":"east-pw"}"#);
     moto.create_in("eu-west-1", "app/replica", r#"{"password":"west-pw"}"#);
-    let role = "arn:aws:iam::123456789012:role/app-secrets";
+    let role = "arn:aws:iam::123456789012:role/billing-secrets";
+    // docs/authentication.md's example, in the test's default region.
+    let aws = crate::support::doc_example(
+        "authentication.md",
+        "Assuming a role",
+        &[("\"eu-west-1\"", &format!("\"{}\"", crate::support::REGION))],
+    );
     let envoke = Envoke::new().aws(&moto).manifest(&format!(
         r#"
 [env]
 DB      = "aws-sm://app/db#password"
 REPLICA = "aws-sm://app/replica?region=eu-west-1#password"
 
-[aws]
-role_arn     = "{role}"
-external_id  = "ext-4711"
-session_name = "billing-api"
-"#
+{aws}"#
     ));
     moto.reset_recording();
     let (output, env) = envoke.child_env(&[]);
@@ -205,7 +207,7 @@ session_name = "billing-api"
     let calls = moto.recorded_calls("AssumeRole");
     assert_eq!(calls.len(), 1, "one AssumeRole for both regions' clients");
     assert_eq!(parameter(&calls[0], "RoleArn"), Some(role));
-    assert_eq!(parameter(&calls[0], "ExternalId"), Some("ext-4711"));
+    assert_eq!(parameter(&calls[0], "ExternalId"), Some("billing-4711"));
     assert_eq!(parameter(&calls[0], "RoleSessionName"), Some("billing-api"));
     assert!(
         !env.values().any(|v| v.starts_with("ASIA")),

@@ -762,6 +762,31 @@ pub fn dynamic_database(default_ttl: &str, max_ttl: &str) -> (postgres::Postgres
     (pg, bao, envoke)
 }
 
+/// The first TOML block after the heading `### {heading}` in `docs/{page}`, with its example
+/// paths and ids replaced as `replace` says: so that the docs' examples are what the tests run.
+pub fn doc_example(page: &str, heading: &str, replace: &[(&str, &str)]) -> String {
+    let text =
+        std::fs::read_to_string(format!("{}/docs/{page}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let section = text
+        .split(&format!("### {heading}\n"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("no section {heading} in {page}"));
+    let mut block = section
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .unwrap()
+        .to_owned();
+    for (from, to) in replace {
+        assert!(
+            block.contains(from),
+            "{from} is not in the {heading} example"
+        );
+        block = block.replace(from, to);
+    }
+    block
+}
+
 /// The lines of a file a child writes to (none while it does not exist).
 pub fn read_lines(path: &Path) -> Vec<String> {
     std::fs::read_to_string(path)
