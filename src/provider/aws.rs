@@ -29,7 +29,10 @@ use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::config::http::HttpResponse;
+use aws_sdk_secretsmanager::config::interceptors::BeforeDeserializationInterceptorContextMut;
+use aws_sdk_secretsmanager::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
+use aws_smithy_types::body::SdkBody;
 use futures::future::join_all;
 use zeroize::Zeroize;
 
@@ -37,6 +40,48 @@ use super::{Document, DocumentKind, FetchError, one_line, root_cause};
 use crate::config::aws::AwsSettings;
 use crate::reference::AwsVersion;
 use crate::secret::SecretValue;
+
+/// The largest answer envoke reads: a BatchGetSecretValue of 20 secrets of Secrets Manager's
+/// maximum 64 KiB, JSON-escaped, stays well below it.
+const MAX_BODY: usize = 4 * 1024 * 1024;
+
+/// Caps every Secrets Manager answer at [`MAX_BODY`]: refused at once when its Content-Length is
+/// larger, and as soon as more bytes arrive otherwise (the SDK reads a whole body into memory
+/// before parsing it, and has no limit of its own). The whole exchange, body included, is bounded
+/// by the operation timeout set in [`AwsProvider::connect`].
+#[derive(Debug)]
+struct CapBody;
+
+/// The error of an answer refused by [`CapBody`] for its Content-Length.
+#[derive(Debug, thiserror::Error)]
+#[error("the answer is larger than {} MiB", MAX_BODY / (1024 * 1024))]
+struct BodyTooLarge;
+
+impl Intercept for CapBody {
+    fn name(&self) -> &'static str {
+        "envoke::CapBody"
+    }
+
+    fn modify_before_deserialization(
+        &self,
+        context: &mut BeforeDeserializationInterceptorContextMut<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let response = context.response_mut();
+        let declared = response
+            .headers()
+            .get("content-length")
+            .and_then(|length| length.parse::<u64>().ok());
+        if declared.is_some_and(|length| length > MAX_BODY as u64) {
+            return Err(BodyTooLarge.into());
+        }
+        let body = std::mem::replace(response.body_mut(), SdkBody::taken());
+        *response.body_mut() =
+            body.map(|body| SdkBody::from_body_1_x(http_body_util::Limited::new(body, MAX_BODY)));
+        Ok(())
+    }
+}
 
 /// BatchGetSecretValue takes at most 20 ids in `SecretIdList`.
 pub const BATCH_LIMIT: usize = 20;
@@ -147,7 +192,7 @@ impl AwsProvider {
                 if let Some(endpoint) = &self.endpoint {
                     config = config.endpoint_url(endpoint);
                 }
-                Client::from_conf(config.build())
+                Client::from_conf(config.interceptor(CapBody).build())
             })
             .clone()
     }
@@ -360,6 +405,17 @@ impl AwsProvider {
     {
         if is_denied(error) {
             return map_code("AccessDenied", error.message().unwrap_or_default(), call);
+        }
+        if std::iter::successors(Some(error as &(dyn std::error::Error + 'static)), |e| {
+            e.source()
+        })
+        .any(|e| e.is::<BodyTooLarge>() || e.is::<http_body_util::LengthLimitError>())
+        {
+            return FetchError::Other(format!(
+                "Secrets Manager at {} answered with a body larger than {} MiB; refused",
+                self.address(call.region),
+                MAX_BODY / (1024 * 1024)
+            ));
         }
         match error {
             SdkError::ServiceError(_) => map_code(

@@ -1,14 +1,14 @@
-//! Vault and OpenBao (the same HTTP API), through vaultrs.
+//! Vault and OpenBao (the same HTTP API).
 //!
 //! A reference names a path the way `vault kv get` and `vault read` take it. Which API serves the
 //! path depends on its mount, so each read first asks `sys/internal/ui/mounts/PATH` (as the vault
 //! CLI does): KV v2 reads `MOUNT/data/REST?version=N`, KV v1 reads the path as it is, any other
 //! engine (`database/creds/app`, ...) is a plain read whose lease is kept with the document.
 //!
-//! vaultrs's typed helpers strip the response envelope, and the envelope is where a dynamic
-//! secret's lease lives; so reads go through [`RawRequest`], a rustify endpoint executed with
-//! vaultrs's HTTP client (TLS settings, client certificate) and its middleware, built per request
-//! with the token in use ([`token`]). The raw response body is zeroized once parsed.
+//! Every request goes through [`http`], which refuses redirects, caps bodies and bounds the time
+//! a request may take, with the token in use then ([`token`]). Answers are read as Vault's
+//! envelope, where a dynamic secret's lease lives (a typed client such as vaultrs strips it); the
+//! raw body is zeroized once parsed.
 //!
 //! # Logging in
 //! With `auth =` other than `token`, [`VaultProvider::connect`] logs in (`auth/MOUNT/login`)
@@ -18,6 +18,7 @@
 //! is never restarted for envoke's own token. [`VaultProvider::logout`] revokes it at exit. A
 //! token the user gave is neither renewed nor revoked: whoever made it owns it.
 
+mod http;
 mod token;
 
 use std::collections::HashMap;
@@ -26,18 +27,15 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use futures::StreamExt;
-use rustify::Endpoint;
-use rustify::enums::{RequestMethod, RequestType, ResponseType};
-use rustify::errors::ClientError as HttpError;
+use reqwest::Method;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use tokio::time::Instant;
-use vaultrs::api::EndpointMiddleware;
-use vaultrs::client::{VaultClient, VaultClientSettings};
 use zeroize::{Zeroize, Zeroizing};
 
+use self::http::VaultHttp;
 use self::token::{Lifetime, Origin, Token, header_safe, read_secret_file};
-use super::{Document, DocumentKind, FetchError, Lease, one_line};
+use super::{Document, DocumentKind, FetchError, Lease};
 use crate::config::vault::{Credential, LoginMethod, VaultAuth, VaultSettings};
 use crate::secret::{SecretValue, zeroize_json};
 
@@ -58,9 +56,7 @@ pub struct VaultRequest {
 
 /// A connected Vault client.
 pub struct VaultProvider {
-    client: VaultClient,
-    address: String,
-    namespace: Option<String>,
+    http: VaultHttp,
     auth: VaultAuth,
     token: Mutex<Token>,
     /// Mounts seen so far (path with trailing slash, engine), so each is looked up once.
@@ -110,46 +106,10 @@ impl Drop for AuthInfo {
     }
 }
 
-/// A request to any path; vaultrs's middleware adds `/v1`, the token and the namespace.
-struct RawRequest {
-    method: RequestMethod,
-    path: String,
-    query: Option<String>,
-    body: Option<Vec<u8>>,
-}
-
-impl Endpoint for RawRequest {
-    type Response = serde_json::Value;
-    const REQUEST_BODY_TYPE: RequestType = RequestType::JSON;
-    const RESPONSE_BODY_TYPE: ResponseType = ResponseType::JSON;
-
-    fn path(&self) -> String {
-        self.path.clone()
-    }
-
-    fn method(&self) -> RequestMethod {
-        self.method.clone()
-    }
-
-    fn query(&self) -> Result<Option<String>, HttpError> {
-        Ok(self.query.clone())
-    }
-
-    fn body(&self) -> Result<Option<Vec<u8>>, HttpError> {
-        Ok(self.body.clone())
-    }
-}
-
 impl VaultProvider {
     /// Builds a client from the settings and logs in when `auth` says so. Fails without a
     /// token, with an unusable address, CA file or client certificate, or when the login fails.
     pub async fn connect(settings: &VaultSettings) -> Result<VaultProvider, FetchError> {
-        let address = url::Url::parse(&settings.address).map_err(|e| {
-            FetchError::Other(format!(
-                "invalid Vault address `{}`: {e} (set VAULT_ADDR or `address` under [vault])",
-                settings.address
-            ))
-        })?;
         let token = match &settings.auth {
             VaultAuth::Token(source) => Token::given(source)?,
             // Replaced by the login's token below, before any request that needs one.
@@ -175,25 +135,8 @@ impl VaultProvider {
             } => Some(client_identity(client_cert, client_key)?),
             _ => None,
         };
-        let client_settings = VaultClientSettings {
-            address,
-            ca_certs: settings.ca_cert.iter().cloned().collect(),
-            identity,
-            timeout: Some(Duration::from_secs(30)),
-            // The middleware is built per request, with the token in use then.
-            token: String::new(),
-            verify: !settings.skip_verify,
-            version: 1,
-            wrapping: false,
-            namespace: settings.namespace.clone(),
-            proxy: None,
-        };
-        let client = VaultClient::new(client_settings)
-            .map_err(|e| FetchError::Other(format!("cannot set up the Vault client: {e}")))?;
         let provider = VaultProvider {
-            client,
-            address: settings.address.clone(),
-            namespace: settings.namespace.clone(),
+            http: VaultHttp::new(settings, identity)?,
             auth: settings.auth.clone(),
             token: Mutex::new(token),
             mounts: Mutex::default(),
@@ -227,7 +170,7 @@ impl VaultProvider {
         let envelope = self
             .request_with(
                 &SecretString::from(String::new()),
-                RequestMethod::POST,
+                Method::POST,
                 format!("auth/{mount}/login"),
                 None,
                 Some(body.to_vec()),
@@ -319,7 +262,7 @@ impl VaultProvider {
         let body = serde_json::json!({ "increment": ttl.as_secs() }).to_string();
         let envelope = self
             .request(
-                RequestMethod::PUT,
+                Method::PUT,
                 "auth/token/renew-self".to_owned(),
                 None,
                 Some(body.into_bytes()),
@@ -343,12 +286,7 @@ impl VaultProvider {
             return;
         }
         match self
-            .request(
-                RequestMethod::PUT,
-                "auth/token/revoke-self".to_owned(),
-                None,
-                None,
-            )
+            .request(Method::PUT, "auth/token/revoke-self".to_owned(), None, None)
             .await
         {
             Ok(_) => tracing::info!("revoked envoke's Vault token"),
@@ -386,7 +324,7 @@ impl VaultProvider {
         }
         let envelope = self
             .request(
-                RequestMethod::GET,
+                Method::GET,
                 format!("{mount}data/{rest}"),
                 version.map(|v| format!("version={v}")),
                 None,
@@ -424,7 +362,7 @@ impl VaultProvider {
     /// KV v1 and other engines: the path as it is; a dynamic secret's lease is in the envelope.
     async fn read_plain(&self, path: &str, kind: DocumentKind) -> Result<Document, FetchError> {
         let envelope = self
-            .request(RequestMethod::GET, path.to_owned(), None, None)
+            .request(Method::GET, path.to_owned(), None, None)
             .await?;
         let lease = (!envelope.lease_id.is_empty()).then(|| Lease {
             id: envelope.lease_id.clone(),
@@ -450,12 +388,7 @@ impl VaultProvider {
     pub async fn kv2_current_version(&self, mount: &str, rest: &str) -> Result<u64, FetchError> {
         tracing::debug!(mount, rest, "vault: read metadata");
         let envelope = self
-            .request(
-                RequestMethod::GET,
-                format!("{mount}metadata/{rest}"),
-                None,
-                None,
-            )
+            .request(Method::GET, format!("{mount}metadata/{rest}"), None, None)
             .await?;
         envelope
             .data
@@ -472,7 +405,7 @@ impl VaultProvider {
         let body = serde_json::json!({ "lease_id": lease.id, "increment": increment_secs });
         let envelope = self
             .request(
-                RequestMethod::PUT,
+                Method::PUT,
                 "sys/leases/renew".to_owned(),
                 None,
                 Some(body.to_string().into_bytes()),
@@ -489,7 +422,7 @@ impl VaultProvider {
     pub async fn revoke(&self, lease: &Lease) -> Result<(), FetchError> {
         let body = serde_json::json!({ "lease_id": lease.id }).to_string();
         self.request(
-            RequestMethod::PUT,
+            Method::PUT,
             "sys/leases/revoke".to_owned(),
             None,
             Some(body.into_bytes()),
@@ -512,7 +445,7 @@ impl VaultProvider {
         }
         let envelope = match self
             .request(
-                RequestMethod::GET,
+                Method::GET,
                 format!("sys/internal/ui/mounts/{path}"),
                 None,
                 None,
@@ -565,9 +498,28 @@ impl VaultProvider {
             let top = path.split('/').next().unwrap_or_default();
             scouts.entry(top.to_owned()).or_insert_with(|| path.clone());
         }
-        futures::future::join_all(scouts.values().map(|path| self.engine_of(path))).await;
+        let scouted = futures::future::join_all(
+            scouts
+                .iter()
+                .map(|(top, path)| async move { (top.clone(), self.engine_of(path).await) }),
+        )
+        .await;
+        // A server that did not answer the scout is not asked again for every path: each
+        // would wait out the timeout anew.
+        let unreachable: HashMap<String, FetchError> = scouted
+            .into_iter()
+            .filter_map(|(top, result)| match result {
+                Err(error @ FetchError::Unreachable { .. }) => Some((top, error)),
+                _ => None,
+            })
+            .collect();
+        let unreachable = &unreachable;
         futures::stream::iter(requests.into_iter().map(|request| async move {
-            let result = self.read(&request).await;
+            let top = request.path.split('/').next().unwrap_or_default();
+            let result = match unreachable.get(top) {
+                Some(error) => Err(error.clone()),
+                None => self.read(&request).await,
+            };
             (request, result)
         }))
         .buffer_unordered(MAX_IN_FLIGHT)
@@ -578,7 +530,7 @@ impl VaultProvider {
     /// A request with the token in use.
     async fn request(
         &self,
-        method: RequestMethod,
+        method: Method,
         path: String,
         query: Option<String>,
         body: Option<Vec<u8>>,
@@ -590,83 +542,34 @@ impl VaultProvider {
     async fn request_with(
         &self,
         token: &SecretString,
-        method: RequestMethod,
+        method: Method,
         path: String,
         query: Option<String>,
         body: Option<Vec<u8>>,
     ) -> Result<Envelope, FetchError> {
-        let request = RawRequest {
-            method,
-            path: path.clone(),
-            query,
-            body,
-        };
-        let middleware = EndpointMiddleware {
-            token: token.expose_secret().to_owned(),
-            version: "v1".to_owned(),
-            wrap: None,
-            namespace: self.namespace.clone(),
-        };
-        let mut response = request
-            .with_middleware(&middleware)
-            .exec(&self.client.http)
-            .await
-            .map_err(|e| self.map_error(&path, e))?;
-        let body = response.response.body_mut();
+        let mut body = self
+            .http
+            .call(
+                token,
+                method,
+                &path,
+                query.as_deref(),
+                body.map(Zeroizing::new),
+            )
+            .await?;
         let parsed = if body.is_empty() {
             Ok(Envelope::default())
         } else {
-            serde_json::from_slice::<Envelope>(body)
+            serde_json::from_slice::<Envelope>(&body)
         };
         body.zeroize();
         parsed.map_err(|_| {
             FetchError::Other(format!(
                 "unexpected response from {} for {path}",
-                self.address
+                self.http.address()
             ))
         })
     }
-
-    fn map_error(&self, path: &str, error: HttpError) -> FetchError {
-        match error {
-            HttpError::ServerResponseError { code, content } => {
-                let messages = content
-                    .as_deref()
-                    .and_then(|c| serde_json::from_str::<ErrorBody>(c).ok())
-                    .map(|b| one_line(&b.errors.join("; ")))
-                    .unwrap_or_default();
-                match code {
-                    404 => FetchError::NotFound(format!("no secret at {path}")),
-                    403 => FetchError::AccessDenied(if messages.is_empty() {
-                        "permission denied".to_owned()
-                    } else {
-                        messages
-                    }),
-                    _ => FetchError::Other(format!(
-                        "{} answered HTTP {code} for {path}{}",
-                        self.address,
-                        if messages.is_empty() {
-                            String::new()
-                        } else {
-                            format!(": {messages}")
-                        }
-                    )),
-                }
-            }
-            HttpError::RequestError { source, .. } => FetchError::Unreachable {
-                address: self.address.clone(),
-                detail: source.root_cause().to_string(),
-            },
-            other => FetchError::Other(format!("request to {} failed: {other}", self.address)),
-        }
-    }
-}
-
-/// Vault's error body: `{"errors": ["..."]}`.
-#[derive(Deserialize)]
-struct ErrorBody {
-    #[serde(default)]
-    errors: Vec<String>,
 }
 
 /// The login request's body for `method`: the role and the credential, read now (a secret id or

@@ -107,9 +107,21 @@ fn no_secret_value_appears_in_logs_at_any_verbosity() {
     let bao = Bao::start();
     moto.create("s/aws", r#"{"k":"aws-secret-value-x1"}"#);
     bao.kv2_put("secret", "s", json!({"k": "vault-secret-value-x2"}));
-    let envoke = Envoke::new().aws(&moto).vault(&bao).manifest(
-        "[env]\nA = \"aws-sm://s/aws#k\"\nB = \"vault://secret/s#k\"\nC = \"vault://secret/s#missing\"\n",
-    );
+    // envoke's own credentials must not show either: the AWS SDK's signing trace prints the
+    // session token unless its targets are kept quiet.
+    let credentials = [
+        "session-token-x3",
+        "secret-access-key-x4",
+        crate::support::ROOT_TOKEN,
+    ];
+    let envoke = Envoke::new()
+        .aws(&moto)
+        .vault(&bao)
+        .env("AWS_SESSION_TOKEN", credentials[0])
+        .env("AWS_SECRET_ACCESS_KEY", credentials[1])
+        .manifest(
+            "[env]\nA = \"aws-sm://s/aws#k\"\nB = \"vault://secret/s#k\"\nC = \"vault://secret/s#missing\"\n",
+        );
     for flags in [&["-vvv"][..], &["-vv"], &["-v"], &[]] {
         let mut args = vec!["run"];
         args.extend_from_slice(flags);
@@ -121,11 +133,26 @@ fn no_secret_value_appears_in_logs_at_any_verbosity() {
             .assert_never_shows("vault-secret-value-x2")
             .assert_never_shows(crate::support::ROOT_TOKEN);
     }
-    let traced = envoke.env("RUST_LOG", "trace");
-    let output = traced.run(["check", "--format", "json"]);
-    output
-        .assert_code(125)
-        .assert_never_shows("aws-secret-value-x1")
-        .assert_never_shows("vault-secret-value-x2");
-    assert!(output.stderr.lines().count() > 10, "trace logging is on");
+    for directives in [
+        "trace",
+        "aws_sigv4=trace,aws_smithy_runtime=trace,hyper=trace,trace",
+    ] {
+        for args in [&["check", "--format", "json"][..], &["run", "--", "true"]] {
+            let output = envoke.run_with(&[("RUST_LOG", directives)], args);
+            output
+                .assert_code(125)
+                .assert_never_shows("aws-secret-value-x1")
+                .assert_never_shows("vault-secret-value-x2");
+            for credential in credentials {
+                output.assert_never_shows(credential);
+            }
+        }
+    }
+    // The filter was on: envoke's own debug lines are there.
+    let output = envoke.run_with(&[("RUST_LOG", "trace")], ["check", "--format", "json"]);
+    assert!(
+        output.stderr.contains("aws: BatchGetSecretValue") && output.stderr.contains("vault: read"),
+        "{}",
+        output.stderr
+    );
 }

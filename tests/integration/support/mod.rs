@@ -13,6 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod auth;
+pub mod hostile;
 pub mod postgres;
 pub mod proxy;
 
@@ -927,7 +928,20 @@ impl Envoke {
         I: IntoIterator<Item = S>,
         S: AsRef<std::ffi::OsStr>,
     {
-        let output = self.command(args).output().expect("run envoke");
+        self.run_with(&[], args)
+    }
+
+    /// Runs envoke to completion with `extra` variables added to its environment.
+    pub fn run_with<I, S>(&self, extra: &[(&str, &str)], args: I) -> Output
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let output = self
+            .command(args)
+            .envs(extra.iter().copied())
+            .output()
+            .expect("run envoke");
         Output {
             code: output.status.code(),
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),

@@ -1,0 +1,248 @@
+//! The HTTP exchange with Vault, with the limits a hostile or broken server cannot get around.
+//!
+//! envoke builds its own reqwest client rather than vaultrs's, because vaultrs's defaults are
+//! wrong for a tool that carries a token: it follows redirects (reqwest strips `Authorization` on a
+//! redirect to another host, but not `X-Vault-Token`), it reads any body whole into memory, and it
+//! builds header values with `unwrap`, so a token with a newline in it panics.
+//!
+//! - Redirects are never followed. A 3xx answer is an error naming both addresses (the vault CLI
+//!   refuses an https→http redirect the same way); no credential crosses one.
+//! - A body larger than [`MAX_BODY`] is refused: at once when Content-Length says so, else as
+//!   soon as the bytes read pass it. Secrets Manager's own limit is 64 KiB a value; no Vault
+//!   answer envoke reads comes near a few MiB.
+//! - The whole exchange — connecting, headers and body — ends within [`REQUEST_TIMEOUT`];
+//!   connecting alone within [`CONNECT_TIMEOUT`].
+//! - The token and the namespace become header values through the fallible constructor; the token
+//!   is marked sensitive, so that reqwest's own debug output shows no value.
+
+use std::path::Path;
+use std::time::Duration;
+
+use reqwest::header::{CONTENT_TYPE, HeaderValue, LOCATION};
+use reqwest::{Method, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
+use zeroize::Zeroizing;
+
+use crate::config::vault::VaultSettings;
+use crate::provider::{FetchError, one_line};
+
+/// The largest response body envoke reads.
+pub(super) const MAX_BODY: usize = 4 * 1024 * 1024;
+/// The longest a request may take, body included.
+pub(super) const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// The longest a connection may take to open (TCP and TLS).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A client for one Vault server.
+pub(super) struct VaultHttp {
+    client: reqwest::Client,
+    base: url::Url,
+    namespace: Option<HeaderValue>,
+}
+
+/// A successful answer's body (zeroized when dropped).
+pub(super) type Body = Zeroizing<Vec<u8>>;
+
+impl VaultHttp {
+    pub(super) fn new(
+        settings: &VaultSettings,
+        identity: Option<reqwest::Identity>,
+    ) -> Result<VaultHttp, FetchError> {
+        let base = url::Url::parse(&settings.address)
+            .ok()
+            .filter(|url| matches!(url.scheme(), "http" | "https") && url.has_host())
+            .ok_or_else(|| {
+                FetchError::Other(format!(
+                    "invalid Vault address `{}`: not an http:// or https:// URL \
+                     (set VAULT_ADDR or `address` under [vault])",
+                    one_line(&settings.address)
+                ))
+            })?;
+        let mut builder = reqwest::Client::builder()
+            .tls_backend_rustls()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT)
+            .tls_danger_accept_invalid_certs(settings.skip_verify);
+        if base.scheme() == "http" {
+            // No TLS: don't load the system's trust store for nothing.
+            builder = builder.tls_certs_only(Vec::new());
+        } else if let Some(ca) = &settings.ca_cert {
+            builder = builder.tls_certs_merge(read_ca(Path::new(ca))?);
+        }
+        if let Some(identity) = identity {
+            builder = builder.identity(identity);
+        }
+        let client = builder
+            .build()
+            .map_err(|e| FetchError::Other(format!("cannot set up the Vault client: {e}")))?;
+        let namespace = settings
+            .namespace
+            .as_deref()
+            .map(HeaderValue::from_str)
+            .transpose()
+            .map_err(|_| {
+                FetchError::Other("the Vault namespace is not a valid header value".to_owned())
+            })?;
+        Ok(VaultHttp {
+            client,
+            base,
+            namespace,
+        })
+    }
+
+    /// The server's address, for messages.
+    pub(super) fn address(&self) -> &str {
+        self.base.as_str().trim_end_matches('/')
+    }
+
+    /// One request to `/v1/PATH`; the body of a 2xx answer, or why there is none.
+    pub(super) async fn call(
+        &self,
+        token: &SecretString,
+        method: Method,
+        path: &str,
+        query: Option<&str>,
+        body: Option<Zeroizing<Vec<u8>>>,
+    ) -> Result<Body, FetchError> {
+        let mut url = self
+            .base
+            .join(&format!("v1/{path}"))
+            .map_err(|e| FetchError::Invalid(format!("`{path}` cannot be a Vault path: {e}")))?;
+        url.set_query(query);
+        let mut request = self
+            .client
+            .request(method, url)
+            .header("X-Vault-Request", "true");
+        if !token.expose_secret().is_empty() {
+            let mut value = HeaderValue::from_str(token.expose_secret()).map_err(|_| {
+                FetchError::Other("the Vault token is not a valid header value".to_owned())
+            })?;
+            value.set_sensitive(true);
+            request = request.header("X-Vault-Token", value);
+        }
+        if let Some(namespace) = &self.namespace {
+            request = request.header("X-Vault-Namespace", namespace.clone());
+        }
+        if let Some(body) = body {
+            request = request
+                .header(CONTENT_TYPE, "application/json")
+                .body(body.to_vec());
+        }
+        let exchange = async {
+            let response = request.send().await.map_err(|e| self.unreachable(&e))?;
+            let status = response.status();
+            if status.is_redirection() {
+                return Err(self.redirected(path, status, response.headers().get(LOCATION)));
+            }
+            let body = self.read_capped(response).await?;
+            if status.is_success() {
+                Ok(body)
+            } else {
+                Err(self.status_error(path, status, &body))
+            }
+        };
+        tokio::time::timeout(REQUEST_TIMEOUT, exchange)
+            .await
+            .unwrap_or_else(|_| {
+                Err(FetchError::Unreachable {
+                    address: self.address().to_owned(),
+                    detail: format!("no complete answer within {REQUEST_TIMEOUT:?}"),
+                })
+            })
+    }
+
+    /// The body, at most [`MAX_BODY`] bytes.
+    async fn read_capped(&self, mut response: reqwest::Response) -> Result<Body, FetchError> {
+        let too_large = || {
+            FetchError::Other(format!(
+                "Vault at {} answered with a body larger than {} MiB; refused",
+                self.address(),
+                MAX_BODY / (1024 * 1024)
+            ))
+        };
+        if response
+            .content_length()
+            .is_some_and(|length| length > MAX_BODY as u64)
+        {
+            return Err(too_large());
+        }
+        let mut body = Zeroizing::new(Vec::new());
+        while let Some(chunk) = response.chunk().await.map_err(|e| self.unreachable(&e))? {
+            if body.len() + chunk.len() > MAX_BODY {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    }
+
+    fn unreachable(&self, error: &reqwest::Error) -> FetchError {
+        FetchError::Unreachable {
+            address: self.address().to_owned(),
+            detail: one_line(&crate::provider::root_cause(error)),
+        }
+    }
+
+    fn redirected(
+        &self,
+        path: &str,
+        status: StatusCode,
+        location: Option<&HeaderValue>,
+    ) -> FetchError {
+        let to = location
+            .and_then(|l| l.to_str().ok())
+            .map_or_else(|| "elsewhere".to_owned(), one_line);
+        FetchError::Other(format!(
+            "Vault at {} redirected {path} (HTTP {}) to {to}; envoke does not follow redirects \
+             and sends no token across one: set VAULT_ADDR to the address that answers",
+            self.address(),
+            status.as_u16()
+        ))
+    }
+
+    fn status_error(&self, path: &str, status: StatusCode, body: &[u8]) -> FetchError {
+        let messages = serde_json::from_slice::<ErrorBody>(body)
+            .map(|b| one_line(&b.errors.join("; ")))
+            .unwrap_or_default();
+        match status.as_u16() {
+            404 => FetchError::NotFound(format!("no secret at {path}")),
+            403 => FetchError::AccessDenied(if messages.is_empty() {
+                "permission denied".to_owned()
+            } else {
+                messages
+            }),
+            code => FetchError::Other(format!(
+                "{} answered HTTP {code} for {path}{}",
+                self.address(),
+                if messages.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {messages}")
+                }
+            )),
+        }
+    }
+}
+
+/// Vault's error body: `{"errors": ["..."]}`.
+#[derive(serde::Deserialize)]
+struct ErrorBody {
+    #[serde(default)]
+    errors: Vec<String>,
+}
+
+fn read_ca(path: &Path) -> Result<Vec<reqwest::Certificate>, FetchError> {
+    let pem = std::fs::read(path).map_err(|e| {
+        FetchError::Other(format!(
+            "cannot read the Vault CA certificate {}: {e}",
+            path.display()
+        ))
+    })?;
+    reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+        FetchError::Other(format!(
+            "cannot use the Vault CA certificate {}: {e}",
+            path.display()
+        ))
+    })
+}
