@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::resolve::Resolution;
+use crate::sanitize::{escaped, one_line};
 
 /// One row of the report.
 #[derive(Debug, Serialize)]
@@ -86,7 +87,7 @@ impl Report {
             .iter()
             .map(|row| {
                 [
-                    row.name.clone(),
+                    escaped(&row.name),
                     row.provider.clone(),
                     row.version.clone().unwrap_or_else(|| "-".to_owned()),
                     row.status.to_owned(),
@@ -119,7 +120,7 @@ impl Report {
         }
         for row in &self.variables {
             if let Some(error) = &row.error {
-                out.push_str(&format!("{}: {error}\n", row.name));
+                out.push_str(&format!("{}: {}\n", escaped(&row.name), one_line(error)));
             }
         }
         let failed = self.variables.iter().filter(|r| r.status != "ok").count();

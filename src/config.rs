@@ -26,6 +26,7 @@ use self::vault::VaultSettings;
 use self::watch::{OnChange, WatchOptions};
 use crate::manifest::{EnvEntry, LongEntry, Manifest, ProcessSection, WatchSection};
 use crate::reference::{Reference, ReferenceError};
+use crate::sanitize::{escaped, one_line, redacted};
 
 /// The manifest file looked for in the working directory.
 const DEFAULT_MANIFEST: &str = "envoke.toml";
@@ -91,13 +92,25 @@ pub struct VariableProblem {
     pub reason: String,
 }
 
+impl VariableProblem {
+    /// A problem with the text meant as a reference shown [`redacted`]: a connection string
+    /// written where a reference was expected must not be printed with its password.
+    pub fn new(name: &str, reference: Option<&str>, reason: String) -> VariableProblem {
+        VariableProblem {
+            name: name.to_owned(),
+            reference: reference.map(redacted),
+            reason,
+        }
+    }
+}
+
 impl fmt::Display for VariableProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.name)?;
+        write!(f, "{}", escaped(&self.name))?;
         if let Some(reference) = &self.reference {
             write!(f, " ({reference})")?;
         }
-        write!(f, ": {}", self.reason)
+        write!(f, ": {}", one_line(&self.reason))
     }
 }
 
@@ -350,11 +363,11 @@ fn environment_references(
                 origin: Origin::Environment,
                 file: false,
             }),
-            Some(Err(error)) => problems.push(VariableProblem {
-                name: name.to_owned(),
-                reference: Some(value.to_owned()),
-                reason: format!("invalid reference in the environment: {error}"),
-            }),
+            Some(Err(error)) => problems.push(VariableProblem::new(
+                name,
+                Some(value),
+                format!("invalid reference in the environment: {error}"),
+            )),
         }
     }
     (variables, problems)
@@ -442,11 +455,8 @@ fn watch_options(
 }
 
 fn manifest_variable(name: &str, entry: &EnvEntry) -> Result<Variable, VariableProblem> {
-    let problem = |reference: Option<&str>, reason: String| VariableProblem {
-        name: name.to_owned(),
-        reference: reference.map(str::to_owned),
-        reason,
-    };
+    let problem =
+        |reference: Option<&str>, reason: String| VariableProblem::new(name, reference, reason);
     if !is_valid_name(name) {
         return Err(problem(
             None,
@@ -492,11 +502,7 @@ fn manifest_variable(name: &str, entry: &EnvEntry) -> Result<Variable, VariableP
 }
 
 fn reference_problem(name: &str, text: &str, error: ReferenceError) -> VariableProblem {
-    VariableProblem {
-        name: name.to_owned(),
-        reference: Some(text.to_owned()),
-        reason: format!("invalid reference: {error}"),
-    }
+    VariableProblem::new(name, Some(text), format!("invalid reference: {error}"))
 }
 
 /// POSIX portable environment variable names: `[A-Za-z_][A-Za-z0-9_]*`.

@@ -116,7 +116,7 @@ impl ChildEnvironment {
                     let origin = name.to_str().and_then(|n| origins.get(n)).map(|v| v.origin);
                     if origin == Some(Origin::Manifest) {
                         tracing::warn!(
-                            variable = %name.to_string_lossy(),
+                            variable = %crate::sanitize::escaped(&name.to_string_lossy()),
                             "the manifest overrides an inherited environment variable"
                         );
                     }

@@ -12,7 +12,8 @@
 //! The modules, in layers: each imports only from the layers listed before it.
 //!
 //! 1. `reference` (the `aws-sm://` / `vault://` grammar), `secret` (the zeroizing, redacting
-//!    value type), `manifest` (the `envoke.toml` schema), `logging`.
+//!    value type), `manifest` (the `envoke.toml` schema), `sanitize` (outside text made safe to
+//!    show), `logging`.
 //! 2. `config`: flags + manifest + environment → one validated `Config`; every settings type.
 //! 3. `provider`: the AWS Secrets Manager and Vault clients, connected as references need them.
 //! 4. `resolve`: references → values, per variable.
@@ -34,6 +35,7 @@ mod manifest;
 mod provider;
 mod reference;
 mod resolve;
+mod sanitize;
 mod secret;
 mod watch;
 

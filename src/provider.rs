@@ -13,6 +13,7 @@ pub mod vault;
 
 use crate::config::Config;
 use crate::reference::Reference;
+use crate::sanitize::one_line;
 use crate::secret::SecretValue;
 
 use self::aws::AwsProvider;
@@ -186,44 +187,12 @@ impl FetchError {
     }
 }
 
-/// A server's message as one line of text: runs of whitespace (newlines, tabs) become one space,
-/// and any other control character is escaped, so that a message can neither break a log line
-/// nor colour a terminal.
-pub(crate) fn one_line(text: &str) -> String {
-    text.split_whitespace()
-        .flat_map(|word| word.chars().chain(std::iter::once(' ')))
-        .flat_map(|c| {
-            let escaped: Vec<char> = if c.is_control() {
-                c.escape_default().collect()
-            } else {
-                vec![c]
-            };
-            escaped
-        })
-        .collect::<String>()
-        .trim_end()
-        .to_owned()
-}
-
-/// The innermost error message, which says what actually failed ("Connection refused").
+/// The innermost error message, which says what actually failed ("Connection refused"), as one
+/// line.
 pub(crate) fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
     let mut current = error;
     while let Some(next) = current.source() {
         current = next;
     }
-    current.to_string()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn server_messages_become_one_line() {
-        assert_eq!(
-            one_line("1 error occurred:\n\t* permission denied\n\n"),
-            "1 error occurred: * permission denied"
-        );
-        assert_eq!(one_line("red \u{1b}[31m text"), "red \\u{1b}[31m text");
-    }
+    one_line(&current.to_string())
 }

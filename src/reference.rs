@@ -83,6 +83,9 @@ pub enum ReferenceError {
         "unknown scheme `{0}://` (envoke knows aws-sm:// and vault://; to pass a literal that looks like a URL write NAME = {{ value = \"...\" }})"
     )]
     UnknownScheme(String),
+    /// A control character anywhere (it would reach logs and terminals raw).
+    #[error("contains a control character")]
+    ControlCharacter,
     /// `aws-sm://` with nothing after it.
     #[error("empty secret id after aws-sm://")]
     EmptySecretId,
@@ -117,6 +120,9 @@ impl Reference {
     /// Parses a reference written in the manifest. Every `scheme://` string is taken for a
     /// reference, so a typo in a scheme fails closed instead of passing through as a literal.
     pub fn parse(text: &str) -> Result<Reference, ReferenceError> {
+        if text.chars().any(char::is_control) {
+            return Err(ReferenceError::ControlCharacter);
+        }
         match split_scheme(text) {
             Some((AWS_SCHEME, rest)) => parse_aws(rest).map(Reference::Aws),
             Some((VAULT_SCHEME, rest)) => parse_vault(rest).map(Reference::Vault),
@@ -138,6 +144,9 @@ impl Reference {
         match split_scheme(text) {
             Some((AWS_SCHEME | VAULT_SCHEME, _)) => Some(Reference::parse(text)),
             Some(_) => None,
+            None if is_secrets_manager_arn(text) && text.chars().any(char::is_control) => {
+                Some(Err(ReferenceError::ControlCharacter))
+            }
             None if is_secrets_manager_arn(text) => Some(parse_aws(text).map(Reference::Aws)),
             None => None,
         }

@@ -128,11 +128,11 @@ impl Resolution {
             .iter()
             .filter_map(|outcome| {
                 let failure = outcome.result.as_ref().err()?;
-                Some(VariableProblem {
-                    name: outcome.name.clone(),
-                    reference: Some(outcome.reference.to_string()),
-                    reason: failure.to_string(),
-                })
+                Some(VariableProblem::new(
+                    &outcome.name,
+                    Some(&outcome.reference.to_string()),
+                    failure.to_string(),
+                ))
             })
             .collect()
     }

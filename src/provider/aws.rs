@@ -36,9 +36,10 @@ use aws_smithy_types::body::SdkBody;
 use futures::future::join_all;
 use zeroize::Zeroize;
 
-use super::{Document, DocumentKind, FetchError, one_line, root_cause};
+use super::{Document, DocumentKind, FetchError, root_cause};
 use crate::config::aws::AwsSettings;
 use crate::reference::AwsVersion;
+use crate::sanitize::one_line;
 use crate::secret::SecretValue;
 
 /// The largest answer envoke reads: a BatchGetSecretValue of 20 secrets of Secrets Manager's

@@ -104,3 +104,52 @@ fn headers_that_never_end_end_at_the_timeout() {
         .assert_stderr_contains("unreachable");
     assert!(took < Duration::from_secs(40), "AWS took {took:?}");
 }
+
+#[test]
+fn a_connection_string_where_a_reference_was_expected_is_shown_without_its_password() {
+    let envoke = Envoke::new().manifest(
+        "[env]\nDATABASE_URL = \"postgres://app:S3cr3tPassw0rd@db/app?sslpassword=K3yPass\"\n",
+    );
+    for args in [
+        &["run", "--", "true"][..],
+        &["check", "--format", "json"],
+        &["check"],
+    ] {
+        let output = envoke.run(args);
+        output
+            .assert_code(125)
+            .assert_never_shows("S3cr3tPassw0rd")
+            .assert_never_shows("K3yPass");
+        assert!(
+            output
+                .stdout
+                .contains("postgres://app:****@db/app?sslpassword=****")
+                || output
+                    .stderr
+                    .contains("postgres://app:****@db/app?sslpassword=****"),
+            "{output:?}"
+        );
+    }
+}
+
+#[test]
+fn control_characters_in_names_and_references_are_escaped_not_printed() {
+    let envoke = Envoke::new()
+        .manifest("[env]\n\"FAKE\\nERROR forged line\\u001b[31m\" = \"x\"\n")
+        .env("FROM_ENV", "vault://secret/app\u{1b}[31m#key");
+    for args in [&["run", "--", "true"][..], &["check"]] {
+        let output = envoke.run(args);
+        output.assert_code(125);
+        let all = format!("{}{}", output.stdout, output.stderr);
+        assert!(
+            !all.contains('\u{1b}'),
+            "an escape reached the terminal: {all:?}"
+        );
+        assert!(
+            !all.lines().any(|l| l.starts_with("ERROR forged line")),
+            "a forged log line: {all}"
+        );
+        assert!(all.contains("FAKE\\nERROR forged line\\u{1b}[31m"), "{all}");
+        assert!(all.contains("contains a control character"), "{all}");
+    }
+}

@@ -24,7 +24,8 @@ use secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroizing;
 
 use crate::config::vault::VaultSettings;
-use crate::provider::{FetchError, one_line};
+use crate::provider::FetchError;
+use crate::sanitize::one_line;
 
 /// The largest response body envoke reads.
 pub(super) const MAX_BODY: usize = 4 * 1024 * 1024;
@@ -180,7 +181,7 @@ impl VaultHttp {
     fn unreachable(&self, error: &reqwest::Error) -> FetchError {
         FetchError::Unreachable {
             address: self.address().to_owned(),
-            detail: one_line(&crate::provider::root_cause(error)),
+            detail: crate::provider::root_cause(error),
         }
     }
 

@@ -246,7 +246,26 @@ impl Bao {
                 .call()
                 .is_ok_and(|r| r.status() == 200)
         });
+        if ready {
+            bao.wait_for_kv2();
+        }
         ready.then_some(bao)
+    }
+
+    /// Healthy is not yet usable: the dev server's `secret/` KV v2 mount answers "Upgrading from
+    /// non-versioned to versioned data" for a moment after start. Ready when a read of a missing
+    /// secret is a plain 404.
+    fn wait_for_kv2(&self) {
+        let start = Instant::now();
+        loop {
+            match self.api_as(ROOT_TOKEN, "GET", "secret/data/envoke-test-probe", None) {
+                Err(error) if error.starts_with("HTTP 404") => return,
+                _ if start.elapsed() > Duration::from_secs(15) => {
+                    panic!("bao's secret/ mount did not become usable")
+                }
+                _ => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
     }
 
     /// A raw API call with the root token; panics on a non-2xx answer.
