@@ -10,6 +10,7 @@ mod docs;
 mod environment;
 mod exit_codes;
 mod manifest;
+mod mask;
 mod memory;
 mod pid1;
 mod signals;
