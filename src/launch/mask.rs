@@ -16,10 +16,11 @@
 //!
 //! # Streaming
 //! [`Masker`] sees the output in the chunks the pipe gives. It replaces the leftmost, longest
-//! value at each position, and writes everything except the shortest tail from which it cannot
-//! yet tell: a tail that is a proper prefix of some value (none, when a chunk ends in a newline
-//! and no value holds one). So a value split across two reads is masked, a line is never held
-//! back, and the result is exactly that of masking the whole stream at once (a property test).
+//! value at each position, and writes everything up to the first position where it cannot yet
+//! tell whether a value starts there: the tail it holds back is a proper prefix of some value
+//! (so nothing, when a chunk ends in a newline and no value holds one). So a value split across
+//! two reads is masked, a line is never held back, and the result is exactly that of masking the
+//! whole stream at once (a property test).
 //!
 //! # Pumps
 //! Each stream of each child has a pump task: the read end of a pipe made here, non-blocking in
