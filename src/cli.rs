@@ -69,6 +69,10 @@ pub struct RunArgs {
     /// revoking them.
     #[arg(long)]
     pub no_revoke: bool,
+    /// Pass the command's stdout and stderr through envoke with every resolved value replaced by
+    /// ****. envoke then keeps the values in memory while the command runs.
+    #[arg(long, env = "ENVOKE_MASK", value_parser = clap::builder::FalseyValueParser::new())]
+    pub mask: bool,
     /// Let the child inherit NAME although it is envoke's own (VAULT_TOKEN, VAULT_SECRET_ID,
     /// ENVOKE_*, ...; repeatable).
     #[arg(

@@ -50,6 +50,8 @@ pub struct Config {
     pub watch: Option<WatchOptions>,
     /// Revoke the Vault leases envoke holds when it exits (`--no-revoke` turns this off).
     pub revoke: bool,
+    /// `--mask`: the child's output passes through envoke with every resolved value masked.
+    pub mask: bool,
 }
 
 /// One variable for the child.
@@ -155,6 +157,12 @@ pub enum ConfigError {
          drop --exec, or --watch and `file = true`"
     )]
     ExecCannotSupervise,
+    /// `--exec` with `--mask`.
+    #[error(
+        "--mask needs envoke between the command and its output, and --exec leaves no envoke \
+         behind; drop --exec or --mask"
+    )]
+    ExecCannotMask,
 }
 
 fn or_variables(variables: &str) -> String {
@@ -178,6 +186,7 @@ pub struct Flags {
     pub on_change: Option<OnChange>,
     pub settle: Option<Duration>,
     pub no_revoke: bool,
+    pub mask: bool,
     /// `--pass-env NAME`: envoke's own credentials that the child gets anyway.
     pub pass_env: Vec<String>,
 }
@@ -241,9 +250,13 @@ impl Config {
             watch: watch_options(flags, &manifest.watch, &errors)?,
             inherited: without_envokes_own(environment, &flags.pass_env),
             revoke: !flags.no_revoke,
+            mask: flags.mask,
         };
         if flags.exec && (config.watch.is_some() || config.wants_files()) {
             return Err(ConfigError::ExecCannotSupervise);
+        }
+        if flags.exec && flags.mask {
+            return Err(ConfigError::ExecCannotMask);
         }
         Ok(config)
     }

@@ -68,7 +68,8 @@ pub fn exit_code(result: &Result<Exit, Error>) -> u8 {
         Err(Error::Launch(LaunchError::CannotExecute { .. })) => 126,
         Err(Error::Launch(LaunchError::NotFound(_))) => 127,
         Err(
-            Error::Config(_)
+            Error::Launch(LaunchError::Output(_))
+            | Error::Config(_)
             | Error::Variables(_)
             | Error::Signals(_)
             | Error::Files(_)

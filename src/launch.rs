@@ -5,6 +5,7 @@
 //! value as a plain string.
 
 pub mod files;
+pub mod mask;
 pub mod signals;
 pub mod supervise;
 
@@ -20,6 +21,7 @@ use nix::unistd::Pid;
 use zeroize::Zeroizing;
 
 use self::files::SecretFiles;
+use self::mask::OutputMask;
 use self::signals::{GROUP_FORWARDED, TERMINAL_CAUGHT};
 use self::supervise::Target;
 use crate::config::{Config, Origin};
@@ -66,6 +68,9 @@ impl Terminal {
 /// The child's environment. Values sit in zeroizing buffers, cleared when this is dropped.
 pub struct ChildEnvironment {
     entries: Vec<(OsString, Zeroizing<Vec<u8>>)>,
+    /// With `--mask`: each resolved variable's value (also one given as a file), to be masked
+    /// in the child's output. Empty without `--mask`.
+    masked: Vec<(String, Zeroizing<Vec<u8>>)>,
 }
 
 impl std::fmt::Debug for ChildEnvironment {
@@ -99,6 +104,16 @@ impl ChildEnvironment {
                 );
             }
         }
+        let masked = if config.mask {
+            resolution
+                .outcomes
+                .iter()
+                .filter_map(|o| Some((o.name.clone(), o.result.as_ref().ok()?)))
+                .map(|(name, v)| (name, Zeroizing::new(v.expose().as_bytes().to_vec())))
+                .collect()
+        } else {
+            Vec::new()
+        };
         let origins = config.by_name();
         for (name, value) in values.iter_mut() {
             let Some(variable) = origins.get(name) else {
@@ -130,7 +145,7 @@ impl ChildEnvironment {
                 .into_iter()
                 .map(|(name, value)| (OsString::from(name), value)),
         );
-        Ok(ChildEnvironment { entries })
+        Ok(ChildEnvironment { entries, masked })
     }
 }
 
@@ -146,6 +161,9 @@ pub enum LaunchError {
         command: String,
         source: std::io::Error,
     },
+    /// The pipes for `--mask` could not be made (exit 125).
+    #[error("cannot make the pipes that --mask reads the command's output from: {0}")]
+    Output(std::io::Error),
 }
 
 /// The one place a child process is described. `std::process::Command` copies the environment
@@ -171,18 +189,34 @@ fn launch_error(argv: &[OsString], error: std::io::Error) -> LaunchError {
 }
 
 /// Starts the child, in a process group of its own unless it shares envoke's terminal; returns
-/// whom forwarded signals go to.
+/// whom forwarded signals go to. With `mask` (`--mask`), its stdout and stderr are pipes that
+/// envoke copies, masked, to its own; otherwise it inherits envoke's.
 pub fn spawn(
     argv: &[OsString],
     environment: &ChildEnvironment,
     terminal: Terminal,
+    mask: Option<&OutputMask>,
 ) -> Result<Target, LaunchError> {
     let mut command = command(argv, environment);
     if terminal == Terminal::Detached {
         command.process_group(0);
     }
-    let child = command.spawn().map_err(|e| launch_error(argv, e))?;
+    if let Some(mask) = mask {
+        mask.update(
+            environment
+                .masked
+                .iter()
+                .map(|(name, value)| (name.as_str(), value.as_slice())),
+        );
+        mask.redirect(&mut command).map_err(LaunchError::Output)?;
+    }
+    let spawned = command.spawn();
+    // Closes envoke's copies of the pipes' write ends: the pumps see the end of the output
+    // when the child's copies close.
+    drop(command);
+    let child = spawned.map_err(|e| launch_error(argv, e))?;
     // The `Child` handle is dropped without waiting: the supervisor reaps (see supervise.rs).
+    // It holds no pipe: those went to the pumps.
     let pid = Pid::from_raw(child.id() as i32);
     tracing::info!(%pid, "started the command");
     Ok(terminal.target(pid))

@@ -50,6 +50,7 @@ use crate::cli::{Args, CheckArgs, Command, Format, RunArgs};
 use crate::config::{Config, Flags};
 use crate::error::{Error, Exit, exit_code};
 use crate::launch::files::SecretFiles;
+use crate::launch::mask::OutputMask;
 use crate::launch::signals::Signals;
 use crate::launch::supervise::supervise;
 use crate::launch::{ChildEnvironment, Terminal, become_subreaper};
@@ -127,6 +128,7 @@ async fn run(args: RunArgs) -> Result<Exit, Error> {
         on_change: args.on_change,
         settle: args.settle,
         no_revoke: args.no_revoke,
+        mask: args.mask,
         pass_env: args.pass_env,
     })?;
     if !config.problems.is_empty() {
@@ -161,8 +163,10 @@ async fn run(args: RunArgs) -> Result<Exit, Error> {
     if args.exec {
         return Err(launch::exec(&args.command, &environment).into());
     }
-    let start =
-        |environment: &ChildEnvironment| launch::spawn(&args.command, environment, terminal);
+    let mask = config.mask.then(|| Arc::new(OutputMask::default()));
+    let start = |environment: &ChildEnvironment| {
+        launch::spawn(&args.command, environment, terminal, mask.as_deref())
+    };
     let target = start(&environment)?;
     // The values are in the child's environment now; envoke's copies are zeroized here, before
     // supervision that may last for months.
@@ -178,6 +182,7 @@ async fn run(args: RunArgs) -> Result<Exit, Error> {
         &resolution,
         files.clone(),
         Arc::clone(&held),
+        mask.clone(),
         control,
     );
     // The watcher kept versions and hashes; the values themselves go now.
@@ -190,6 +195,10 @@ async fn run(args: RunArgs) -> Result<Exit, Error> {
     let finish = supervise(target, &mut signals, &config.stop, &mut controls, &start).await;
     if let Some(watcher) = watcher {
         watcher.abort();
+    }
+    if let Some(mask) = &mask {
+        // Every child was reaped: the last of their output is in the pipes.
+        mask.finish().await;
     }
     login.abort();
     if config.revoke {

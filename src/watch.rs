@@ -39,6 +39,7 @@ use crate::config::Config;
 use crate::config::watch::OnChange;
 use crate::launch::ChildEnvironment;
 use crate::launch::files::{SecretFiles, write_if_file};
+use crate::launch::mask::OutputMask;
 use crate::launch::supervise::Control;
 use crate::provider::aws::AwsRequest;
 use crate::provider::vault::VaultRequest;
@@ -93,6 +94,8 @@ pub struct Watcher {
     denied: BTreeSet<FetchKey>,
     files: Option<Arc<SecretFiles>>,
     held: HeldLeases,
+    /// With `--mask`: told of values that reach the child without a restart (`signal:SIG`).
+    mask: Option<Arc<OutputMask>>,
     control: mpsc::UnboundedSender<Control>,
 }
 
@@ -125,6 +128,7 @@ impl Watcher {
         resolution: &Resolution,
         files: Option<Arc<SecretFiles>>,
         held: HeldLeases,
+        mask: Option<Arc<OutputMask>>,
         control: mpsc::UnboundedSender<Control>,
     ) -> Option<JoinHandle<()>> {
         let options = config.watch.as_ref()?;
@@ -139,6 +143,7 @@ impl Watcher {
             denied: BTreeSet::new(),
             files,
             held,
+            mask,
             control,
         };
         watcher.remember(resolution);
@@ -433,8 +438,15 @@ impl Watcher {
         let _ = self.control.send(Control::Exit);
     }
 
-    /// `--on-change signal:SIG`: rewrite the secret files the change touched, then signal.
+    /// `--on-change signal:SIG`: rewrite the secret files the change touched, then signal. With
+    /// `--mask`, the new values are masked before the child can read them.
     fn signal(&mut self, sig: Signal, partial: &Resolution) -> Result<(), String> {
+        if let Some(mask) = &self.mask {
+            mask.update(partial.outcomes.iter().filter_map(|o| {
+                let value = o.result.as_ref().ok()?;
+                Some((o.name.as_str(), value.expose().as_bytes()))
+            }));
+        }
         let by_name = self.config.by_name();
         for outcome in &partial.outcomes {
             if let (Ok(value), Some(variable)) =

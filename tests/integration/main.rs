@@ -11,6 +11,7 @@ mod environment;
 mod exit_codes;
 mod hostile;
 mod manifest;
+mod mask;
 mod memory;
 mod pid1;
 mod signals;
