@@ -559,4 +559,30 @@ mod tests {
             Source::Literal(_)
         ));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_manifest_text_is_accepted_or_refused_never_a_panic(text in "\\PC{0,200}") {
+            let _ = Manifest::parse(&text);
+        }
+
+        #[test]
+        fn any_entry_becomes_a_variable_or_a_problem_that_prints_safely(
+            name in "\\PC{0,20}",
+            value in "\\PC{0,60}",
+            control in "[\\x00-\\x1f]{0,2}",
+        ) {
+            let name = format!("{name}{control}");
+            let value = format!("{value}{control}");
+            for entry in [
+                EnvEntry::Short(value.clone()),
+                EnvEntry::Long(LongEntry { reference: Some(value.clone()), value: None, file: false }),
+            ] {
+                if let Err(problem) = manifest_variable(&name, &entry) {
+                    let shown = problem.to_string();
+                    proptest::prop_assert!(!shown.chars().any(char::is_control), "{:?}", shown);
+                }
+            }
+        }
+    }
 }

@@ -516,7 +516,7 @@ mod tests {
         assert!(err("aws-sm://x?region=a&region=b").contains("bad region: given twice"));
         assert!(err("aws-sm://x?region=EU-WEST-1").contains("not a region name"));
         assert!(err("aws-sm://x?region=eu west").contains("not a region name"));
-        assert!(err("aws-sm://x?region=eu-west-1\n").contains("not a region name"));
+        assert!(err("aws-sm://x?region=eu-west-1\n").contains("control character"));
         assert!(err("aws-sm://x?region=-eu").contains("not a region name"));
         assert!(err("aws-sm://x?region=eu-west-1&").contains("unknown parameter ``"));
         assert!(err("aws-sm://x?region=eu-west-1&stage=A").contains("unknown parameter `stage`"));
