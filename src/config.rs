@@ -23,12 +23,16 @@ use nix::sys::signal::Signal;
 use self::aws::{AwsSettings, RoleKeyWithoutRole};
 use self::process::{StopPolicy, parse_signal, parse_signal_mapping};
 use self::vault::VaultSettings;
-use self::watch::{OnChange, WatchOptions};
+use self::watch::{MIN_INTERVAL, MIN_SETTLE, OnChange, WatchOptions};
 use crate::manifest::{EnvEntry, LongEntry, Manifest, ProcessSection, WatchSection};
 use crate::reference::{Reference, ReferenceError};
 
 /// The manifest file looked for in the working directory.
 const DEFAULT_MANIFEST: &str = "envoke.toml";
+
+/// The largest manifest envoke reads (docs/manifest.md): far above any real one, and small
+/// enough that input like `-m /dev/zero` cannot grow envoke's memory.
+const MANIFEST_CAP: u64 = 4 * 1024 * 1024;
 
 /// Everything a launch needs, validated.
 #[derive(Debug)]
@@ -109,6 +113,11 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// A FIFO, a device, a directory, a socket: never read, so it cannot hang envoke.
+    #[error("manifest {path} is {kind}, not a regular file")]
+    ManifestNotAFile { path: PathBuf, kind: &'static str },
+    #[error("manifest {path} is larger than {} MiB", MANIFEST_CAP / 1024 / 1024)]
+    ManifestTooLarge { path: PathBuf },
     /// The manifest is not valid TOML or does not fit the schema.
     #[error("invalid manifest {path}: {source}")]
     ParseManifest {
@@ -297,20 +306,71 @@ fn without_envokes_own(
 fn read_manifest(flag: Option<&Path>) -> Result<(Option<PathBuf>, Manifest), ConfigError> {
     let path = match flag {
         Some(path) => path.to_path_buf(),
-        None => match Some(PathBuf::from(DEFAULT_MANIFEST)).filter(|p| p.is_file()) {
-            Some(path) => path,
-            None => return Ok((None, Manifest::default())),
-        },
+        // Whatever has that name is the manifest: a FIFO or a directory there is reported, not
+        // skipped.
+        None => {
+            match Some(PathBuf::from(DEFAULT_MANIFEST)).filter(|p| p.symlink_metadata().is_ok()) {
+                Some(path) => path,
+                None => return Ok((None, Manifest::default())),
+            }
+        }
     };
-    let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::ReadManifest {
-        path: path.clone(),
-        source,
-    })?;
+    let text = read_manifest_text(&path)?;
     let manifest = Manifest::parse(&text).map_err(|source| ConfigError::ParseManifest {
         path: path.clone(),
         source,
     })?;
     Ok((Some(path), manifest))
+}
+
+/// Reads a manifest that is a regular file of at most [`MANIFEST_CAP`] bytes. It is opened with
+/// O_NONBLOCK, so that opening a FIFO returns at once instead of waiting for a writer, and
+/// checked with fstat on the open descriptor (no race with a rename) before a byte is read.
+fn read_manifest_text(path: &Path) -> Result<String, ConfigError> {
+    use std::io::Read;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let read_error = |source| ConfigError::ReadManifest {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+        .open(path)
+        .map_err(read_error)?;
+    let kind = file.metadata().map_err(read_error)?.file_type();
+    let not_regular = if kind.is_file() {
+        None
+    } else if kind.is_dir() {
+        Some("a directory")
+    } else if kind.is_fifo() {
+        Some("a FIFO")
+    } else if kind.is_char_device() || kind.is_block_device() {
+        Some("a device")
+    } else {
+        Some("a socket")
+    };
+    if let Some(kind) = not_regular {
+        return Err(ConfigError::ManifestNotAFile {
+            path: path.to_path_buf(),
+            kind,
+        });
+    }
+    let mut bytes = Vec::new();
+    file.take(MANIFEST_CAP + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_error)?;
+    if bytes.len() as u64 > MANIFEST_CAP {
+        return Err(ConfigError::ManifestTooLarge {
+            path: path.to_path_buf(),
+        });
+    }
+    String::from_utf8(bytes).map_err(|_| {
+        read_error(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "it is not UTF-8 text",
+        ))
+    })
 }
 
 /// The manifest's `[env]`: the variables it defines, and the entries that cannot be used.
@@ -417,21 +477,26 @@ fn watch_options(
     let invalid = |setting, reason| errors.invalid(setting, reason);
     let duration = |setting, text: &str| errors.duration(setting, text);
     let interval = match (flags.watch, &section.interval) {
-        (Some(interval), _) => interval,
-        (None, Some(text)) => duration("[watch] interval", text)?,
+        (Some(interval), _) => at_least(interval, MIN_INTERVAL, "--watch (ENVOKE_WATCH)")
+            .map_err(|reason| bad_flag("--watch (ENVOKE_WATCH)", reason))?,
+        (None, Some(text)) => at_least(
+            duration("[watch] interval", text)?,
+            MIN_INTERVAL,
+            "interval",
+        )
+        .map_err(|reason| invalid("[watch] interval", reason))?,
         (None, None) => return Ok(None),
     };
-    if interval.is_zero() {
-        return Err(invalid("watch interval", "must be more than 0".to_owned()));
-    }
     let on_change = match (&flags.on_change, &section.on_change) {
         (Some(action), _) => action.clone(),
         (None, Some(text)) => OnChange::parse(text).map_err(|r| invalid("[watch] on_change", r))?,
         (None, None) => OnChange::Restart,
     };
     let settle = match (flags.settle, &section.settle) {
-        (Some(settle), _) => settle,
-        (None, Some(text)) => duration("[watch] settle", text)?,
+        (Some(settle), _) => at_least(settle, MIN_SETTLE, "--settle")
+            .map_err(|reason| bad_flag("--settle", reason))?,
+        (None, Some(text)) => at_least(duration("[watch] settle", text)?, MIN_SETTLE, "settle")
+            .map_err(|reason| invalid("[watch] settle", reason))?,
         (None, None) => Duration::from_secs(2),
     };
     Ok(Some(WatchOptions {
@@ -439,6 +504,27 @@ fn watch_options(
         on_change,
         settle,
     }))
+}
+
+/// `value` when it is at least `floor`; else why not, naming `setting`.
+fn at_least(value: Duration, floor: Duration, setting: &str) -> Result<Duration, String> {
+    if value < floor {
+        return Err(format!(
+            "{} is below the floor of {}: a shorter {setting} would poll the backends in a busy \
+             loop; use {} or more",
+            humantime::format_duration(value),
+            humantime::format_duration(floor),
+            humantime::format_duration(floor),
+        ));
+    }
+    Ok(value)
+}
+
+fn bad_flag(setting: &str, reason: String) -> ConfigError {
+    ConfigError::BadValue {
+        setting: setting.to_owned(),
+        reason,
+    }
 }
 
 fn manifest_variable(name: &str, entry: &EnvEntry) -> Result<Variable, VariableProblem> {
