@@ -53,6 +53,8 @@ pub struct Config {
     pub watch: Option<WatchOptions>,
     /// Revoke the Vault leases envoke holds when it exits (`--no-revoke` turns this off).
     pub revoke: bool,
+    /// Secret files may go to a filesystem that is not in memory (`--allow-disk-files`).
+    pub allow_disk_files: bool,
 }
 
 /// One variable for the child.
@@ -176,6 +178,7 @@ pub struct Flags {
     pub no_revoke: bool,
     /// `--pass-env NAME`: envoke's own credentials that the child gets anyway.
     pub pass_env: Vec<String>,
+    pub allow_disk_files: bool,
 }
 
 /// envoke's own environment, as the settings read it: a variable that is unset, empty or not
@@ -237,6 +240,7 @@ impl Config {
             watch: watch_options(flags, &manifest.watch, &errors)?,
             inherited: without_envokes_own(environment, &flags.pass_env),
             revoke: !flags.no_revoke,
+            allow_disk_files: flags.allow_disk_files,
         };
         if flags.exec && (config.watch.is_some() || config.wants_files()) {
             return Err(ConfigError::ExecCannotSupervise);
@@ -564,16 +568,24 @@ fn manifest_variable(name: &str, entry: &EnvEntry) -> Result<Variable, VariableP
             ));
         }
     };
+    let file = matches!(entry, EnvEntry::Long(LongEntry { file: true, .. }));
+    // A file holds bytes; only an environment variable cannot hold a NUL.
     if let Source::Literal(text) = &source
         && text.contains('\0')
+        && !file
     {
-        return Err(problem(None, "value contains a NUL byte".to_owned()));
+        return Err(problem(
+            None,
+            "value contains a NUL byte, which an environment variable cannot hold (`file = true` \
+             can)"
+                .to_owned(),
+        ));
     }
     Ok(Variable {
         name: name.to_owned(),
         source,
         origin: Origin::Manifest,
-        file: matches!(entry, EnvEntry::Long(LongEntry { file: true, .. })),
+        file,
     })
 }
 

@@ -126,6 +126,7 @@ async fn run(args: RunArgs) -> Result<Exit, Error> {
         settle: args.settle,
         no_revoke: args.no_revoke,
         pass_env: args.pass_env,
+        allow_disk_files: args.allow_disk_files,
     })?;
     if !config.problems.is_empty() {
         return Err(Error::Variables(config.problems));
@@ -149,12 +150,14 @@ async fn run(args: RunArgs) -> Result<Exit, Error> {
         "resolved every reference"
     );
     let files = if config.wants_files() {
-        Some(Arc::new(SecretFiles::create().map_err(Error::Files)?))
+        Some(Arc::new(
+            SecretFiles::create(config.allow_disk_files).map_err(Error::Files)?,
+        ))
     } else {
         None
     };
-    let environment =
-        ChildEnvironment::build(&config, &resolution, files.as_deref()).map_err(Error::Files)?;
+    let environment = ChildEnvironment::build(&config, &resolution, files.as_deref())
+        .map_err(|e| Error::Files(e.into()))?;
 
     if args.exec {
         return Err(launch::exec(&args.command, &environment).into());

@@ -106,7 +106,9 @@ pub enum SelectError {
     #[error("secret is JSON but not an object, so it has no keys")]
     NotAnObject,
     /// Environment variables cannot hold NUL bytes.
-    #[error("value contains a NUL byte, which an environment variable cannot hold")]
+    #[error(
+        "value contains a NUL byte, which an environment variable cannot hold (`file = true` can)"
+    )]
     NulByte,
 }
 

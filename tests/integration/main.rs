@@ -9,6 +9,7 @@ mod check;
 mod docs;
 mod environment;
 mod exit_codes;
+mod files;
 mod manifest;
 mod memory;
 mod pid1;
