@@ -10,6 +10,7 @@ mod docs;
 mod environment;
 mod exit_codes;
 mod files;
+mod hardening;
 mod manifest;
 mod memory;
 mod pid1;
