@@ -481,7 +481,7 @@ fn watch_options(
     let invalid = |setting, reason| errors.invalid(setting, reason);
     let duration = |setting, text: &str| errors.duration(setting, text);
     let interval = match (flags.watch, &section.interval) {
-        (Some(interval), _) => at_least(interval, MIN_INTERVAL, "--watch (ENVOKE_WATCH)")
+        (Some(interval), _) => at_least(interval, MIN_INTERVAL, "interval")
             .map_err(|reason| bad_flag("--watch (ENVOKE_WATCH)", reason))?,
         (None, Some(text)) => at_least(
             duration("[watch] interval", text)?,
@@ -497,10 +497,14 @@ fn watch_options(
         (None, None) => OnChange::Restart,
     };
     let settle = match (flags.settle, &section.settle) {
-        (Some(settle), _) => at_least(settle, MIN_SETTLE, "--settle")
+        (Some(settle), _) => at_least(settle, MIN_SETTLE, "settle window")
             .map_err(|reason| bad_flag("--settle", reason))?,
-        (None, Some(text)) => at_least(duration("[watch] settle", text)?, MIN_SETTLE, "settle")
-            .map_err(|reason| invalid("[watch] settle", reason))?,
+        (None, Some(text)) => at_least(
+            duration("[watch] settle", text)?,
+            MIN_SETTLE,
+            "settle window",
+        )
+        .map_err(|reason| invalid("[watch] settle", reason))?,
         (None, None) => Duration::from_secs(2),
     };
     Ok(Some(WatchOptions {
@@ -510,12 +514,12 @@ fn watch_options(
     }))
 }
 
-/// `value` when it is at least `floor`; else why not, naming `setting`.
-fn at_least(value: Duration, floor: Duration, setting: &str) -> Result<Duration, String> {
+/// `value` when it is at least `floor`; else why not (`what` names the setting in the reason).
+fn at_least(value: Duration, floor: Duration, what: &str) -> Result<Duration, String> {
     if value < floor {
         return Err(format!(
-            "{} is below the floor of {}: a shorter {setting} would poll the backends in a busy \
-             loop; use {} or more",
+            "{} is below the floor of {} (a shorter {what} makes a busy loop, not a watch); use {} \
+             or more",
             humantime::format_duration(value),
             humantime::format_duration(floor),
             humantime::format_duration(floor),

@@ -40,9 +40,10 @@ pub enum FilesError {
     #[error(
         "secret files would be written under {}, which is not on a tmpfs or ramfs, so the values \
          would reach a disk; set XDG_RUNTIME_DIR to a directory on a tmpfs (such as \
-         /run/user/$UID or /dev/shm), or pass --allow-disk-files (ENVOKE_ALLOW_DISK_FILES=1) to \
+         /run/user/{} or /dev/shm), or pass --allow-disk-files (ENVOKE_ALLOW_DISK_FILES=1) to \
          accept a disk",
-        .dir.display()
+        .dir.display(),
+        nix::unistd::getuid()
     )]
     OnDisk { dir: PathBuf },
     #[error("cannot write secret files: {0}")]
