@@ -73,6 +73,10 @@ pub struct RunArgs {
     /// ****. envoke then keeps the values in memory while the command runs.
     #[arg(long, env = "ENVOKE_MASK", value_parser = clap::builder::FalseyValueParser::new())]
     pub mask: bool,
+    /// Allow secret files (`file = true`) on a filesystem that is not a tmpfs or ramfs, where
+    /// their values reach a disk.
+    #[arg(long, env = "ENVOKE_ALLOW_DISK_FILES", value_parser = clap::builder::FalseyValueParser::new())]
+    pub allow_disk_files: bool,
     /// Let the child inherit NAME although it is envoke's own (VAULT_TOKEN, VAULT_SECRET_ID,
     /// ENVOKE_*, ...; repeatable).
     #[arg(

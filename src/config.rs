@@ -23,13 +23,17 @@ use nix::sys::signal::Signal;
 use self::aws::{AwsSettings, RoleKeyWithoutRole};
 use self::process::{StopPolicy, parse_signal, parse_signal_mapping};
 use self::vault::VaultSettings;
-use self::watch::{OnChange, WatchOptions};
+use self::watch::{MIN_INTERVAL, MIN_SETTLE, OnChange, WatchOptions};
 use crate::manifest::{EnvEntry, LongEntry, Manifest, ProcessSection, WatchSection};
 use crate::reference::{Reference, ReferenceError};
 use crate::sanitize::{escaped, one_line, redacted};
 
 /// The manifest file looked for in the working directory.
 const DEFAULT_MANIFEST: &str = "envoke.toml";
+
+/// The largest manifest envoke reads (docs/manifest.md): far above any real one, and small
+/// enough that input like `-m /dev/zero` cannot grow envoke's memory.
+const MANIFEST_CAP: u64 = 4 * 1024 * 1024;
 
 /// Everything a launch needs, validated.
 #[derive(Debug)]
@@ -52,6 +56,8 @@ pub struct Config {
     pub revoke: bool,
     /// `--mask`: the child's output passes through envoke with every resolved value masked.
     pub mask: bool,
+    /// Secret files may go to a filesystem that is not in memory (`--allow-disk-files`).
+    pub allow_disk_files: bool,
 }
 
 /// One variable for the child.
@@ -124,6 +130,11 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// A FIFO, a device, a directory, a socket: never read, so it cannot hang envoke.
+    #[error("manifest {path} is {kind}, not a regular file")]
+    ManifestNotAFile { path: PathBuf, kind: &'static str },
+    #[error("manifest {path} is larger than {} MiB", MANIFEST_CAP / 1024 / 1024)]
+    ManifestTooLarge { path: PathBuf },
     /// The manifest is not valid TOML or does not fit the schema.
     #[error("invalid manifest {path}: {source}")]
     ParseManifest {
@@ -189,6 +200,7 @@ pub struct Flags {
     pub mask: bool,
     /// `--pass-env NAME`: envoke's own credentials that the child gets anyway.
     pub pass_env: Vec<String>,
+    pub allow_disk_files: bool,
 }
 
 /// envoke's own environment, as the settings read it: a variable that is unset, empty or not
@@ -251,6 +263,7 @@ impl Config {
             inherited: without_envokes_own(environment, &flags.pass_env),
             revoke: !flags.no_revoke,
             mask: flags.mask,
+            allow_disk_files: flags.allow_disk_files,
         };
         if flags.exec && (config.watch.is_some() || config.wants_files()) {
             return Err(ConfigError::ExecCannotSupervise);
@@ -323,20 +336,71 @@ fn without_envokes_own(
 fn read_manifest(flag: Option<&Path>) -> Result<(Option<PathBuf>, Manifest), ConfigError> {
     let path = match flag {
         Some(path) => path.to_path_buf(),
-        None => match Some(PathBuf::from(DEFAULT_MANIFEST)).filter(|p| p.is_file()) {
-            Some(path) => path,
-            None => return Ok((None, Manifest::default())),
-        },
+        // Whatever has that name is the manifest: a FIFO or a directory there is reported, not
+        // skipped.
+        None => {
+            match Some(PathBuf::from(DEFAULT_MANIFEST)).filter(|p| p.symlink_metadata().is_ok()) {
+                Some(path) => path,
+                None => return Ok((None, Manifest::default())),
+            }
+        }
     };
-    let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::ReadManifest {
-        path: path.clone(),
-        source,
-    })?;
+    let text = read_manifest_text(&path)?;
     let manifest = Manifest::parse(&text).map_err(|source| ConfigError::ParseManifest {
         path: path.clone(),
         source,
     })?;
     Ok((Some(path), manifest))
+}
+
+/// Reads a manifest that is a regular file of at most [`MANIFEST_CAP`] bytes. It is opened with
+/// O_NONBLOCK, so that opening a FIFO returns at once instead of waiting for a writer, and
+/// checked with fstat on the open descriptor (no race with a rename) before a byte is read.
+fn read_manifest_text(path: &Path) -> Result<String, ConfigError> {
+    use std::io::Read;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let read_error = |source| ConfigError::ReadManifest {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+        .open(path)
+        .map_err(read_error)?;
+    let kind = file.metadata().map_err(read_error)?.file_type();
+    let not_regular = if kind.is_file() {
+        None
+    } else if kind.is_dir() {
+        Some("a directory")
+    } else if kind.is_fifo() {
+        Some("a FIFO")
+    } else if kind.is_char_device() || kind.is_block_device() {
+        Some("a device")
+    } else {
+        Some("a socket")
+    };
+    if let Some(kind) = not_regular {
+        return Err(ConfigError::ManifestNotAFile {
+            path: path.to_path_buf(),
+            kind,
+        });
+    }
+    let mut bytes = Vec::new();
+    file.take(MANIFEST_CAP + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_error)?;
+    if bytes.len() as u64 > MANIFEST_CAP {
+        return Err(ConfigError::ManifestTooLarge {
+            path: path.to_path_buf(),
+        });
+    }
+    String::from_utf8(bytes).map_err(|_| {
+        read_error(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "it is not UTF-8 text",
+        ))
+    })
 }
 
 /// The manifest's `[env]`: the variables it defines, and the entries that cannot be used.
@@ -443,21 +507,30 @@ fn watch_options(
     let invalid = |setting, reason| errors.invalid(setting, reason);
     let duration = |setting, text: &str| errors.duration(setting, text);
     let interval = match (flags.watch, &section.interval) {
-        (Some(interval), _) => interval,
-        (None, Some(text)) => duration("[watch] interval", text)?,
+        (Some(interval), _) => at_least(interval, MIN_INTERVAL, "interval")
+            .map_err(|reason| bad_flag("--watch (ENVOKE_WATCH)", reason))?,
+        (None, Some(text)) => at_least(
+            duration("[watch] interval", text)?,
+            MIN_INTERVAL,
+            "interval",
+        )
+        .map_err(|reason| invalid("[watch] interval", reason))?,
         (None, None) => return Ok(None),
     };
-    if interval.is_zero() {
-        return Err(invalid("watch interval", "must be more than 0".to_owned()));
-    }
     let on_change = match (&flags.on_change, &section.on_change) {
         (Some(action), _) => action.clone(),
         (None, Some(text)) => OnChange::parse(text).map_err(|r| invalid("[watch] on_change", r))?,
         (None, None) => OnChange::Restart,
     };
     let settle = match (flags.settle, &section.settle) {
-        (Some(settle), _) => settle,
-        (None, Some(text)) => duration("[watch] settle", text)?,
+        (Some(settle), _) => at_least(settle, MIN_SETTLE, "settle window")
+            .map_err(|reason| bad_flag("--settle", reason))?,
+        (None, Some(text)) => at_least(
+            duration("[watch] settle", text)?,
+            MIN_SETTLE,
+            "settle window",
+        )
+        .map_err(|reason| invalid("[watch] settle", reason))?,
         (None, None) => Duration::from_secs(2),
     };
     Ok(Some(WatchOptions {
@@ -465,6 +538,27 @@ fn watch_options(
         on_change,
         settle,
     }))
+}
+
+/// `value` when it is at least `floor`; else why not (`what` names the setting in the reason).
+fn at_least(value: Duration, floor: Duration, what: &str) -> Result<Duration, String> {
+    if value < floor {
+        return Err(format!(
+            "{} is below the floor of {} (a shorter {what} makes a busy loop, not a watch); use {} \
+             or more",
+            humantime::format_duration(value),
+            humantime::format_duration(floor),
+            humantime::format_duration(floor),
+        ));
+    }
+    Ok(value)
+}
+
+fn bad_flag(setting: &str, reason: String) -> ConfigError {
+    ConfigError::BadValue {
+        setting: setting.to_owned(),
+        reason,
+    }
 }
 
 fn manifest_variable(name: &str, entry: &EnvEntry) -> Result<Variable, VariableProblem> {
@@ -501,16 +595,24 @@ fn manifest_variable(name: &str, entry: &EnvEntry) -> Result<Variable, VariableP
             ));
         }
     };
+    let file = matches!(entry, EnvEntry::Long(LongEntry { file: true, .. }));
+    // A file holds bytes; only an environment variable cannot hold a NUL.
     if let Source::Literal(text) = &source
         && text.contains('\0')
+        && !file
     {
-        return Err(problem(None, "value contains a NUL byte".to_owned()));
+        return Err(problem(
+            None,
+            "value contains a NUL byte, which an environment variable cannot hold (`file = true` \
+             can)"
+                .to_owned(),
+        ));
     }
     Ok(Variable {
         name: name.to_owned(),
         source,
         origin: Origin::Manifest,
-        file: matches!(entry, EnvEntry::Long(LongEntry { file: true, .. })),
+        file,
     })
 }
 

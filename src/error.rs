@@ -17,6 +17,7 @@ use nix::sys::signal::Signal;
 
 use crate::config::{ConfigError, VariableProblem};
 use crate::launch::LaunchError;
+use crate::launch::files::FilesError;
 use crate::launch::supervise::{ChildExit, Finish};
 
 /// Everything that can stop envoke.
@@ -33,8 +34,8 @@ pub enum Error {
     Launch(#[from] LaunchError),
     #[error("cannot set up signal handling: {0}")]
     Signals(std::io::Error),
-    #[error("cannot write secret files: {0}")]
-    Files(std::io::Error),
+    #[error(transparent)]
+    Files(FilesError),
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
 }

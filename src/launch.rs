@@ -6,6 +6,7 @@
 
 pub mod files;
 pub mod mask;
+pub mod protect;
 pub mod signals;
 pub mod supervise;
 
@@ -171,6 +172,7 @@ pub enum LaunchError {
 fn command(argv: &[OsString], environment: &ChildEnvironment) -> Command {
     let mut command = Command::new(&argv[0]);
     command.args(&argv[1..]).env_clear();
+    protect::restore_for_command(&mut command);
     for (name, value) in &environment.entries {
         command.env(name, OsStr::from_bytes(value));
     }

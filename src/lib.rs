@@ -17,7 +17,8 @@
 //! 2. `config`: flags + manifest + environment → one validated `Config`; every settings type.
 //! 3. `provider`: the AWS Secrets Manager and Vault clients, connected as references need them.
 //! 4. `resolve`: references → values, per variable.
-//! 5. `launch`: the child's environment, spawn/exec, signals, the supervisor, reaping.
+//! 5. `launch`: the child's environment, spawn/exec, signals, the supervisor, reaping, and
+//!    envoke's own protection (no core file, not dumpable; the child gets both back).
 //! 6. `watch`: rotation: change detection, leases, backoff; asks the supervisor to act.
 //! 7. `check` (the `envoke check` report), `error` (errors and the exit-code table), `cli`
 //!    (clap definitions).
@@ -60,6 +61,8 @@ use crate::watch::{HeldLeases, Watcher};
 
 /// Runs envoke with these arguments (argv[0] first) and returns its exit code.
 pub fn main_with_args(argv: impl IntoIterator<Item = OsString>) -> u8 {
+    // Before anything is read or fetched, and while envoke has one thread.
+    launch::protect::protect_self();
     let args = match Args::try_parse_from(argv) {
         Ok(args) => args,
         Err(error) => {
@@ -130,6 +133,7 @@ async fn run(args: RunArgs) -> Result<Exit, Error> {
         no_revoke: args.no_revoke,
         mask: args.mask,
         pass_env: args.pass_env,
+        allow_disk_files: args.allow_disk_files,
     })?;
     if !config.problems.is_empty() {
         return Err(Error::Variables(config.problems));
@@ -153,12 +157,14 @@ async fn run(args: RunArgs) -> Result<Exit, Error> {
         "resolved every reference"
     );
     let files = if config.wants_files() {
-        Some(Arc::new(SecretFiles::create().map_err(Error::Files)?))
+        Some(Arc::new(
+            SecretFiles::create(config.allow_disk_files).map_err(Error::Files)?,
+        ))
     } else {
         None
     };
-    let environment =
-        ChildEnvironment::build(&config, &resolution, files.as_deref()).map_err(Error::Files)?;
+    let environment = ChildEnvironment::build(&config, &resolution, files.as_deref())
+        .map_err(|e| Error::Files(e.into()))?;
 
     if args.exec {
         return Err(launch::exec(&args.command, &environment).into());

@@ -225,7 +225,11 @@ impl<'a, W: Fn(&FetchKey) -> bool> Plan<'a, W> {
             .references()
             .filter(|(_, reference)| (self.wanted)(&FetchKey::of(reference)))
             .map(|(variable, reference)| {
-                let (version, result) = select(document(&FetchKey::of(reference)), reference.key());
+                let (version, result) = select(
+                    document(&FetchKey::of(reference)),
+                    reference.key(),
+                    !variable.file,
+                );
                 Outcome {
                     name: variable.name.clone(),
                     reference: reference.clone(),
@@ -276,9 +280,12 @@ async fn fetch(
         .collect()
 }
 
+/// The value of one variable from its document; `environment` when it becomes an environment
+/// variable (which cannot hold a NUL byte; a secret file can).
 fn select(
     document: Option<&Result<Document, FetchError>>,
     key: Option<&KeyPath>,
+    environment: bool,
 ) -> (Option<String>, Result<SecretValue, Failure>) {
     let document = match document {
         Some(Ok(document)) => document,
@@ -295,7 +302,12 @@ fn select(
         None => Ok(SecretValue::new(document.value.expose().to_owned())),
     };
     let result = value
-        .and_then(|v| v.check_environment_safe().map(|()| v))
+        .and_then(|v| {
+            if environment {
+                v.check_environment_safe()?;
+            }
+            Ok(v)
+        })
         .map_err(Failure::from);
     (document.version.clone(), result)
 }

@@ -7,10 +7,19 @@
 //!
 //! Selecting a key from a JSON secret parses the document into a `serde_json::Value`; every string
 //! in that tree is zeroized before it is dropped ([`zeroize_json`]).
+//!
+//! The pages holding a value are locked in memory (mlock) while it lives, so that it is never
+//! written to swap, where RLIMIT_MEMLOCK allows; where it does not, the value lives unlocked and
+//! nothing else changes (no allocation ever fails for it). Locks do not nest (mlock(2)) and two
+//! small values can share a page, so [`PageLocks`] counts the values on each locked page and
+//! unlocks a page when its last value is gone.
 
+use std::collections::BTreeMap;
 use std::fmt;
+use std::ptr::NonNull;
+use std::sync::{Mutex, OnceLock, PoisonError};
 
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::{ExposeSecret, ExposeSecretMut, SecretString};
 use zeroize::Zeroize;
 
 use crate::reference::KeyPath;
@@ -19,9 +28,12 @@ use crate::reference::KeyPath;
 pub struct SecretValue(SecretString);
 
 impl SecretValue {
-    /// Wraps a value; the `String` is moved in, not copied.
+    /// Wraps a value; the `String` is moved in, not copied (but shrunk to fit: the zeroing
+    /// allocator wipes the block it leaves), and its pages are locked when that is allowed.
     pub fn new(value: String) -> SecretValue {
-        SecretValue(SecretString::from(value))
+        let value = SecretValue(SecretString::from(value));
+        PageLocks::lock(value.expose().as_bytes());
+        value
     }
 
     /// The value, for building the child's environment and for keyed hashes. Nothing else reads it.
@@ -66,6 +78,83 @@ impl SecretValue {
     }
 }
 
+impl Drop for SecretValue {
+    fn drop(&mut self) {
+        // Zeroed before its pages are unlocked (secrecy zeroizes again when the box is dropped).
+        self.0.expose_secret_mut().zeroize();
+        PageLocks::unlock(self.expose().as_bytes());
+    }
+}
+
+/// The pages locked for values, with the number of values on each.
+struct PageLocks;
+
+static LOCKED_PAGES: Mutex<BTreeMap<usize, usize>> = Mutex::new(BTreeMap::new());
+
+impl PageLocks {
+    fn page_size() -> usize {
+        static PAGE_SIZE: OnceLock<usize> = OnceLock::new();
+        *PAGE_SIZE.get_or_init(|| {
+            nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+                .ok()
+                .flatten()
+                .map_or(4096, |size| size as usize)
+        })
+    }
+
+    /// The addresses of the pages `bytes` spans (none when it is empty).
+    fn pages(bytes: &[u8]) -> impl Iterator<Item = usize> {
+        let size = Self::page_size();
+        let start = bytes.as_ptr() as usize;
+        let first = start - start % size;
+        let end = if bytes.is_empty() {
+            first
+        } else {
+            start + bytes.len()
+        };
+        (first..end).step_by(size)
+    }
+
+    fn lock(bytes: &[u8]) {
+        let mut locked = LOCKED_PAGES.lock().unwrap_or_else(PoisonError::into_inner);
+        for page in Self::pages(bytes) {
+            if let Some(count) = locked.get_mut(&page) {
+                *count += 1;
+            } else if Self::call(nix::sys::mman::mlock, page) {
+                locked.insert(page, 1);
+            }
+        }
+    }
+
+    fn unlock(bytes: &[u8]) {
+        let mut locked = LOCKED_PAGES.lock().unwrap_or_else(PoisonError::into_inner);
+        for page in Self::pages(bytes) {
+            if let Some(count) = locked.get_mut(&page) {
+                *count -= 1;
+                if *count == 0 {
+                    locked.remove(&page);
+                    Self::call(nix::sys::mman::munlock, page);
+                }
+            }
+        }
+    }
+
+    /// mlock or munlock one page; whether it worked (mlock fails past RLIMIT_MEMLOCK: then the
+    /// page stays unlocked, quietly).
+    fn call(
+        operation: unsafe fn(NonNull<std::ffi::c_void>, usize) -> nix::Result<()>,
+        page: usize,
+    ) -> bool {
+        let size = Self::page_size();
+        let Some(address) = NonNull::new(page as *mut std::ffi::c_void) else {
+            return false;
+        };
+        // SAFETY: `page` is the start of a page of a live heap allocation (the value's), and
+        // mlock/munlock change only whether it may be swapped, never its contents or mapping.
+        unsafe { operation(address, size) }.is_ok()
+    }
+}
+
 impl fmt::Debug for SecretValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("SecretValue([redacted])")
@@ -106,7 +195,9 @@ pub enum SelectError {
     #[error("secret is JSON but not an object, so it has no keys")]
     NotAnObject,
     /// Environment variables cannot hold NUL bytes.
-    #[error("value contains a NUL byte, which an environment variable cannot hold")]
+    #[error(
+        "value contains a NUL byte, which an environment variable cannot hold (`file = true` can)"
+    )]
     NulByte,
 }
 
@@ -163,6 +254,26 @@ mod tests {
             select("[1]", KeyPath::Key("a".into())),
             Err(SelectError::NotAnObject)
         );
+    }
+
+    #[test]
+    fn the_pages_of_a_value_are_locked_while_it_lives() {
+        let size = PageLocks::page_size();
+        let value = SecretValue::new("x".repeat(3 * size));
+        // The second page a value of three pages spans holds nothing else.
+        let interior = PageLocks::pages(value.expose().as_bytes()).nth(1).unwrap();
+        let locked = |page| {
+            LOCKED_PAGES
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .contains_key(&page)
+        };
+        if !locked(interior) {
+            eprintln!("SKIPPED: mlock is not allowed here (RLIMIT_MEMLOCK); values stay unlocked");
+            return;
+        }
+        drop(value);
+        assert!(!locked(interior), "unlocked when the value is dropped");
     }
 
     #[test]

@@ -6,6 +6,13 @@ use nix::sys::signal::Signal;
 
 use super::process::parse_signal;
 
+/// The shortest poll interval (`--watch`, `[watch] interval`): anything shorter is a busy loop
+/// against the backends, not rotation watching (docs/rotation.md).
+pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The shortest settle window (`--settle`, `[watch] settle`).
+pub const MIN_SETTLE: Duration = Duration::from_millis(100);
+
 /// How watching behaves.
 #[derive(Debug, Clone)]
 pub struct WatchOptions {

@@ -362,7 +362,7 @@ fn a_rewritten_token_file_is_followed_during_a_watch() {
         .command([
             "run",
             "--watch",
-            "500ms",
+            "1s",
             "--settle",
             "100ms",
             "--",
@@ -397,7 +397,7 @@ fn a_watch_that_is_denied_says_so_once_with_the_permission_it_needs() {
         .env("VAULT_ADDR", &bao.addr)
         .env("VAULT_TOKEN", &token)
         .manifest("[env]\nAPP_TOKEN = \"vault://secret/app#token\"\n")
-        .run(["run", "--watch", "200ms", "--", "sleep", "2.5"]);
+        .run(["run", "--watch", "1s", "--", "sleep", "3.5"]);
     output.assert_code(0);
     let errors: Vec<&str> = output
         .stderr

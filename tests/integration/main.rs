@@ -9,6 +9,8 @@ mod check;
 mod docs;
 mod environment;
 mod exit_codes;
+mod files;
+mod hardening;
 mod hostile;
 mod manifest;
 mod mask;

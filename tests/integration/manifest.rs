@@ -124,3 +124,89 @@ fn process_settings_are_validated() {
         .assert_code(125)
         .assert_stderr_contains("unknown signal `NOPE`");
 }
+
+/// Runs envoke, failing the test (and killing envoke) when it takes longer than `limit`: the
+/// inputs below used to make it wait forever or grow without bound.
+fn run_within(
+    envoke: &Envoke,
+    args: &[&str],
+    limit: std::time::Duration,
+) -> crate::support::Output {
+    use std::io::Read;
+    let mut child = envoke
+        .command(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("envoke {args:?} still running after {limit:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let mut stdout = String::new();
+    let mut stderr = String::new();
+    child.stdout.unwrap().read_to_string(&mut stdout).unwrap();
+    child.stderr.unwrap().read_to_string(&mut stderr).unwrap();
+    crate::support::Output {
+        code: status.code(),
+        stdout,
+        stderr,
+    }
+}
+
+#[test]
+fn a_fifo_as_manifest_is_an_error_at_once_not_a_wait() {
+    let envoke = Envoke::new();
+    let fifo = envoke.dir().join("fifo.toml");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    run_within(
+        &envoke,
+        &["run", "-m", "fifo.toml", "--", "true"],
+        SECONDS_5,
+    )
+    .assert_code(125)
+    .assert_stderr_contains("manifest fifo.toml is a FIFO, not a regular file");
+    // Also as the default manifest: whatever is called envoke.toml is read, or refused.
+    std::fs::rename(&fifo, envoke.dir().join("envoke.toml")).unwrap();
+    run_within(&envoke, &["run", "--", "true"], SECONDS_5)
+        .assert_code(125)
+        .assert_stderr_contains("manifest envoke.toml is a FIFO");
+}
+
+const SECONDS_5: std::time::Duration = std::time::Duration::from_secs(5);
+
+#[test]
+fn a_device_or_a_directory_as_manifest_is_an_error_at_once() {
+    let envoke = Envoke::new().file("conf.d/x", "");
+    run_within(
+        &envoke,
+        &["run", "-m", "/dev/zero", "--", "true"],
+        SECONDS_5,
+    )
+    .assert_code(125)
+    .assert_stderr_contains("manifest /dev/zero is a device, not a regular file");
+    run_within(&envoke, &["run", "-m", "conf.d", "--", "true"], SECONDS_5)
+        .assert_code(125)
+        .assert_stderr_contains("manifest conf.d is a directory, not a regular file");
+}
+
+#[test]
+fn a_manifest_over_4_mib_is_refused_without_being_parsed() {
+    let mut text = String::from("[env]\nA = \"x\"\n");
+    text.push_str(&"# padding\n".repeat(4 * 1024 * 1024 / 10 + 1));
+    let envoke = Envoke::new().file("big.toml", &text);
+    run_within(&envoke, &["run", "-m", "big.toml", "--", "true"], SECONDS_5)
+        .assert_code(125)
+        .assert_stderr_contains("manifest big.toml is larger than 4 MiB");
+    // Just under the cap is a manifest like any other.
+    let envoke = Envoke::new().file("big.toml", &text[..4 * 1024 * 1024]);
+    run_within(&envoke, &["run", "-m", "big.toml", "--", "true"], SECONDS_5).assert_code(0);
+}

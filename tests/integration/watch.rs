@@ -71,7 +71,8 @@ impl Drop for Watched {
     }
 }
 
-const FAST: &[&str] = &["--watch", "300ms", "--settle", "200ms"];
+/// The quickest watch envoke allows: 1 s polls, the 100 ms settle floor.
+const FAST: &[&str] = &["--watch", "1s", "--settle", "100ms"];
 
 #[test]
 fn an_aws_put_secret_value_restarts_the_child_with_the_new_value() {
@@ -216,7 +217,7 @@ fn exit_mode_exits_with_75_after_a_change() {
     bao.kv2_put("secret", "app", json!({"token": "a"}));
     let envoke = Envoke::new()
         .vault(&bao)
-        .manifest("[env]\nVALUE = \"vault://secret/app#token\"\n[watch]\ninterval = \"300ms\"\nsettle = \"100ms\"\non_change = \"exit\"\n");
+        .manifest("[env]\nVALUE = \"vault://secret/app#token\"\n[watch]\ninterval = \"1s\"\nsettle = \"100ms\"\non_change = \"exit\"\n");
     let mut watched = Watched::start(&envoke, &[], LOGS_VALUE_ON_START);
     bao.kv2_put("secret", "app", json!({"token": "b"}));
     let start = Instant::now();
@@ -394,12 +395,9 @@ fn credentials_from_credential_process_keep_working_while_the_child_is_supervise
         )
         .manifest("[env]\nVALUE = \"aws-sm://rotating#password\"\n");
     let leaves_orphans = r#"echo "$VALUE" >> "$LOG"; while :; do (sleep 0.05 &); sleep 0.05; done"#;
-    let watched = Watched::start(
-        &envoke,
-        &["--watch", "100ms", "--settle", "100ms"],
-        leaves_orphans,
-    );
-    wait_lines_or_explain(&helper_log, 15, Duration::from_secs(20), || watched.logs());
+    let watched = Watched::start(&envoke, FAST, leaves_orphans);
+    // A helper run per poll, each racing the reaper's waitpid(-1) over about a hundred orphans.
+    wait_lines_or_explain(&helper_log, 6, Duration::from_secs(20), || watched.logs());
     moto.put("rotating", r#"{"password":"second"}"#);
     let lines = watched.wait_lines(2, Duration::from_secs(10));
     assert_eq!(lines, ["first", "second"]);
@@ -466,4 +464,36 @@ fn a_secret_in_another_region_is_watched_in_its_region() {
         logs.contains("aws-sm://rotating?region=eu-west-1"),
         "{logs}"
     );
+}
+
+#[test]
+fn a_watch_interval_or_settle_below_its_floor_is_an_error_not_a_busy_loop() {
+    let envoke = Envoke::new();
+    envoke
+        .run(["run", "--watch", "1ns", "--", "true"])
+        .assert_code(125)
+        .assert_stderr_contains("invalid --watch (ENVOKE_WATCH): 1ns is below the floor of 1s");
+    envoke
+        .run(["run", "--watch", "1s", "--settle", "10ms", "--", "true"])
+        .assert_code(125)
+        .assert_stderr_contains("invalid --settle: 10ms is below the floor of 100ms");
+    Envoke::new()
+        .env("ENVOKE_WATCH", "999ms")
+        .run(["run", "--", "true"])
+        .assert_code(125)
+        .assert_stderr_contains("--watch (ENVOKE_WATCH): 999ms is below the floor of 1s");
+    Envoke::new()
+        .manifest("[watch]\ninterval = \"300ms\"\n")
+        .run(["run", "--", "true"])
+        .assert_code(125)
+        .assert_stderr_contains("invalid setting `[watch] interval` in envoke.toml: 300ms");
+    Envoke::new()
+        .manifest("[watch]\ninterval = \"1s\"\nsettle = \"0s\"\n")
+        .run(["run", "--", "true"])
+        .assert_code(125)
+        .assert_stderr_contains("invalid setting `[watch] settle` in envoke.toml: 0s is below");
+    // At the floors, watching runs.
+    Envoke::new()
+        .run(["run", "--watch", "1s", "--settle", "100ms", "--", "true"])
+        .assert_code(0);
 }
