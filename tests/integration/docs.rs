@@ -88,3 +88,36 @@ fn every_reference_example_parses() {
         .collect();
     assert_valid(&manifest);
 }
+
+#[test]
+fn every_test_security_md_names_exists() {
+    let text =
+        std::fs::read_to_string(format!("{}/SECURITY.md", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let named: Vec<(&str, &str)> = text
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter_map(|span| span.split_once("::"))
+        .filter(|(module, test)| {
+            !module.is_empty()
+                && module.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                && test
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        })
+        .collect();
+    assert!(named.len() >= 15, "found {named:?}");
+    for (module, test) in named {
+        let source = std::fs::read_to_string(format!(
+            "{}/tests/integration/{module}.rs",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap_or_else(|_| {
+            panic!("SECURITY.md names a test module `{module}` that does not exist")
+        });
+        assert!(
+            source.contains(&format!("fn {test}()")),
+            "SECURITY.md names {module}::{test}, which does not exist"
+        );
+    }
+}
