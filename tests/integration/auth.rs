@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::support::auth::{client_certificate, now, rsa_key, signed_jwt, token_reviewer};
-use crate::support::{Bao, Envoke, ROOT_TOKEN, wait_lines_or_explain};
+use crate::support::{Bao, Envoke, ROOT_TOKEN, Supervised};
 
 fn doc_example(method: &str, replace: &[(&str, &str)]) -> String {
     crate::support::doc_example("authentication.md", method, replace)
@@ -274,6 +274,9 @@ fn openbao_names_work_and_a_given_token_is_never_revoked() {
     );
 }
 
+/// A child that logs its PID and `$APP_TOKEN` each time it starts, then waits.
+const LOGS_START: &str = r#"echo "$$ $APP_TOKEN" >> "$LOG"; exec sleep 60"#;
+
 #[test]
 fn the_login_is_renewed_then_replaced_while_the_child_keeps_running() {
     let bao = Bao::start();
@@ -286,51 +289,24 @@ fn the_login_is_renewed_then_replaced_while_the_child_keeps_running() {
             "[vault]\nauth = \"approle\"\nrole_id = \"{role_id}\"\nsecret_id = \"{secret_id}\""
         ),
     );
-    let starts = envoke.dir().join("starts");
-    let mut child = envoke
-        .command([
-            "run",
-            "-vv",
-            "--watch",
-            "1s",
-            "--settle",
-            "100ms",
-            "--",
-            "sh",
-            "-c",
-            "echo \"$$ $APP_TOKEN\" >> starts; exec sleep 60",
-        ])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let logs = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let reader = {
-        let logs = std::sync::Arc::clone(&logs);
-        let mut stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
-            logs.lock().unwrap().push_str(&text);
-        })
-    };
-    wait_lines_or_explain(&starts, 1, Duration::from_secs(10), String::new);
+    let running = Supervised::start(
+        &envoke,
+        &["-vv", "--watch", "1s", "--settle", "100ms"],
+        LOGS_START,
+    );
+    running.wait_lines(1, Duration::from_secs(10));
     // Past the first token's max TTL: only a fresh login can still read the metadata.
     std::thread::sleep(Duration::from_secs(10));
-    let lines = crate::support::read_lines(&starts);
-    assert_eq!(lines.len(), 1, "the child kept running: {lines:?}");
+    assert_eq!(
+        running.lines().len(),
+        1,
+        "the child kept running: {:?}",
+        running.lines()
+    );
     bao.kv2_put("secret", "app", json!({"token": "rotated-value"}));
-    let lines = wait_lines_or_explain(&starts, 2, Duration::from_secs(10), || {
-        "no restart after the change".to_owned()
-    });
+    let lines = running.wait_lines(2, Duration::from_secs(10));
     assert!(lines[1].ends_with(" rotated-value"), "{lines:?}");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    child.wait().unwrap();
-    reader.join().unwrap();
-    let logs = logs.lock().unwrap().clone();
+    let (_, logs) = running.stop();
     assert!(
         logs.matches("logged in to Vault").count() >= 2,
         "a fresh login after the max TTL\n{logs}"
@@ -357,22 +333,8 @@ fn a_rewritten_token_file_is_followed_during_a_watch() {
         &[("/run/vault/token", "agent/token")],
     );
     let envoke = logging_in(&bao, &vault).file("agent/token", &format!("{short}\n"));
-    let starts = envoke.dir().join("starts");
-    let mut child = envoke
-        .command([
-            "run",
-            "--watch",
-            "1s",
-            "--settle",
-            "100ms",
-            "--",
-            "sh",
-            "-c",
-            "echo \"$$ $APP_TOKEN\" >> starts; exec sleep 60",
-        ])
-        .spawn()
-        .unwrap();
-    wait_lines_or_explain(&starts, 1, Duration::from_secs(10), String::new);
+    let running = Supervised::start(&envoke, &["--watch", "1s", "--settle", "100ms"], LOGS_START);
+    running.wait_lines(1, Duration::from_secs(10));
     // As an agent does: write the new token beside the file, then rename it into place.
     let next = envoke.dir().join("agent/token.new");
     std::fs::write(&next, format!("{long}\n")).unwrap();
@@ -380,12 +342,8 @@ fn a_rewritten_token_file_is_followed_during_a_watch() {
     std::thread::sleep(Duration::from_secs(4));
     assert!(!bao.token_is_valid(&short), "the first token has expired");
     bao.kv2_put("secret", "app", json!({"token": "rotated-value"}));
-    let lines = wait_lines_or_explain(&starts, 2, Duration::from_secs(10), || {
-        "no restart after the change".to_owned()
-    });
+    let lines = running.wait_lines(2, Duration::from_secs(10));
     assert!(lines[1].ends_with(" rotated-value"), "{lines:?}");
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 #[test]

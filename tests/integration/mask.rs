@@ -2,15 +2,14 @@
 //! `****`, as it is written, and nothing else about the child changes.
 
 use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::path::Path;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use serde_json::json;
 
-use crate::support::{Bao, Envoke, wait_lines_or_explain};
+use crate::support::{Bao, Envoke, Supervised};
 
 /// An envoke whose manifest gives the child `PW` (a secret, `abcdef`) and `LITERAL` (a plain
 /// value from the manifest).
@@ -159,57 +158,6 @@ fn a_reader_that_goes_away_ends_a_writing_child_as_without_mask() {
     assert_eq!(status.code(), Some(128 + Signal::SIGPIPE as i32));
 }
 
-/// A long-running `envoke run`, its stdout and stderr in files.
-struct Running {
-    child: Child,
-    stdout: PathBuf,
-    stderr: PathBuf,
-}
-
-impl Running {
-    fn start(envoke: &Envoke, flags: &[&str], script: &str) -> Running {
-        let stdout = envoke.dir().join("envoke.stdout");
-        let stderr = envoke.dir().join("envoke.stderr");
-        let mut args = vec!["-v", "run"];
-        args.extend_from_slice(flags);
-        args.extend_from_slice(&["--", "sh", "-c", script]);
-        let child = envoke
-            .command(&args)
-            .stdout(std::fs::File::create(&stdout).unwrap())
-            .stderr(std::fs::File::create(&stderr).unwrap())
-            .spawn()
-            .unwrap();
-        Running {
-            child,
-            stdout,
-            stderr,
-        }
-    }
-
-    #[track_caller]
-    fn wait_lines(&self, count: usize) -> Vec<String> {
-        wait_lines_or_explain(&self.stdout, count, Duration::from_secs(20), || {
-            format!("--- envoke stderr\n{}", read(&self.stderr))
-        })
-    }
-
-    /// Stops envoke; returns its exit code, stdout and stderr.
-    fn stop(mut self) -> (Option<i32>, String, String) {
-        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
-        let status = self.child.wait().unwrap();
-        (status.code(), read(&self.stdout), read(&self.stderr))
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
-            let _ = self.child.wait();
-        }
-    }
-}
-
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
@@ -221,18 +169,21 @@ fn after_a_rotation_restart_the_new_value_is_masked_too() {
     let envoke = Envoke::new()
         .vault(&bao)
         .manifest("[env]\nVALUE = \"vault://secret/app#token\"\n");
-    let running = Running::start(
+    let running = Supervised::start(
         &envoke,
         &["--mask", "--watch", "1s"],
         r#"echo "started with $VALUE"; exec sleep 1000"#,
     );
-    assert_eq!(running.wait_lines(1), ["started with ****"]);
+    assert_eq!(
+        running.wait_stdout_lines(1, Duration::from_secs(20)),
+        ["started with ****"]
+    );
     bao.kv2_put("secret", "app", json!({"token": "second-token"}));
     assert_eq!(
-        running.wait_lines(2),
+        running.wait_stdout_lines(2, Duration::from_secs(20)),
         ["started with ****", "started with ****"]
     );
-    let (code, stdout, stderr) = running.stop();
+    let (code, stdout, stderr) = running.stop_with_output();
     assert_eq!(code, Some(143), "{stderr}");
     for value in ["first-token", "second-token"] {
         assert!(
@@ -257,15 +208,21 @@ trap 'echo "now $(cat "$TOKEN_FILE")"' HUP
 echo "first $(cat "$TOKEN_FILE")"
 while :; do sleep 0.05; done
 "#;
-    let running = Running::start(
+    let running = Supervised::start(
         &envoke,
         &["--watch", "1s", "--on-change", "signal:HUP"],
         script,
     );
-    assert_eq!(running.wait_lines(1), ["first ****"]);
+    assert_eq!(
+        running.wait_stdout_lines(1, Duration::from_secs(20)),
+        ["first ****"]
+    );
     bao.kv2_put("secret", "app", json!({"token": "second-token"}));
-    assert_eq!(running.wait_lines(2), ["first ****", "now ****"]);
-    let (_, stdout, stderr) = running.stop();
+    assert_eq!(
+        running.wait_stdout_lines(2, Duration::from_secs(20)),
+        ["first ****", "now ****"]
+    );
+    let (_, stdout, stderr) = running.stop_with_output();
     for value in ["first-token", "second-token"] {
         assert!(
             !stdout.contains(value) && !stderr.contains(value),

@@ -2,73 +2,20 @@
 //! alone when nothing it uses changed or a backend is down.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 use serde_json::json;
 
-use crate::support::{Bao, Envoke, Moto, read_lines, wait_lines_or_explain};
+use crate::support::{Bao, Envoke, Moto, Supervised, wait_lines_or_explain};
 
 /// A child that appends `$VALUE` to `$LOG` each time it starts, then waits.
 const LOGS_VALUE_ON_START: &str = r#"echo "$VALUE" >> "$LOG"; exec sleep 1000"#;
 
-struct Watched {
-    child: Child,
-    log: PathBuf,
-    stderr: PathBuf,
-}
-
-impl Watched {
-    fn start(envoke: &Envoke, flags: &[&str], script: &str) -> Watched {
-        let log = envoke.dir().join("child.log");
-        let stderr = envoke.dir().join("envoke.stderr");
-        let mut args = vec!["-v", "run"];
-        args.extend_from_slice(flags);
-        args.extend_from_slice(&["--", "sh", "-c", script]);
-        let child = envoke
-            .command(&args)
-            .env("LOG", &log)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&stderr).unwrap())
-            .spawn()
-            .unwrap();
-        let watched = Watched { child, log, stderr };
-        watched.wait_lines(1, Duration::from_secs(15));
-        watched
-    }
-
-    fn lines(&self) -> Vec<String> {
-        read_lines(&self.log)
-    }
-
-    #[track_caller]
-    fn wait_lines(&self, count: usize, timeout: Duration) -> Vec<String> {
-        wait_lines_or_explain(&self.log, count, timeout, || {
-            format!("--- envoke stderr\n{}", self.logs())
-        })
-    }
-
-    fn logs(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-
-    fn stop(mut self) -> (Option<i32>, String) {
-        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
-        let status = self.child.wait().unwrap();
-        (status.code(), self.logs())
-    }
-}
-
-impl Drop for Watched {
-    /// A failed assertion must not leave envoke (and its command) running.
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
-            let _ = self.child.wait();
-        }
-    }
+/// A supervised `sh -c script` under `flags`, once the script logged its first line.
+fn watched(envoke: &Envoke, flags: &[&str], script: &str) -> Supervised {
+    let watched = Supervised::start(envoke, flags, script);
+    watched.wait_lines(1, Duration::from_secs(15));
+    watched
 }
 
 /// The quickest watch envoke allows: 1 s polls, the 100 ms settle floor.
@@ -81,7 +28,7 @@ fn an_aws_put_secret_value_restarts_the_child_with_the_new_value() {
     let envoke = Envoke::new()
         .aws(&moto)
         .manifest("[env]\nVALUE = \"aws-sm://rotating#password\"\n");
-    let watched = Watched::start(&envoke, FAST, LOGS_VALUE_ON_START);
+    let watched = watched(&envoke, FAST, LOGS_VALUE_ON_START);
     moto.put("rotating", r#"{"password":"second"}"#);
     let lines = watched.wait_lines(2, Duration::from_secs(10));
     assert_eq!(lines, ["first", "second"]);
@@ -113,7 +60,7 @@ fn an_aws_stage_moved_by_update_secret_version_stage_restarts_the_child() {
     let envoke = Envoke::new()
         .aws(&moto)
         .manifest("[env]\nVALUE = \"aws-sm://staged\"\n");
-    let watched = Watched::start(&envoke, FAST, LOGS_VALUE_ON_START);
+    let watched = watched(&envoke, FAST, LOGS_VALUE_ON_START);
     // A pending version alone changes nothing.
     std::thread::sleep(Duration::from_millis(1200));
     assert_eq!(watched.lines(), ["one"]);
@@ -142,7 +89,7 @@ fn a_new_kv_v2_version_restarts_the_child_and_unrelated_changes_do_not() {
     let envoke = Envoke::new().vault(&bao).manifest(
         "[env]\nVALUE = \"vault://secret/app#token\"\nPINNED = \"vault://secret/app?version=1#token\"\n",
     );
-    let watched = Watched::start(&envoke, FAST, LOGS_VALUE_ON_START);
+    let watched = watched(&envoke, FAST, LOGS_VALUE_ON_START);
     // An unreferenced key and an unreferenced secret change: no restart.
     bao.kv2_put("secret", "app", json!({"token": "t1", "other": "o2"}));
     bao.kv2_put("secret", "unrelated", json!({"x": "2"}));
@@ -166,7 +113,7 @@ fn a_kv_v1_change_is_seen_by_keyed_hash() {
     let envoke = Envoke::new()
         .vault(&bao)
         .manifest("[env]\nVALUE = \"vault://kv1/app#token\"\n");
-    let watched = Watched::start(&envoke, FAST, LOGS_VALUE_ON_START);
+    let watched = watched(&envoke, FAST, LOGS_VALUE_ON_START);
     bao.kv1_put("kv1", "app", json!({"token": "v1-b"}));
     assert_eq!(
         watched.wait_lines(2, Duration::from_secs(10)),
@@ -192,9 +139,9 @@ while :; do sleep 0.05; done
 "#;
     let mut flags = FAST.to_vec();
     flags.extend_from_slice(&["--on-change", "signal:HUP"]);
-    let watched = Watched::start(&envoke, &flags, script);
+    let watched = watched(&envoke, &flags, script);
     let first = watched.lines()[0].clone();
-    let path = std::fs::read_to_string(format!("{}.path", watched.log.display())).unwrap();
+    let path = std::fs::read_to_string(format!("{}.path", watched.log_path().display())).unwrap();
     let path = PathBuf::from(path.trim());
     assert!(first.ends_with(" file-1 600"), "{first}");
     bao.kv2_put("secret", "app", json!({"token": "file-2"}));
@@ -218,21 +165,9 @@ fn exit_mode_exits_with_75_after_a_change() {
     let envoke = Envoke::new()
         .vault(&bao)
         .manifest("[env]\nVALUE = \"vault://secret/app#token\"\n[watch]\ninterval = \"1s\"\nsettle = \"100ms\"\non_change = \"exit\"\n");
-    let mut watched = Watched::start(&envoke, &[], LOGS_VALUE_ON_START);
+    let mut watched = watched(&envoke, &[], LOGS_VALUE_ON_START);
     bao.kv2_put("secret", "app", json!({"token": "b"}));
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = watched.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "{}",
-            watched.logs()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert_eq!(status.code(), Some(75));
+    assert_eq!(watched.wait_exit(Duration::from_secs(10)), Some(75));
     assert_eq!(watched.lines(), ["a"]);
 }
 
@@ -245,7 +180,7 @@ fn a_backend_outage_keeps_the_child_running_and_watching_recovers() {
         .vault(&bao)
         .env("VAULT_ADDR", &proxy.addr)
         .manifest("[env]\nVALUE = \"vault://secret/app#token\"\n");
-    let watched = Watched::start(&envoke, FAST, LOGS_VALUE_ON_START);
+    let watched = watched(&envoke, FAST, LOGS_VALUE_ON_START);
     proxy.fail();
     // The secret rotates during the outage; envoke cannot see it yet.
     bao.kv2_put("secret", "app", json!({"token": "tok-after-9f"}));
@@ -277,7 +212,7 @@ fn a_lease_that_cannot_be_renewed_during_an_outage_is_retried_with_backoff() {
     let (_pg, bao, envoke) = crate::support::dynamic_database("3s", "1h");
     let proxy = crate::support::proxy::Proxy::start(bao.addr.trim_start_matches("http://"));
     let envoke = envoke.env("VAULT_ADDR", &proxy.addr);
-    let watched = Watched::start(&envoke, &["--watch", "10s"], LOGS_VALUE_ON_START);
+    let watched = watched(&envoke, &["--watch", "10s"], LOGS_VALUE_ON_START);
     proxy.fail();
     // The renewal falls due 2 s in and fails; retries back off (1-2 s, 2-4 s, ...), not spin.
     std::thread::sleep(Duration::from_secs(6));
@@ -300,7 +235,7 @@ fn dynamic_credentials_are_renewed_replaced_before_max_ttl_and_revoked_on_exit()
     let (pg, _bao, envoke) = crate::support::dynamic_database("3s", "9s");
     let script = r#"echo "$DB_USER $DB_PASSWORD" >> "$LOG"; exec sleep 1000"#;
     let started = Instant::now();
-    let watched = Watched::start(&envoke, &["--watch", "1s", "--settle", "100ms"], script);
+    let watched = watched(&envoke, &["--watch", "1s", "--settle", "100ms"], script);
     let first = watched.lines()[0].clone();
     let (user, password) = first.split_once(' ').unwrap();
     // Past default_ttl, the renewed lease keeps the credentials alive.
@@ -395,7 +330,7 @@ fn credentials_from_credential_process_keep_working_while_the_child_is_supervise
         )
         .manifest("[env]\nVALUE = \"aws-sm://rotating#password\"\n");
     let leaves_orphans = r#"echo "$VALUE" >> "$LOG"; while :; do (sleep 0.05 &); sleep 0.05; done"#;
-    let watched = Watched::start(&envoke, FAST, leaves_orphans);
+    let watched = watched(&envoke, FAST, leaves_orphans);
     // A helper run per poll, each racing the reaper's waitpid(-1) over about a hundred orphans.
     wait_lines_or_explain(&helper_log, 6, Duration::from_secs(20), || watched.logs());
     moto.put("rotating", r#"{"password":"second"}"#);
@@ -422,7 +357,7 @@ fn a_signalled_command_keeps_its_replaced_credentials_for_the_stop_timeout() {
         "--stop-timeout",
         "2s",
     ];
-    let watched = Watched::start(&envoke, &flags, script);
+    let watched = watched(&envoke, &flags, script);
     let first = watched.lines()[0].clone();
     let (user, password) = first.split_once(' ').unwrap();
     let lines = watched.wait_lines(2, Duration::from_secs(14));
@@ -455,7 +390,7 @@ fn a_secret_in_another_region_is_watched_in_its_region() {
     let envoke = Envoke::new()
         .aws(&moto)
         .manifest("[env]\nVALUE = \"aws-sm://rotating?region=eu-west-1#password\"\n");
-    let watched = Watched::start(&envoke, FAST, LOGS_VALUE_ON_START);
+    let watched = watched(&envoke, FAST, LOGS_VALUE_ON_START);
     moto.put_in("eu-west-1", "rotating", r#"{"password":"west-second"}"#);
     let lines = watched.wait_lines(2, Duration::from_secs(10));
     assert_eq!(lines, ["west-first", "west-second"]);

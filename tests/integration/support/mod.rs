@@ -807,6 +807,122 @@ pub fn doc_example(page: &str, heading: &str, replace: &[(&str, &str)]) -> Strin
     block
 }
 
+/// A long-running `envoke -v run FLAGS -- sh -c SCRIPT`: the script gets `$LOG`, a file it may
+/// append to; envoke's stdout and stderr go to files. Dropping it stops envoke (TERM), so a
+/// failed assertion leaves nothing running.
+pub struct Supervised {
+    child: Child,
+    log: PathBuf,
+    stdout: PathBuf,
+    stderr: PathBuf,
+}
+
+impl Supervised {
+    pub fn start(envoke: &Envoke, flags: &[&str], script: &str) -> Supervised {
+        let log = envoke.dir().join("child.log");
+        let stdout = envoke.dir().join("envoke.stdout");
+        let stderr = envoke.dir().join("envoke.stderr");
+        let mut args = vec!["-v", "run"];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&["--", "sh", "-c", script]);
+        let child = envoke
+            .command(&args)
+            .env("LOG", &log)
+            .stdout(std::fs::File::create(&stdout).unwrap())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        Supervised {
+            child,
+            log,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// The lines the script appended to `$LOG`.
+    pub fn lines(&self) -> Vec<String> {
+        read_lines(&self.log)
+    }
+
+    /// Waits until `$LOG` has `count` lines; fails showing envoke's logs.
+    #[track_caller]
+    pub fn wait_lines(&self, count: usize, timeout: Duration) -> Vec<String> {
+        wait_lines_or_explain(&self.log, count, timeout, || {
+            format!("--- envoke stderr\n{}", self.logs())
+        })
+    }
+
+    /// Waits until envoke's stdout has `count` lines.
+    #[track_caller]
+    pub fn wait_stdout_lines(&self, count: usize, timeout: Duration) -> Vec<String> {
+        wait_lines_or_explain(&self.stdout, count, timeout, || {
+            format!("--- envoke stderr\n{}", self.logs())
+        })
+    }
+
+    /// envoke's stderr so far.
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The file the script appends to (`$LOG`).
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    /// Waits for envoke to exit by itself; its exit code. Fails, showing its logs, after
+    /// `timeout`.
+    #[track_caller]
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "envoke did not exit\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops envoke with TERM; its exit code and stderr.
+    pub fn stop(self) -> (Option<i32>, String) {
+        let (code, _, stderr) = self.stop_with_output();
+        (code, stderr)
+    }
+
+    /// Stops envoke with TERM; its exit code, stdout and stderr.
+    pub fn stop_with_output(mut self) -> (Option<i32>, String, String) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let status = self.child.wait().unwrap();
+        let stdout = std::fs::read_to_string(&self.stdout).unwrap_or_default();
+        (status.code(), stdout, self.logs())
+    }
+}
+
+impl Drop for Supervised {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(self.child.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// The lines of a file a child writes to (none while it does not exist).
 pub fn read_lines(path: &Path) -> Vec<String> {
     std::fs::read_to_string(path)
