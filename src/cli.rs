@@ -37,7 +37,7 @@ pub enum Command {
 /// `envoke run`
 #[derive(Debug, ClapArgs)]
 pub struct RunArgs {
-    /// The manifest [default: ./envoke.toml when present].
+    /// The manifest [default: envoke.toml here or in the nearest directory above, up to the repository's root].
     #[arg(short, long, value_name = "FILE", env = "ENVOKE_MANIFEST")]
     pub manifest: Option<PathBuf>,
     /// Replace envoke with CMD (execve) instead of supervising it.
@@ -46,6 +46,9 @@ pub struct RunArgs {
     /// Don't resolve references found in envoke's own environment.
     #[arg(long, env = "ENVOKE_NO_ENV_REFS", value_parser = clap::builder::FalseyValueParser::new())]
     pub no_env_refs: bool,
+    /// Start the command without a warning when no manifest and no reference is found.
+    #[arg(long, env = "ENVOKE_ALLOW_EMPTY", value_parser = clap::builder::FalseyValueParser::new())]
+    pub allow_empty: bool,
     /// Signal envoke sends when it stops the child itself [default: TERM; manifest: [process]].
     #[arg(long, value_name = "SIG", env = "ENVOKE_STOP_SIGNAL", value_parser = parse_signal)]
     pub stop_signal: Option<Signal>,
@@ -94,7 +97,7 @@ pub struct RunArgs {
 /// `envoke check`
 #[derive(Debug, ClapArgs)]
 pub struct CheckArgs {
-    /// The manifest [default: ./envoke.toml when present].
+    /// The manifest [default: envoke.toml here or in the nearest directory above, up to the repository's root].
     #[arg(short, long, value_name = "FILE", env = "ENVOKE_MANIFEST")]
     pub manifest: Option<PathBuf>,
     /// Don't resolve references found in envoke's own environment.
@@ -103,6 +106,9 @@ pub struct CheckArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+    /// Accept finding no manifest and no reference (otherwise an error: nothing to check).
+    #[arg(long, env = "ENVOKE_ALLOW_EMPTY", value_parser = clap::builder::FalseyValueParser::new())]
+    pub allow_empty: bool,
 }
 
 /// `check` output formats.

@@ -38,6 +38,8 @@ const MANIFEST_CAP: u64 = 4 * 1024 * 1024;
 /// Everything a launch needs, validated.
 #[derive(Debug)]
 pub struct Config {
+    /// The manifest read, if any (`-m`, or `envoke.toml` here or above).
+    pub manifest: Option<PathBuf>,
     /// The child's variables, from the manifest and from environment references.
     pub variables: Vec<Variable>,
     /// Variables that could not be accepted; a launch refuses to start while any exist.
@@ -162,6 +164,13 @@ pub enum ConfigError {
         setting: &'static str,
         variables: String,
     },
+    /// `check` found neither a manifest nor a reference in the environment.
+    #[error(
+        "no envoke.toml here or in a directory above (up to the repository's root), and no \
+         reference in the environment: nothing to check; give one with -m FILE, or --allow-empty \
+         when that is intended"
+    )]
+    NothingToCheck,
     /// `--exec` with something only a supervising envoke can do.
     #[error(
         "--exec leaves no envoke behind to watch secrets or remove secret files; \
@@ -225,8 +234,9 @@ impl Config {
         flags: &Flags,
         environment: Vec<(OsString, OsString)>,
         home: Option<&Path>,
+        working_dir: &Path,
     ) -> Result<Config, ConfigError> {
-        let (manifest_path, manifest) = read_manifest(flags.manifest.as_deref())?;
+        let (manifest_path, manifest) = read_manifest(flags.manifest.as_deref(), working_dir)?;
         let errors = SettingErrors {
             path: manifest_path.as_deref(),
         };
@@ -249,6 +259,7 @@ impl Config {
             None
         };
         let config = Config {
+            manifest: manifest_path.clone(),
             variables,
             problems,
             aws: AwsSettings::load(manifest.aws).map_err(|RoleKeyWithoutRole(setting)| {
@@ -297,6 +308,12 @@ impl Config {
             .collect()
     }
 
+    /// Whether there is nothing to resolve because no manifest was found and the environment
+    /// holds no reference: run from the wrong directory, most likely.
+    pub fn found_nothing(&self) -> bool {
+        self.manifest.is_none() && self.variables.is_empty() && self.problems.is_empty()
+    }
+
     /// Whether any variable is given to the child as a file (`file = true`).
     pub fn wants_files(&self) -> bool {
         self.variables.iter().any(|v| v.file)
@@ -333,17 +350,16 @@ fn without_envokes_own(
 }
 
 /// The manifest named by `-m`, else ./envoke.toml when there is one, else an empty manifest.
-fn read_manifest(flag: Option<&Path>) -> Result<(Option<PathBuf>, Manifest), ConfigError> {
+fn read_manifest(
+    flag: Option<&Path>,
+    working_dir: &Path,
+) -> Result<(Option<PathBuf>, Manifest), ConfigError> {
     let path = match flag {
         Some(path) => path.to_path_buf(),
-        // Whatever has that name is the manifest: a FIFO or a directory there is reported, not
-        // skipped.
-        None => {
-            match Some(PathBuf::from(DEFAULT_MANIFEST)).filter(|p| p.symlink_metadata().is_ok()) {
-                Some(path) => path,
-                None => return Ok((None, Manifest::default())),
-            }
-        }
+        None => match find_manifest(working_dir) {
+            Some(path) => path,
+            None => return Ok((None, Manifest::default())),
+        },
     };
     let text = read_manifest_text(&path)?;
     let manifest = Manifest::parse(&text).map_err(|source| ConfigError::ParseManifest {
@@ -351,6 +367,25 @@ fn read_manifest(flag: Option<&Path>) -> Result<(Option<PathBuf>, Manifest), Con
         source,
     })?;
     Ok((Some(path), manifest))
+}
+
+/// `envoke.toml` in `working_dir` or the nearest directory above it, as a path relative to
+/// `working_dir` (`envoke.toml`, `../../envoke.toml`). The search stops at the filesystem root, or
+/// at a directory holding `.git` once it has looked there: a manifest outside the repository
+/// belongs to something else. Whatever has the name is the manifest: a FIFO or a directory there
+/// is reported, not skipped.
+fn find_manifest(working_dir: &Path) -> Option<PathBuf> {
+    let mut relative = PathBuf::new();
+    for dir in working_dir.ancestors() {
+        if dir.join(DEFAULT_MANIFEST).symlink_metadata().is_ok() {
+            return Some(relative.join(DEFAULT_MANIFEST));
+        }
+        if dir.join(".git").symlink_metadata().is_ok() {
+            return None;
+        }
+        relative.push("..");
+    }
+    None
 }
 
 /// Reads a manifest that is a regular file of at most [`MANIFEST_CAP`] bytes. It is opened with

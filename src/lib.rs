@@ -48,7 +48,7 @@ use clap::Parser;
 use tokio::sync::mpsc;
 
 use crate::cli::{Args, CheckArgs, Command, Format, RunArgs};
-use crate::config::{Config, Flags};
+use crate::config::{Config, ConfigError, Flags};
 use crate::error::{Error, Exit, exit_code};
 use crate::launch::files::SecretFiles;
 use crate::launch::mask::OutputMask;
@@ -112,7 +112,19 @@ fn home_dir() -> Option<PathBuf> {
 
 fn load_config(flags: Flags) -> Result<Config, Error> {
     let environment: Vec<(OsString, OsString)> = std::env::vars_os().collect();
-    Ok(Config::load(&flags, environment, home_dir().as_deref())?)
+    let working_dir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let config = Config::load(&flags, environment, home_dir().as_deref(), &working_dir)?;
+    if let Some(manifest) = &config.manifest {
+        tracing::info!(manifest = %manifest.display(), "using the manifest");
+    }
+    // python-dotenv, dotenv for Node and the like load it themselves, over what envoke set.
+    if std::path::Path::new(".env").exists() {
+        tracing::warn!(
+            "a .env file is in the working directory: the application may still load it and \
+             override what envoke set; move its values into secrets and delete it"
+        );
+    }
+    Ok(config)
 }
 
 /// `envoke run`: resolve, start, supervise (and watch), clean up.
@@ -137,6 +149,13 @@ async fn run(args: RunArgs) -> Result<Exit, Error> {
     })?;
     if !config.problems.is_empty() {
         return Err(Error::Variables(config.problems));
+    }
+    if config.found_nothing() && !args.allow_empty {
+        tracing::warn!(
+            "no envoke.toml here or in a directory above (up to the repository's root), and no \
+             reference in the environment: starting the command with no secrets \
+             (-m FILE names a manifest; --allow-empty silences this)"
+        );
     }
 
     let (backends, resolution) = tokio::select! {
@@ -230,6 +249,9 @@ async fn check(args: CheckArgs) -> Result<Exit, Error> {
         no_env_refs: args.no_env_refs,
         ..Flags::default()
     })?;
+    if config.found_nothing() && !args.allow_empty {
+        return Err(ConfigError::NothingToCheck.into());
+    }
     let (backends, resolution) = connect_and_resolve(&config).await;
     // A check must not leave dynamic credentials, or a login, behind.
     backends.revoke_all(&resolution.leases()).await;

@@ -210,3 +210,70 @@ fn a_manifest_over_4_mib_is_refused_without_being_parsed() {
     let envoke = Envoke::new().file("big.toml", &text[..4 * 1024 * 1024]);
     run_within(&envoke, &["run", "-m", "big.toml", "--", "true"], SECONDS_5).assert_code(0);
 }
+
+/// Runs envoke in `dir` (below the scratch directory).
+fn run_in(envoke: &Envoke, dir: &str, args: &[&str]) -> crate::support::Output {
+    let dir = envoke.dir().join(dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let output = envoke.command(args).current_dir(dir).output().unwrap();
+    crate::support::Output {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn the_manifest_is_found_from_a_subdirectory() {
+    let envoke = Envoke::new().manifest("[env]\nGREETING = \"found\"\n");
+    let output = run_in(
+        &envoke,
+        "src/deep",
+        &["-v", "run", "--", "sh", "-c", "printf %s \"$GREETING\""],
+    );
+    output
+        .assert_code(0)
+        .assert_stderr_contains("using the manifest")
+        .assert_stderr_contains("../../envoke.toml");
+    assert_eq!(output.stdout, "found");
+}
+
+#[test]
+fn no_manifest_up_to_the_repository_root_warns_on_run_and_fails_check() {
+    // A manifest above the repository belongs to something else: the search stops at `.git`.
+    let envoke = Envoke::new()
+        .manifest("[env]\nGREETING = \"not ours\"\n")
+        .file("repo/.git/HEAD", "ref: refs/heads/main\n");
+    let output = run_in(
+        &envoke,
+        "repo/app",
+        &["run", "--", "sh", "-c", "printf %s \"$GREETING\""],
+    );
+    output
+        .assert_code(0)
+        .assert_stderr_contains("starting the command with no secrets");
+    assert_eq!(output.stdout, "");
+    run_in(&envoke, "repo/app", &["check"])
+        .assert_code(125)
+        .assert_stderr_contains("nothing to check");
+    run_in(&envoke, "repo/app", &["check", "--allow-empty"]).assert_code(0);
+    run_in(&envoke, "repo/app", &["run", "--allow-empty", "--", "true"])
+        .assert_code(0)
+        .assert_stderr_lacks("no secrets");
+}
+
+#[test]
+fn a_dotenv_file_in_the_working_directory_is_reported() {
+    let envoke = Envoke::new()
+        .manifest("[env]\nGREETING = \"hi\"\n")
+        .file(".env", "DATABASE_URL=postgres://stale\n");
+    envoke
+        .run(["run", "--", "true"])
+        .assert_code(0)
+        .assert_stderr_contains("a .env file is in the working directory")
+        .assert_never_shows("postgres://stale");
+    envoke
+        .run(["-q", "run", "--", "true"])
+        .assert_code(0)
+        .assert_stderr_lacks(".env");
+}
