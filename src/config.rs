@@ -9,6 +9,7 @@
 
 pub mod aws;
 pub mod process;
+pub mod template;
 pub mod vault;
 pub mod watch;
 
@@ -22,6 +23,7 @@ use nix::sys::signal::Signal;
 
 use self::aws::{AwsSettings, RoleKeyWithoutRole};
 use self::process::{StopPolicy, parse_signal, parse_signal_mapping};
+use self::template::Template;
 use self::vault::VaultSettings;
 use self::watch::{MIN_INTERVAL, MIN_SETTLE, OnChange, WatchOptions};
 use crate::manifest::{EnvEntry, LongEntry, Manifest, ProcessSection, WatchSection};
@@ -79,6 +81,8 @@ pub enum Source {
     Literal(String),
     /// A secret to fetch.
     Reference(Reference),
+    /// A value composed of other variables' values.
+    Template(Template),
 }
 
 /// Where a variable was defined.
@@ -246,6 +250,9 @@ impl Config {
             variables.extend(found);
             problems.extend(invalid);
         }
+        let unusable = unusable_templates(&variables, &problems);
+        variables.retain(|v| !unusable.iter().any(|p| p.name == v.name));
+        problems.extend(unusable);
         let uses_vault = variables
             .iter()
             .any(|v| matches!(v.source, Source::Reference(Reference::Vault(_))));
@@ -289,7 +296,7 @@ impl Config {
     pub fn references(&self) -> impl Iterator<Item = (&Variable, &Reference)> {
         self.variables.iter().filter_map(|v| match &v.source {
             Source::Reference(r) => Some((v, r)),
-            Source::Literal(_) => None,
+            Source::Literal(_) | Source::Template(_) => None,
         })
     }
 
@@ -297,7 +304,15 @@ impl Config {
     pub fn literals(&self) -> impl Iterator<Item = (&str, &str)> {
         self.variables.iter().filter_map(|v| match &v.source {
             Source::Literal(text) => Some((v.name.as_str(), text.as_str())),
-            Source::Reference(_) => None,
+            Source::Reference(_) | Source::Template(_) => None,
+        })
+    }
+
+    /// The composed variables with their templates.
+    pub fn templates(&self) -> impl Iterator<Item = (&str, &Template)> {
+        self.variables.iter().filter_map(|v| match &v.source {
+            Source::Template(t) => Some((v.name.as_str(), t)),
+            _ => None,
         })
     }
 
@@ -485,6 +500,69 @@ fn environment_references(
     (variables, problems)
 }
 
+/// Templates that name a variable that does not exist, or that name each other in a circle.
+fn unusable_templates(
+    variables: &[Variable],
+    problems: &[VariableProblem],
+) -> Vec<VariableProblem> {
+    let templates: BTreeMap<&str, &Template> = variables
+        .iter()
+        .filter_map(|v| match &v.source {
+            Source::Template(t) => Some((v.name.as_str(), t)),
+            _ => None,
+        })
+        .collect();
+    let known = |name: &str| {
+        variables.iter().any(|v| v.name == name) || problems.iter().any(|p| p.name == name)
+    };
+    let mut unusable = Vec::new();
+    for (&name, template) in &templates {
+        if let Some(unknown) = template.names().find(|n| !known(n)) {
+            unusable.push(VariableProblem::new(
+                name,
+                None,
+                format!("the template names `{unknown}`, which is not a variable of the manifest"),
+            ));
+        } else if let Some(cycle) = cycle_from(name, &templates) {
+            unusable.push(VariableProblem::new(
+                name,
+                None,
+                format!(
+                    "templates name each other in a circle: {}",
+                    cycle.join(" → ")
+                ),
+            ));
+        }
+    }
+    unusable
+}
+
+/// A path of template names from `start` back to `start`, if there is one.
+fn cycle_from<'a>(
+    start: &'a str,
+    templates: &BTreeMap<&'a str, &'a Template>,
+) -> Option<Vec<&'a str>> {
+    // Depth-first, remembering the path; each template is expanded once.
+    let mut stack: Vec<(Vec<&'a str>, &'a str)> = vec![(vec![start], start)];
+    let mut seen = BTreeSet::new();
+    while let Some((path, name)) = stack.pop() {
+        let Some(template) = templates.get(name) else {
+            continue;
+        };
+        for next in template.names() {
+            let mut longer = path.clone();
+            longer.push(next);
+            if next == start {
+                return Some(longer);
+            }
+            if seen.insert(next) {
+                stack.push((longer, next));
+            }
+        }
+    }
+    None
+}
+
 /// Builds the errors of one manifest's settings, naming the manifest.
 struct SettingErrors<'a> {
     path: Option<&'a Path>,
@@ -614,6 +692,7 @@ fn manifest_variable(name: &str, entry: &EnvEntry) -> Result<Variable, VariableP
         EnvEntry::Long(LongEntry {
             reference: Some(text),
             value: None,
+            template: None,
             ..
         }) => {
             Source::Reference(Reference::parse(text).map_err(|e| reference_problem(name, text, e))?)
@@ -621,12 +700,21 @@ fn manifest_variable(name: &str, entry: &EnvEntry) -> Result<Variable, VariableP
         EnvEntry::Long(LongEntry {
             reference: None,
             value: Some(text),
+            template: None,
             ..
         }) => Source::Literal(text.clone()),
+        EnvEntry::Long(LongEntry {
+            reference: None,
+            value: None,
+            template: Some(text),
+            ..
+        }) => Source::Template(
+            Template::parse(text).map_err(|e| problem(None, format!("invalid template: {e}")))?,
+        ),
         EnvEntry::Long(_) => {
             return Err(problem(
                 None,
-                "give exactly one of `ref` and `value`".to_owned(),
+                "give exactly one of `ref`, `value` and `template`".to_owned(),
             ));
         }
     };
@@ -683,12 +771,14 @@ mod tests {
         let entry = EnvEntry::Long(LongEntry {
             reference: Some("vault://a/b".into()),
             value: Some("x".into()),
+            template: None,
             file: false,
         });
         assert!(manifest_variable("A", &entry).is_err());
         let entry = EnvEntry::Long(LongEntry {
             reference: None,
             value: Some("vault://a/b".into()),
+            template: None,
             file: false,
         });
         assert!(matches!(
@@ -713,7 +803,8 @@ mod tests {
             let value = format!("{value}{control}");
             for entry in [
                 EnvEntry::Short(value.clone()),
-                EnvEntry::Long(LongEntry { reference: Some(value.clone()), value: None, file: false }),
+                EnvEntry::Long(LongEntry { reference: Some(value.clone()), value: None, template: None, file: false }),
+                EnvEntry::Long(LongEntry { reference: None, value: None, template: Some(value.clone()), file: false }),
             ] {
                 if let Err(problem) = manifest_variable(&name, &entry) {
                     let shown = problem.to_string();

@@ -105,12 +105,17 @@ impl ChildEnvironment {
                 );
             }
         }
+        let composed = compose(config, &mut values)?;
         let masked = if config.mask {
             resolution
                 .outcomes
                 .iter()
                 .filter_map(|o| Some((o.name.clone(), o.result.as_ref().ok()?)))
                 .map(|(name, v)| (name, Zeroizing::new(v.expose().as_bytes().to_vec())))
+                .chain(composed.into_iter().filter_map(|name| {
+                    let value = values.get(name.as_str())?.clone();
+                    Some((name, value))
+                }))
                 .collect()
         } else {
             Vec::new()
@@ -148,6 +153,45 @@ impl ChildEnvironment {
         );
         Ok(ChildEnvironment { entries, masked })
     }
+}
+
+/// Composes the templates' values from the others in `values` (literals and resolved values),
+/// each once every variable it names has a value; returns the names composed. The manifest's
+/// templates were checked when it was loaded: every name exists and none is part of a circle.
+fn compose<'a>(
+    config: &'a Config,
+    values: &mut BTreeMap<&'a str, Zeroizing<Vec<u8>>>,
+) -> std::io::Result<Vec<String>> {
+    let by_name = config.by_name();
+    let mut pending: Vec<_> = config.templates().collect();
+    let mut composed = Vec::new();
+    while !pending.is_empty() {
+        let ready: Vec<(&str, Zeroizing<Vec<u8>>)> = pending
+            .iter()
+            .filter_map(|(name, template)| {
+                let value = template.render(|n| values.get(n).map(|v| v.as_slice()))?;
+                Some((*name, value))
+            })
+            .collect();
+        if ready.is_empty() {
+            return Err(std::io::Error::other(
+                "a template names a variable that has no value",
+            ));
+        }
+        for (name, value) in ready {
+            let as_file = by_name.get(name).is_some_and(|v| v.file);
+            if value.contains(&0) && !as_file {
+                return Err(std::io::Error::other(format!(
+                    "the template of {name} composes a NUL byte, which an environment variable \
+                     cannot hold"
+                )));
+            }
+            pending.retain(|(pending, _)| *pending != name);
+            values.insert(name, value);
+            composed.push(name.to_owned());
+        }
+    }
+    Ok(composed)
 }
 
 /// Why the command could not be started.

@@ -84,6 +84,8 @@ pub struct LongEntry {
     pub reference: Option<String>,
     /// A literal, taken as it is even when it looks like a reference.
     pub value: Option<String>,
+    /// A value composed of other variables: `"postgresql://${DB_USER}:${DB_PASSWORD:url}@db/app"`.
+    pub template: Option<String>,
     /// Give the variable the path of a private file holding the value, instead of the value.
     #[serde(default)]
     pub file: bool,

@@ -18,5 +18,6 @@ mod mask;
 mod memory;
 mod pid1;
 mod signals;
+mod templates;
 mod vault;
 mod watch;
