@@ -46,6 +46,9 @@ pub struct RunArgs {
     /// Don't resolve references found in envoke's own environment.
     #[arg(long, env = "ENVOKE_NO_ENV_REFS", value_parser = clap::builder::FalseyValueParser::new())]
     pub no_env_refs: bool,
+    /// Apply the manifest's [profiles.NAME] (staging, production, ...).
+    #[arg(long, value_name = "NAME", env = "ENVOKE_PROFILE")]
+    pub profile: Option<String>,
     /// Start the command without a warning when no manifest and no reference is found.
     #[arg(long, env = "ENVOKE_ALLOW_EMPTY", value_parser = clap::builder::FalseyValueParser::new())]
     pub allow_empty: bool,
@@ -103,6 +106,9 @@ pub struct CheckArgs {
     /// Don't resolve references found in envoke's own environment.
     #[arg(long, env = "ENVOKE_NO_ENV_REFS", value_parser = clap::builder::FalseyValueParser::new())]
     pub no_env_refs: bool,
+    /// Check the manifest as its [profiles.NAME] makes it.
+    #[arg(long, value_name = "NAME", env = "ENVOKE_PROFILE")]
+    pub profile: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,

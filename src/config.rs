@@ -168,6 +168,8 @@ pub enum ConfigError {
         setting: &'static str,
         variables: String,
     },
+    #[error("no profile `{name}` in the manifest (its profiles: {known})")]
+    UnknownProfile { name: String, known: String },
     /// `check` found neither a manifest nor a reference in the environment.
     #[error(
         "no envoke.toml here or in a directory above (up to the repository's root), and no \
@@ -202,6 +204,8 @@ fn or_variables(variables: &str) -> String {
 pub struct Flags {
     pub manifest: Option<PathBuf>,
     pub no_env_refs: bool,
+    /// `--profile NAME`: `[profiles.NAME]` applied over the manifest.
+    pub profile: Option<String>,
     pub exec: bool,
     pub stop_signal: Option<Signal>,
     pub stop_timeout: Option<Duration>,
@@ -241,6 +245,25 @@ impl Config {
         working_dir: &Path,
     ) -> Result<Config, ConfigError> {
         let (manifest_path, manifest) = read_manifest(flags.manifest.as_deref(), working_dir)?;
+        let manifest = match &flags.profile {
+            None => manifest,
+            Some(name) => {
+                manifest
+                    .with_profile(name)
+                    .map_err(|known| ConfigError::UnknownProfile {
+                        name: escaped(name),
+                        known: if known.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            known
+                                .iter()
+                                .map(|k| escaped(k))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        },
+                    })?
+            }
+        };
         let errors = SettingErrors {
             path: manifest_path.as_deref(),
         };

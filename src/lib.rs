@@ -135,6 +135,7 @@ async fn run(args: RunArgs) -> Result<Exit, Error> {
     let config = load_config(Flags {
         manifest: args.manifest,
         no_env_refs: args.no_env_refs,
+        profile: args.profile,
         exec: args.exec,
         stop_signal: args.stop_signal,
         stop_timeout: args.stop_timeout,
@@ -247,6 +248,7 @@ async fn check(args: CheckArgs) -> Result<Exit, Error> {
     let config = load_config(Flags {
         manifest: args.manifest,
         no_env_refs: args.no_env_refs,
+        profile: args.profile,
         ..Flags::default()
     })?;
     if config.found_nothing() && !args.allow_empty {

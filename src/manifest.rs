@@ -39,6 +39,22 @@ pub struct Manifest {
     /// Rotation watching.
     #[serde(default)]
     pub watch: WatchSection,
+    /// `[profiles.NAME.env|aws|vault]`: what `--profile NAME` changes.
+    #[serde(default)]
+    pub profiles: BTreeMap<String, Profile>,
+}
+
+/// `[profiles.NAME]`: variables that override or add to `[env]`, and settings that override
+/// `[aws]` and `[vault]` key by key ("staging" against "production", in one manifest).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    #[serde(default)]
+    pub env: BTreeMap<String, EnvEntry>,
+    #[serde(default)]
+    pub aws: AwsSection,
+    #[serde(default)]
+    pub vault: VaultSection,
 }
 
 /// `[watch]`: defaults for `--watch`, `--on-change` and `--settle`.
@@ -145,6 +161,80 @@ impl Manifest {
     /// Parses manifest text.
     pub fn parse(text: &str) -> Result<Manifest, ManifestError> {
         toml::from_str(text).map_err(|e| ManifestError(describe(&e, text)))
+    }
+
+    /// The manifest as profile `name` makes it; `Err` with the names there are when there is no
+    /// such profile.
+    pub fn with_profile(mut self, name: &str) -> Result<Manifest, Vec<String>> {
+        let Some(profile) = self.profiles.remove(name) else {
+            return Err(self.profiles.into_keys().collect());
+        };
+        self.env.extend(profile.env);
+        self.aws.overlay(profile.aws);
+        self.vault.overlay(profile.vault);
+        Ok(self)
+    }
+}
+
+/// `over`'s value where it has one.
+fn set<T>(base: &mut Option<T>, over: Option<T>) {
+    if over.is_some() {
+        *base = over;
+    }
+}
+
+impl AwsSection {
+    fn overlay(&mut self, over: AwsSection) {
+        // Destructured whole: a key added to the section must be added here too.
+        let AwsSection {
+            region,
+            endpoint,
+            profile,
+            role_arn,
+            external_id,
+            session_name,
+        } = over;
+        set(&mut self.region, region);
+        set(&mut self.endpoint, endpoint);
+        set(&mut self.profile, profile);
+        set(&mut self.role_arn, role_arn);
+        set(&mut self.external_id, external_id);
+        set(&mut self.session_name, session_name);
+    }
+}
+
+impl VaultSection {
+    fn overlay(&mut self, over: VaultSection) {
+        let VaultSection {
+            address,
+            namespace,
+            ca_cert,
+            skip_verify,
+            auth,
+            mount,
+            role,
+            token_file,
+            role_id,
+            secret_id,
+            secret_id_file,
+            jwt_file,
+            client_cert,
+            client_key,
+        } = over;
+        set(&mut self.address, address);
+        set(&mut self.namespace, namespace);
+        set(&mut self.ca_cert, ca_cert);
+        set(&mut self.skip_verify, skip_verify);
+        set(&mut self.auth, auth);
+        set(&mut self.mount, mount);
+        set(&mut self.role, role);
+        set(&mut self.token_file, token_file);
+        set(&mut self.role_id, role_id);
+        set(&mut self.secret_id, secret_id);
+        set(&mut self.secret_id_file, secret_id_file);
+        set(&mut self.jwt_file, jwt_file);
+        set(&mut self.client_cert, client_cert);
+        set(&mut self.client_key, client_key);
     }
 }
 

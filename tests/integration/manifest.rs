@@ -277,3 +277,50 @@ fn a_dotenv_file_in_the_working_directory_is_reported() {
         .assert_code(0)
         .assert_stderr_lacks(".env");
 }
+
+#[test]
+fn a_profile_overrides_and_adds_variables_and_settings() {
+    let bao = Bao::start();
+    bao.kv2_put("secret", "prod/db", json!({"password": "prod-pw"}));
+    bao.kv2_put("secret", "staging/db", json!({"password": "staging-pw"}));
+    let envoke = Envoke::new().vault(&bao).manifest(
+        r#"
+[env]
+DB_PASSWORD = "vault://secret/prod/db#password"
+LOG_LEVEL   = "warn"
+
+[profiles.staging.env]
+DB_PASSWORD = "vault://secret/staging/db#password"
+DEBUG       = "1"
+
+[profiles.broken.vault]
+address = "http://127.0.0.1:9"
+"#,
+    );
+    let (output, env) = envoke.child_env(&[]);
+    output.assert_code(0);
+    assert_eq!(env["DB_PASSWORD"], "prod-pw");
+    assert!(!env.contains_key("DEBUG"));
+
+    let (output, env) = envoke.child_env(&["--profile", "staging"]);
+    output.assert_code(0);
+    assert_eq!(env["DB_PASSWORD"], "staging-pw");
+    assert_eq!(env["DEBUG"], "1");
+    assert_eq!(
+        env["LOG_LEVEL"], "warn",
+        "what the profile leaves alone stays"
+    );
+
+    // The profile's [vault] wins over the environment's VAULT_ADDR.
+    let output = envoke.run_with(&[("ENVOKE_PROFILE", "broken")], ["check"]);
+    output
+        .assert_code(125)
+        .assert_stdout_contains("unreachable");
+    envoke.run(["check", "--profile", "staging"]).assert_code(0);
+    envoke
+        .run(["run", "--profile", "prod", "--", "true"])
+        .assert_code(125)
+        .assert_stderr_contains(
+            "no profile `prod` in the manifest (its profiles: broken, staging)",
+        );
+}

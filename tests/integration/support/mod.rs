@@ -1140,6 +1140,18 @@ impl Output {
         self
     }
 
+    /// Asserts that stdout contains `needle`.
+    #[track_caller]
+    pub fn assert_stdout_contains(&self, needle: &str) -> &Output {
+        assert!(
+            self.stdout.contains(needle),
+            "stdout lacks {needle:?}\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
     /// Asserts that stderr (the logs) does not contain `text`.
     #[track_caller]
     pub fn assert_stderr_lacks(&self, text: &str) -> &Output {
