@@ -17,7 +17,7 @@ pub struct Row {
     pub provider: String,
     /// AWS VersionId or Vault version, when known.
     pub version: Option<String>,
-    /// `ok`, `not found`, `access denied`, `unreachable`, `key missing`, `invalid`, `error`.
+    /// `ok`, `not found`, `access denied`, `unreachable`, `bad credentials`, `key missing`, `invalid`, `error`.
     pub status: &'static str,
     /// Why it is not `ok`.
     pub error: Option<String>,

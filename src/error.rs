@@ -9,7 +9,7 @@
 //! | 75   | `--on-change exit`: a secret changed and envoke stopped the command (EX_TEMPFAIL: "try again", so an orchestrator starts a fresh task) |
 //! | 125  | envoke itself failed: bad flags or manifest, a reference that cannot be resolved, a backend unreachable or denying. The command was not started. |
 //! | 126  | the command was found but cannot be executed |
-//! | 127  | the command was not found |
+//! | 127  | the command was not found, or the interpreter its `#!` line names (or a binary's program loader) was not: execve's ENOENT, as `env` and `docker run` report it (bash too) |
 
 use std::fmt;
 
@@ -67,7 +67,9 @@ pub fn exit_code(result: &Result<Exit, Error>) -> u8 {
         Ok(Exit::Supervised(Finish::Changed)) => 75,
         Ok(Exit::Usage | Exit::Unresolved) => FAILED,
         Err(Error::Launch(LaunchError::CannotExecute { .. })) => 126,
-        Err(Error::Launch(LaunchError::NotFound(_))) => 127,
+        Err(Error::Launch(LaunchError::NotFound(_) | LaunchError::MissingInterpreter { .. })) => {
+            127
+        }
         Err(
             Error::Launch(LaunchError::Output(_))
             | Error::Config(_)

@@ -200,6 +200,11 @@ pub enum LaunchError {
     /// No such program (exit 127).
     #[error("command not found: {0}")]
     NotFound(String),
+    /// The program exists, but what the kernel needs to run it does not: the interpreter its
+    /// `#!` line names, or (for a binary) its program loader. Exit 127, as `env` and `docker run`
+    /// give (execve fails with ENOENT).
+    #[error("cannot execute {command}: {missing}")]
+    MissingInterpreter { command: String, missing: String },
     /// The program exists but cannot be executed (exit 126).
     #[error("cannot execute {command}: {source}")]
     CannotExecute {
@@ -223,15 +228,71 @@ fn command(argv: &[OsString], environment: &ChildEnvironment) -> Command {
     command
 }
 
-fn launch_error(argv: &[OsString], error: std::io::Error) -> LaunchError {
-    let program = argv[0].to_string_lossy().into_owned();
+fn launch_error(
+    argv: &[OsString],
+    environment: &ChildEnvironment,
+    error: std::io::Error,
+) -> LaunchError {
+    let program = crate::sanitize::escaped(&argv[0].to_string_lossy());
     match error.kind() {
-        std::io::ErrorKind::NotFound => LaunchError::NotFound(program),
+        // execve gives ENOENT both for a program that is not there and for one whose
+        // interpreter (or ELF loader) is not: tell them apart by looking for the file.
+        std::io::ErrorKind::NotFound => match located(&argv[0], environment) {
+            Some(path) => LaunchError::MissingInterpreter {
+                command: program,
+                missing: missing_interpreter(&path),
+            },
+            None => LaunchError::NotFound(program),
+        },
         _ => LaunchError::CannotExecute {
             command: program,
             source: error,
         },
     }
+}
+
+/// The file `program` names, as execvp finds it: the path itself when it has a slash, else the
+/// first regular file of that name in the child's PATH.
+fn located(program: &OsStr, environment: &ChildEnvironment) -> Option<std::path::PathBuf> {
+    let is_file = |path: &std::path::Path| path.metadata().is_ok_and(|m| m.is_file());
+    if program.as_bytes().contains(&b'/') {
+        let path = std::path::PathBuf::from(program);
+        return is_file(&path).then_some(path);
+    }
+    let path = environment
+        .entries
+        .iter()
+        .find(|(name, _)| name == "PATH")
+        .map(|(_, value)| OsStr::from_bytes(value).to_owned())?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| is_file(candidate))
+}
+
+/// What is missing for an existing file that execve says is not found: the interpreter its
+/// `#!` line names, or else the loader (PT_INTERP) of a binary.
+fn missing_interpreter(path: &std::path::Path) -> String {
+    use std::io::Read;
+    let mut head = [0u8; 256];
+    let read = std::fs::File::open(path)
+        .and_then(|mut file| file.read(&mut head))
+        .unwrap_or(0);
+    let head = &head[..read];
+    if let Some(line) = head.strip_prefix(b"#!") {
+        let line = line.split(|&b| b == b'\n').next().unwrap_or_default();
+        let line = String::from_utf8_lossy(line);
+        let interpreter = line.split_whitespace().next().unwrap_or_default();
+        return format!(
+            "the interpreter its #! line names, {}, does not exist",
+            crate::sanitize::escaped(interpreter)
+        );
+    }
+    if head.starts_with(b"\x7fELF") {
+        return "the file exists, but the program loader it was linked against does not (a \
+                binary built for another libc, such as musl or glibc, or another architecture?)"
+            .to_owned();
+    }
+    "the file exists, but something it needs to start does not".to_owned()
 }
 
 /// Starts the child, in a process group of its own unless it shares envoke's terminal; returns
@@ -260,7 +321,7 @@ pub fn spawn(
     // Closes envoke's copies of the pipes' write ends: the pumps see the end of the output
     // when the child's copies close.
     drop(command);
-    let child = spawned.map_err(|e| launch_error(argv, e))?;
+    let child = spawned.map_err(|e| launch_error(argv, environment, e))?;
     // The `Child` handle is dropped without waiting: the supervisor reaps (see supervise.rs).
     // It holds no pipe: those went to the pumps.
     let pid = Pid::from_raw(child.id() as i32);
@@ -271,7 +332,7 @@ pub fn spawn(
 /// Replaces envoke with the command (execve). Returns only on failure.
 pub fn exec(argv: &[OsString], environment: &ChildEnvironment) -> LaunchError {
     let error = command(argv, environment).exec();
-    launch_error(argv, error)
+    launch_error(argv, environment, error)
 }
 
 /// Makes envoke a child subreaper, so orphaned grandchildren are re-parented to it and reaped,

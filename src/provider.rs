@@ -157,6 +157,10 @@ pub enum FetchError {
         address: String,
         detail: String,
     },
+    /// The backend rejected the credentials themselves (a Vault token that is invalid or
+    /// expired), as opposed to credentials that may not read this secret.
+    #[error("{0}")]
+    BadCredentials(String),
     /// The request or the secret is unusable as it is (a version on a KV v1 mount, a binary
     /// secret that is not UTF-8, ...).
     #[error("{0}")]
@@ -181,9 +185,27 @@ impl FetchError {
             FetchError::NotFound(_) => "not found",
             FetchError::AccessDenied(_) => "access denied",
             FetchError::Unreachable { .. } => "unreachable",
+            FetchError::BadCredentials(_) => "bad credentials",
             FetchError::Invalid(_) => "invalid",
             FetchError::Other(_) => "error",
         }
+    }
+}
+
+/// At most this many characters of a body that is not the answer expected are shown.
+const EXCERPT: usize = 120;
+
+/// A short, one-line, escaped excerpt of an error answer's body, for a message ("an empty
+/// answer" when there is none). Only for error statuses: a successful answer may hold a value.
+pub(crate) fn body_excerpt(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&body[..body.len().min(4 * EXCERPT)]);
+    let text = one_line(&text);
+    if text.is_empty() {
+        return "an empty answer".to_owned();
+    }
+    match text.char_indices().nth(EXCERPT) {
+        Some((end, _)) => format!("\"{}...\"", &text[..end]),
+        None => format!("\"{text}\""),
     }
 }
 
@@ -195,4 +217,22 @@ pub(crate) fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
         current = next;
     }
     one_line(&current.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_body_excerpt_is_short_escaped_and_one_line() {
+        assert_eq!(body_excerpt(b""), "an empty answer");
+        assert_eq!(body_excerpt(b" \r\n "), "an empty answer");
+        assert_eq!(
+            body_excerpt(b"<h1>502</h1>\n\x1b[31mBad"),
+            "\"<h1>502</h1> \\u{1b}[31mBad\""
+        );
+        let long = body_excerpt(&[b'a'; 1 << 20]);
+        assert_eq!(long.len(), EXCERPT + 5, "{long}");
+        assert!(long.ends_with("...\""));
+    }
 }

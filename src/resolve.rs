@@ -98,7 +98,7 @@ impl Failure {
     pub fn status(&self) -> &'static str {
         match self {
             Failure::Fetch(error) => error.status(),
-            Failure::Select(SelectError::KeyMissing(_)) => "key missing",
+            Failure::Select(SelectError::KeyMissing { .. }) => "key missing",
             Failure::Select(_) => "invalid",
         }
     }

@@ -57,7 +57,10 @@ impl SecretValue {
         let result = match selected {
             Some(serde_json::Value::String(text)) => Ok(SecretValue::new(text.clone())),
             Some(other) => Ok(SecretValue::new(other.to_string())),
-            None => Err(SelectError::KeyMissing(key.to_string())),
+            None => Err(SelectError::KeyMissing {
+                key: key.to_string(),
+                found: what_is_there(&document, key),
+            }),
         };
         zeroize_json(&mut document);
         result
@@ -185,9 +188,10 @@ fn keyed_digest(bytes: &[u8]) -> Digest {
 /// Why a value could not be taken from a secret. Never carries the value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SelectError {
-    /// The requested key is absent.
-    #[error("key {0} not in secret")]
-    KeyMissing(String),
+    /// The requested key is absent. `found` says what the secret has instead, by names only
+    /// (the keys at the deepest level the key reached), never a value.
+    #[error("key `{key}` missing; {found}")]
+    KeyMissing { key: String, found: String },
     /// A key was requested but the secret is not JSON.
     #[error("secret is not JSON, so it has no keys (drop the #KEY to get the whole value)")]
     NotJson,
@@ -199,6 +203,53 @@ pub enum SelectError {
         "value contains a NUL byte, which an environment variable cannot hold (`file = true` can)"
     )]
     NulByte,
+}
+
+/// At most this many key names are listed when a key is missing.
+const LISTED_KEYS: usize = 20;
+
+/// What a secret holds where `key` stopped matching: the names of the keys at the deepest level
+/// the key reached (at most [`LISTED_KEYS`]), or the kind of value found there. Never a value.
+fn what_is_there(document: &serde_json::Value, key: &KeyPath) -> String {
+    let mut reached = document;
+    let mut at = String::new();
+    if let KeyPath::Pointer(pointer) = key {
+        for token in pointer.split('/').skip(1) {
+            let token = token.replace("~1", "/").replace("~0", "~");
+            let next = match reached {
+                serde_json::Value::Object(map) => map.get(&token),
+                serde_json::Value::Array(items) => {
+                    token.parse::<usize>().ok().and_then(|i| items.get(i))
+                }
+                _ => None,
+            };
+            let Some(next) = next else { break };
+            reached = next;
+            at.push('/');
+            at.push_str(&token);
+        }
+    }
+    let place = if at.is_empty() {
+        "the secret".to_owned()
+    } else {
+        format!("`{at}`")
+    };
+    match reached {
+        serde_json::Value::Object(map) if map.is_empty() => format!("{place} has no keys"),
+        serde_json::Value::Object(map) => {
+            let mut names: Vec<&str> = map.keys().map(String::as_str).collect();
+            names.sort_unstable();
+            let more = names.len().saturating_sub(LISTED_KEYS);
+            names.truncate(LISTED_KEYS);
+            let mut text = format!("{place} has keys: {}", names.join(", "));
+            if more > 0 {
+                text.push_str(&format!(" and {more} more"));
+            }
+            text
+        }
+        serde_json::Value::Array(items) => format!("{place} is an array of {} items", items.len()),
+        _ => format!("{place} is a single value, with no keys"),
+    }
 }
 
 /// Overwrites every string in a JSON tree (object keys excepted: those are names, not secrets).
@@ -244,7 +295,10 @@ mod tests {
         );
         assert_eq!(
             select(doc, KeyPath::Key("nope".into())),
-            Err(SelectError::KeyMissing("nope".into()))
+            Err(SelectError::KeyMissing {
+                key: "nope".into(),
+                found: "the secret has keys: nested, port, tls, user".into()
+            })
         );
         assert_eq!(
             select("plain", KeyPath::Key("a".into())),
@@ -254,6 +308,46 @@ mod tests {
             select("[1]", KeyPath::Key("a".into())),
             Err(SelectError::NotAnObject)
         );
+    }
+
+    #[test]
+    fn a_missing_key_names_the_keys_there_never_a_value() {
+        let missing = |doc: &str, key| select(doc, key).unwrap_err().to_string();
+        let doc = r#"{"password":"hunter2","username":"app","nested":{"a":["x","y"],"b":"z"}}"#;
+        assert_eq!(
+            missing(doc, KeyPath::Key("pasword".into())),
+            "key `pasword` missing; the secret has keys: nested, password, username"
+        );
+        assert_eq!(
+            missing(doc, KeyPath::Pointer("/nested/c/d".into())),
+            "key `/nested/c/d` missing; `/nested` has keys: a, b"
+        );
+        assert_eq!(
+            missing(doc, KeyPath::Pointer("/nested/a/5".into())),
+            "key `/nested/a/5` missing; `/nested/a` is an array of 2 items"
+        );
+        assert_eq!(
+            missing(doc, KeyPath::Pointer("/username/x".into())),
+            "key `/username/x` missing; `/username` is a single value, with no keys"
+        );
+        assert_eq!(
+            missing("{}", KeyPath::Key("k".into())),
+            "key `k` missing; the secret has no keys"
+        );
+        let many: serde_json::Map<String, serde_json::Value> = (0..25)
+            .map(|i| {
+                (
+                    format!("k{i:02}"),
+                    serde_json::Value::String("secret".into()),
+                )
+            })
+            .collect();
+        let text = missing(
+            &serde_json::Value::Object(many).to_string(),
+            KeyPath::Key("x".into()),
+        );
+        assert!(text.ends_with("k19 and 5 more"), "{text}");
+        assert!(!text.contains("secret\"") && !text.contains("hunter2"));
     }
 
     #[test]

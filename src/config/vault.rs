@@ -22,6 +22,9 @@ const KUBERNETES_JWT_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount
 #[derive(Debug, Clone)]
 pub struct VaultSettings {
     pub address: String,
+    /// Whether `address` is the vault CLI's default, because neither `address` under [vault],
+    /// VAULT_ADDR nor BAO_ADDR is set (errors then say so).
+    pub default_address: bool,
     /// Enterprise namespace.
     pub namespace: Option<String>,
     /// PEM file of the CA that signed the server's certificate.
@@ -179,9 +182,9 @@ impl VaultSettings {
             section,
             environment,
         };
-        let address = lookup
-            .checked(&section.address, "address", &["VAULT_ADDR", "BAO_ADDR"])?
-            .unwrap_or_else(|| DEFAULT_VAULT_ADDR.to_owned());
+        let address = lookup.checked(&section.address, "address", &["VAULT_ADDR", "BAO_ADDR"])?;
+        let default_address = address.is_none();
+        let address = address.unwrap_or_else(|| DEFAULT_VAULT_ADDR.to_owned());
         let namespace = lookup.checked(
             &section.namespace,
             "namespace",
@@ -201,6 +204,7 @@ impl VaultSettings {
         });
         Ok(VaultSettings {
             address,
+            default_address,
             namespace,
             ca_cert,
             skip_verify,
@@ -351,6 +355,10 @@ mod tests {
         assert_eq!(settings.address, "http://b");
         let settings = load("address = \"http://m\"", &[("VAULT_ADDR", "http://v")]).unwrap();
         assert_eq!(settings.address, "http://m");
+        assert!(!settings.default_address);
+        let settings = load("", &[]).unwrap();
+        assert_eq!(settings.address, DEFAULT_VAULT_ADDR);
+        assert!(settings.default_address);
     }
 
     #[test]

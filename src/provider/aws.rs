@@ -18,6 +18,7 @@
 //! batch that is throttled or denied (a policy may allow GetSecretValue but not
 //! BatchGetSecretValue, the usual ECS task role).
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::{OsStr, OsString};
 use std::sync::Mutex;
@@ -36,7 +37,7 @@ use aws_smithy_types::body::SdkBody;
 use futures::future::join_all;
 use zeroize::Zeroize;
 
-use super::{Document, DocumentKind, FetchError, root_cause};
+use super::{Document, DocumentKind, FetchError, body_excerpt, root_cause};
 use crate::config::aws::AwsSettings;
 use crate::reference::AwsVersion;
 use crate::sanitize::one_line;
@@ -109,6 +110,9 @@ pub struct AwsProvider {
     address: String,
     /// The role assumed, for error messages.
     role_arn: Option<String>,
+    /// What is wrong with the shared-config profile in use, if anything: said when the
+    /// credentials fail, which is how the SDK reports it.
+    profile: Option<ProfileProblem>,
     /// The configured region's client, and the others' as they are first needed.
     clients: Mutex<HashMap<String, Client>>,
 }
@@ -143,7 +147,12 @@ impl AwsProvider {
             loader = loader.profile_name(profile);
         }
         let mut sdk_config = loader.load().await;
+        let profile = ProfileProblem::find(settings, environment).await;
         let Some(region) = sdk_config.region().map(ToString::to_string) else {
+            // A profile that does not exist gives no region: that is the error to report.
+            if let Some(problem @ ProfileProblem::Missing { .. }) = &profile {
+                return Err(FetchError::Other(problem.message("")));
+            }
             return Err(FetchError::Other(
                 "no AWS region configured: set AWS_REGION or `region` under [aws] in the manifest"
                     .to_owned(),
@@ -175,6 +184,7 @@ impl AwsProvider {
             endpoint: settings.endpoint.clone(),
             address,
             role_arn: settings.assume_role.as_ref().map(|r| r.role_arn.clone()),
+            profile,
             clients: Mutex::default(),
             region,
         })
@@ -418,6 +428,20 @@ impl AwsProvider {
                 MAX_BODY / (1024 * 1024)
             ));
         }
+        // An answer the protocol could not read an error code from (an HTML page from a proxy
+        // or a load balancer, an empty 5xx): its status and the start of its body are all
+        // there is to say. Only for error statuses: a successful answer's body may hold values.
+        if error.code().is_none()
+            && let Some(response) = error.raw_response()
+            && !response.status().is_success()
+        {
+            return FetchError::Other(format!(
+                "Secrets Manager at {} answered HTTP {} without an error code: {}",
+                self.address(call.region),
+                response.status().as_u16(),
+                body_excerpt(response.body().bytes().unwrap_or_default())
+            ));
+        }
         match error {
             SdkError::ServiceError(_) => map_code(
                 error.code().unwrap_or_default(),
@@ -436,24 +460,108 @@ impl AwsProvider {
             }
             _ => {
                 let root = root_cause(error);
+                let credentials = is_credentials_failure(error);
                 match &self.role_arn {
-                    Some(role_arn) if is_credentials_failure(error) => FetchError::Other(format!(
+                    _ if credentials && self.profile.is_some() => FetchError::Other(
+                        self.profile
+                            .as_ref()
+                            .map(|p| p.message(&root))
+                            .unwrap_or_default(),
+                    ),
+                    Some(role_arn) if credentials => FetchError::Other(format!(
                         "cannot assume role {role_arn} ({root}): check that the credentials \
                          envoke starts with may call sts:AssumeRole on it, and the role's trust \
                          policy (and external_id)"
                     )),
-                    _ if is_credentials_failure(error) || root.contains("credentials") => {
-                        FetchError::Other(format!(
-                            "no usable AWS credentials ({root}): set AWS_ACCESS_KEY_ID and \
+                    _ if credentials || root.contains("credentials") => FetchError::Other(format!(
+                        "no usable AWS credentials ({root}): set AWS_ACCESS_KEY_ID and \
                              AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or run where a role is available"
-                        ))
-                    }
+                    )),
                     _ => FetchError::Other(format!(
                         "request to {} failed: {root}",
                         self.address(call.region)
                     )),
                 }
             }
+        }
+    }
+}
+
+/// What is wrong, or may be, with the shared-config profile in use.
+#[derive(Debug, Clone)]
+enum ProfileProblem {
+    /// The profile named (`[aws] profile` or AWS_PROFILE) is in neither shared file.
+    Missing {
+        name: String,
+        /// The setting that named it.
+        from: &'static str,
+        /// The files looked at, as the user would name them.
+        files: String,
+    },
+    /// The profile's credentials come from an SSO session, whose cached token is missing or
+    /// expired when they fail.
+    Sso { name: String },
+}
+
+impl ProfileProblem {
+    /// Reads the shared config and credentials files as aws-config does (AWS_CONFIG_FILE,
+    /// AWS_SHARED_CREDENTIALS_FILE, else ~/.aws/config and ~/.aws/credentials).
+    async fn find(
+        settings: &AwsSettings,
+        environment: &[(OsString, OsString)],
+    ) -> Option<ProfileProblem> {
+        let (name, from) = match (&settings.profile, env_value(environment, "AWS_PROFILE")) {
+            (Some(name), _) => (name.clone(), Some("`profile` under [aws]")),
+            (None, Some(name)) => (name, Some("AWS_PROFILE")),
+            (None, None) => ("default".to_owned(), None),
+        };
+        let profiles = aws_config::profile::load(
+            &aws_types::os_shim_internal::Fs::real(),
+            &aws_types::os_shim_internal::Env::real(),
+            &aws_runtime::env_config::file::EnvConfigFiles::default(),
+            Some(Cow::Owned(name.clone())),
+        )
+        .await
+        .ok()?;
+        match (profiles.get_profile(&name), from) {
+            (None, Some(from)) => {
+                let file = |variable, default: &str| match env_value(environment, variable) {
+                    Some(path) => format!("{path} ({variable})"),
+                    None => default.to_owned(),
+                };
+                Some(ProfileProblem::Missing {
+                    name,
+                    from,
+                    files: format!(
+                        "{} or {}",
+                        file("AWS_CONFIG_FILE", "~/.aws/config"),
+                        file("AWS_SHARED_CREDENTIALS_FILE", "~/.aws/credentials")
+                    ),
+                })
+            }
+            (Some(profile), _)
+                if profile.get("sso_session").is_some()
+                    || profile.get("sso_start_url").is_some() =>
+            {
+                Some(ProfileProblem::Sso { name })
+            }
+            _ => None,
+        }
+    }
+
+    /// The message, with the SDK's own reason (`root`) where it helps.
+    fn message(&self, root: &str) -> String {
+        match self {
+            ProfileProblem::Missing { name, from, files } => format!(
+                "AWS profile `{}` (from {from}) does not exist in {files}: check the name, or \
+                 set AWS_CONFIG_FILE / AWS_SHARED_CREDENTIALS_FILE to the files that have it",
+                one_line(name)
+            ),
+            ProfileProblem::Sso { name } => format!(
+                "the SSO session of AWS profile `{name}` is not logged in or has expired \
+                 ({root}): run `aws sso login --profile {name}`",
+                name = one_line(name)
+            ),
         }
     }
 }
@@ -573,6 +681,16 @@ fn map_code(code: &str, message: &str, call: &Call<'_>) -> FetchError {
     let message = one_line(message);
     match code {
         "ResourceNotFoundException" => FetchError::NotFound(message),
+        // A secret scheduled for deletion can still be restored until its deletion date.
+        "InvalidRequestException"
+            if message.contains("marked for deletion") || message.contains("marked deleted") =>
+        {
+            FetchError::NotFound(format!(
+                "the secret is scheduled for deletion: restore it with `aws secretsmanager \
+                 restore-secret --secret-id {}` ({message})",
+                call.secret_id.unwrap_or("SECRET")
+            ))
+        }
         code if is_access_denied_code(code) => {
             // Name what is missing: the action, and on which secret.
             let mut text = format!("secretsmanager:{}", call.operation);

@@ -322,14 +322,24 @@ impl VaultProvider {
                 "`{path}` is the mount itself; name a secret under it"
             )));
         }
-        let envelope = self
+        let envelope = match self
             .request(
                 Method::GET,
                 format!("{mount}data/{rest}"),
                 version.map(|v| format!("version={v}")),
                 None,
             )
-            .await?;
+            .await
+        {
+            Ok(envelope) => envelope,
+            Err(FetchError::NotFound(reason)) => {
+                return Err(FetchError::NotFound(match kv2_prefix_hint(mount, rest) {
+                    Some(hint) => format!("{reason}; {hint}"),
+                    None => reason,
+                }));
+            }
+            Err(error) => return Err(error),
+        };
         let Some(mut data) = envelope.data else {
             return Err(FetchError::NotFound(String::new()));
         };
@@ -455,6 +465,17 @@ impl VaultProvider {
             Ok(envelope) => envelope,
             // Servers without the endpoint (or paths under no mount): read the path as it is.
             Err(FetchError::NotFound(_)) => return Ok(Engine::Other),
+            // OpenBao's (and Vault's) answer for a path under no mount, or under a mount the
+            // token may not see.
+            Err(FetchError::AccessDenied(reason))
+                if reason.contains("preflight capability check returned 403") =>
+            {
+                let first = path.split('/').next().unwrap_or_default();
+                return Err(FetchError::NotFound(format!(
+                    "no secrets engine is mounted at `{first}/`, or the token may not see it: \
+                     check the path (`vault secrets list` shows the mounts)"
+                )));
+            }
             Err(error) => return Err(error),
         };
         let data = envelope.data.unwrap_or_default();
@@ -505,11 +526,13 @@ impl VaultProvider {
         )
         .await;
         // A server that did not answer the scout is not asked again for every path: each
-        // would wait out the timeout anew.
+        // would wait out the timeout anew. Nor is a token it rejected.
         let unreachable: HashMap<String, FetchError> = scouted
             .into_iter()
             .filter_map(|(top, result)| match result {
-                Err(error @ FetchError::Unreachable { .. }) => Some((top, error)),
+                Err(error @ (FetchError::Unreachable { .. } | FetchError::BadCredentials(_))) => {
+                    Some((top, error))
+                }
                 _ => None,
             })
             .collect();
@@ -536,17 +559,56 @@ impl VaultProvider {
         body: Option<Vec<u8>>,
     ) -> Result<Envelope, FetchError> {
         let token = self.token().current();
-        self.request_with(&token, method, path, query, body).await
+        match self.request_with(&token, method, &path, query, body).await {
+            Err(FetchError::AccessDenied(reason)) if path != LOOKUP_SELF => {
+                Err(self.explain_denial(&token, reason).await)
+            }
+            result => result,
+        }
+    }
+
+    /// A 403 means either that the token may not do this or that it is no token at all (invalid,
+    /// expired, revoked): OpenBao answers "permission denied" for both. Asks once whether the
+    /// token is valid (`auth/token/lookup-self`): when that is allowed, the token is fine and
+    /// the denial stands. A token without the default policy may not look itself up either,
+    /// but then the ACL check answers, wrapped ("1 error occurred: * permission denied"), while
+    /// a token that is not one is refused before any policy is read, with the bare "permission
+    /// denied" (or, in newer Vault, "invalid token").
+    async fn explain_denial(&self, token: &SecretString, reason: String) -> FetchError {
+        let lookup = self
+            .request_with(token, Method::GET, LOOKUP_SELF, None, None)
+            .await;
+        match lookup {
+            Err(FetchError::AccessDenied(answer))
+                if answer == "permission denied" || answer.contains("invalid token") =>
+            {
+                FetchError::BadCredentials(match &self.token().origin {
+                    Origin::Given => "the Vault token is invalid or expired (run `vault login`, \
+                                      or check VAULT_TOKEN / BAO_TOKEN)"
+                        .to_owned(),
+                    Origin::File { path, .. } => format!(
+                        "the Vault token in {} is invalid or expired (run `vault login`, or \
+                         check the token file)",
+                        path.display()
+                    ),
+                    Origin::Login(_) => "envoke's Vault login expired or was revoked: its \
+                                         token is no longer valid"
+                        .to_owned(),
+                })
+            }
+            _ => FetchError::AccessDenied(reason),
+        }
     }
 
     async fn request_with(
         &self,
         token: &SecretString,
         method: Method,
-        path: String,
+        path: impl Into<String>,
         query: Option<String>,
         body: Option<Vec<u8>>,
     ) -> Result<Envelope, FetchError> {
+        let path = path.into();
         let mut body = self
             .http
             .call(
@@ -570,6 +632,20 @@ impl VaultProvider {
             ))
         })
     }
+}
+
+/// Where a token looks itself up.
+const LOOKUP_SELF: &str = "auth/token/lookup-self";
+
+/// For a KV v2 path that is not found and whose part below the mount starts with `data/` or
+/// `metadata/` (as the HTTP API spells it): the reference as envoke wants it.
+fn kv2_prefix_hint(mount: &str, rest: &str) -> Option<String> {
+    ["data/", "metadata/"].into_iter().find_map(|prefix| {
+        let stripped = rest.strip_prefix(prefix).filter(|s| !s.is_empty())?;
+        Some(format!(
+            "drop {prefix} (envoke adds data/ for KV v2): vault://{mount}{stripped}"
+        ))
+    })
 }
 
 /// The login request's body for `method`: the role and the credential, read now (a secret id or
@@ -629,4 +705,21 @@ fn retry_after(failures: u32) -> Duration {
         .saturating_mul(2u32.saturating_pow(failures.min(6)))
         .min(Duration::from_secs(60));
     ceiling.mul_f64(0.5 + fastrand::f64() * 0.5)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kv2_path_spelled_as_the_api_spells_it_gets_a_hint() {
+        assert_eq!(
+            kv2_prefix_hint("secret/", "data/app/api").as_deref(),
+            Some("drop data/ (envoke adds data/ for KV v2): vault://secret/app/api")
+        );
+        assert!(kv2_prefix_hint("secret/", "metadata/x").is_some());
+        assert_eq!(kv2_prefix_hint("secret/", "app/api"), None);
+        assert_eq!(kv2_prefix_hint("secret/", "data/"), None);
+        assert_eq!(kv2_prefix_hint("secret/", "database"), None);
+    }
 }

@@ -67,7 +67,9 @@ NO_KEY  = "vault://secret/app#nope"
         .assert_code(125)
         .assert_stderr_contains("2 variables cannot be resolved; the command was not started")
         .assert_stderr_contains("NO_PATH (vault://secret/missing#token): not found")
-        .assert_stderr_contains("NO_KEY (vault://secret/app#nope): key nope not in secret");
+        .assert_stderr_contains(
+            "NO_KEY (vault://secret/app#nope): key `nope` missing; the secret has keys: token",
+        );
     assert!(!marker.exists(), "the child must not start");
     // --exec fails closed the same way.
     envoke

@@ -8,6 +8,7 @@ mod aws;
 mod check;
 mod docs;
 mod environment;
+mod errors;
 mod examples;
 mod exit_codes;
 mod files;

@@ -38,6 +38,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub(super) struct VaultHttp {
     client: reqwest::Client,
     base: url::Url,
+    /// Whether `base` is the default address because none was set.
+    default_address: bool,
     namespace: Option<HeaderValue>,
 }
 
@@ -88,6 +90,7 @@ impl VaultHttp {
         Ok(VaultHttp {
             client,
             base,
+            default_address: settings.default_address,
             namespace,
         })
     }
@@ -179,9 +182,17 @@ impl VaultHttp {
     }
 
     fn unreachable(&self, error: &reqwest::Error) -> FetchError {
+        let cause = crate::provider::root_cause(error);
         FetchError::Unreachable {
             address: self.address().to_owned(),
-            detail: crate::provider::root_cause(error),
+            detail: if self.default_address {
+                format!(
+                    "VAULT_ADDR is not set (nor `address` under [vault]), so the vault CLI's \
+                     default address was tried: set VAULT_ADDR to your Vault server ({cause})"
+                )
+            } else {
+                cause
+            },
         }
     }
 
@@ -207,23 +218,53 @@ impl VaultHttp {
             .map(|b| one_line(&b.errors.join("; ")))
             .unwrap_or_default();
         match status.as_u16() {
-            404 => FetchError::NotFound(format!("no secret at {path}")),
+            404 => FetchError::NotFound(
+                deleted_version(body).unwrap_or_else(|| format!("no secret at {path}")),
+            ),
             403 => FetchError::AccessDenied(if messages.is_empty() {
                 "permission denied".to_owned()
             } else {
                 messages
             }),
             code => FetchError::Other(format!(
-                "{} answered HTTP {code} for {path}{}",
+                "{} answered HTTP {code} for {path}: {}",
                 self.address(),
                 if messages.is_empty() {
-                    String::new()
+                    crate::provider::body_excerpt(body)
                 } else {
-                    format!(": {messages}")
+                    messages
                 }
             )),
         }
     }
+}
+
+/// For KV v2's 404 of a version that was deleted or destroyed (its metadata comes with the
+/// answer, its data is null), what became of it and what to do; `None` for any other 404.
+fn deleted_version(body: &[u8]) -> Option<String> {
+    let answer: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let metadata = answer.pointer("/data/metadata")?;
+    let version = metadata.get("version")?.as_u64()?;
+    if metadata
+        .get("destroyed")
+        .and_then(serde_json::Value::as_bool)
+        == Some(true)
+    {
+        return Some(format!(
+            "version {version} was destroyed: write a new version, or pin an older one with \
+             ?version=N"
+        ));
+    }
+    let deleted = metadata
+        .get("deletion_time")
+        .and_then(serde_json::Value::as_str)
+        .is_some_and(|time| !time.is_empty());
+    deleted.then(|| {
+        format!(
+            "version {version} was deleted: undelete it (`vault kv undelete -versions={version}`), \
+             write a new version, or pin an older one with ?version=N"
+        )
+    })
 }
 
 /// Vault's error body: `{"errors": ["..."]}`.

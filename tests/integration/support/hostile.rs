@@ -1,5 +1,6 @@
 //! A hostile HTTP server on loopback: it redirects, streams an endless body, announces a huge
-//! one, or sends its headers one byte a second — and records every request it gets, so a test
+//! one, sends its headers one byte a second, or answers what a proxy would (an HTML error page,
+//! an empty 5xx) — and records every request it gets, so a test
 //! can tell whether a credential reached it.
 
 use std::io::{BufRead, BufReader, Write};
@@ -20,6 +21,12 @@ pub enum Behaviour {
     HugeLength,
     /// The status line, then one byte of a header a second, forever.
     SlowHeaders,
+    /// This status, content type and body, whatever was asked.
+    Answer {
+        status: u16,
+        content_type: &'static str,
+        body: &'static str,
+    },
 }
 
 pub struct Hostile {
@@ -87,6 +94,15 @@ fn serve(stream: TcpStream, behaviour: &Behaviour, recorded: &Mutex<Vec<String>>
             Behaviour::Endless => endless(&mut stream, None),
             Behaviour::HugeLength => endless(&mut stream, Some(10 << 30)),
             Behaviour::SlowHeaders => slow_headers(&mut stream),
+            Behaviour::Answer {
+                status,
+                content_type,
+                body,
+            } => write!(
+                stream,
+                "HTTP/1.1 {status} Whatever\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            ),
         };
         if result.is_err() {
             return;
