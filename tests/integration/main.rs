@@ -16,6 +16,7 @@ mod manifest;
 mod mask;
 mod memory;
 mod pid1;
+mod policy;
 mod signals;
 mod vault;
 mod watch;
