@@ -347,3 +347,37 @@ fn vault_policy_without_a_server_assumes_kv2_and_says_so() {
     assert!(hcl.contains("path \"auth/token/renew-self\""), "{hcl}");
     assert!(hcl.contains("path \"auth/token/revoke-self\""), "{hcl}");
 }
+
+/// The first ```LANG block after `### {heading}` in docs/permissions.md.
+fn permissions_doc_block(heading: &str, lang: &str, nth: usize) -> String {
+    let text = std::fs::read_to_string(format!(
+        "{}/docs/permissions.md",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let section = text.split(&format!("### {heading}\n")).nth(1).unwrap();
+    section
+        .split(&format!("```{lang}\n"))
+        .nth(nth)
+        .and_then(|rest| rest.split("```").next())
+        .unwrap_or_else(|| panic!("no {lang} block in {heading}"))
+        .to_owned()
+}
+
+#[test]
+fn the_permissions_doc_shows_what_envoke_prints() {
+    let manifest = permissions_doc_block("An example", "toml", 1);
+    let aws = Envoke::new()
+        .env("AWS_REGION", "eu-west-1")
+        .manifest(&manifest)
+        .run(["policy", "--aws", "--watch"]);
+    aws.assert_code(0);
+    assert_eq!(aws.stdout, permissions_doc_block("An example", "json", 1));
+    let bao = Bao::start();
+    let vault = Envoke::new()
+        .vault(&bao)
+        .manifest(&manifest)
+        .run(["policy", "--vault", "--watch"]);
+    vault.assert_code(0);
+    assert_eq!(vault.stdout, permissions_doc_block("An example", "hcl", 1));
+}
