@@ -1,11 +1,77 @@
 //! `envoke check`: a per-variable report of what resolves, as a table or as JSON. Values never
 //! appear; only names, references, providers, versions and statuses.
+//!
+//! With watching (`--watch`, ENVOKE_WATCH or the manifest's `[watch]`), each secret that resolved
+//! is also asked what a watch will ask, with the provider functions the watcher uses: AWS
+//! DescribeSecret, a KV v2 secret's metadata, a renewable lease's renewal. A denial is reported
+//! as `watch denied`, naming the permission. KV v1 and lease-less secrets of other engines are
+//! watched by reading them again, which the resolution has just proven.
 
+use std::collections::BTreeMap;
+
+use futures::future::join_all;
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::resolve::Resolution;
+use crate::provider::{Backends, DocumentKind, FetchError};
+use crate::resolve::{FetchKey, Fetched, Resolution};
 use crate::sanitize::{escaped, one_line};
+
+/// The status of a variable that resolves but whose watch would be denied.
+const WATCH_DENIED: &str = "watch denied";
+
+/// What watching would be denied, per fetched secret: the permission it needs. Pinned references
+/// are never watched and not asked about.
+pub async fn watch_denials(
+    backends: &Backends,
+    resolution: &Resolution,
+) -> BTreeMap<FetchKey, String> {
+    let probes = resolution
+        .fetched
+        .iter()
+        .filter(|fetched| !fetched.key.pinned())
+        .map(|fetched| async move { (fetched.key.clone(), watch_denial(backends, fetched).await) });
+    join_all(probes)
+        .await
+        .into_iter()
+        .filter_map(|(key, denial)| Some((key, denial?)))
+        .collect()
+}
+
+/// Asks what the watcher would ask about `fetched`; the permission it lacks, if denied.
+async fn watch_denial(backends: &Backends, fetched: &Fetched) -> Option<String> {
+    let denied = |result: Result<(), FetchError>, permission: String| match result {
+        Err(FetchError::AccessDenied(_)) => Some(format!("watching needs {permission}")),
+        Err(error) => {
+            tracing::warn!(secret = %fetched.key, %error, "cannot check what watching needs");
+            None
+        }
+        Ok(()) => None,
+    };
+    match (&fetched.key, &fetched.kind, &fetched.lease) {
+        (FetchKey::Vault(_), _, Some(lease)) if lease.renewable => {
+            let vault = backends.vault().ok()?;
+            let result = vault.renew(lease, lease.duration_secs).await.map(drop);
+            denied(result, "update on sys/leases/renew".to_owned())
+        }
+        // Replaced near its end by fresh credentials: a read, which resolving just proved.
+        (_, _, Some(_)) => None,
+        (FetchKey::Aws(request), DocumentKind::Aws, None) => {
+            let aws = backends.aws().ok()?;
+            match aws.version_holding(request, request.followed_stage()).await {
+                // The denial names the action, the secret and the region already.
+                Err(FetchError::AccessDenied(what)) => Some(format!("watching needs {what}")),
+                result => denied(result.map(drop), String::new()),
+            }
+        }
+        (FetchKey::Vault(_), DocumentKind::VaultKv2 { mount, rest }, None) => {
+            let vault = backends.vault().ok()?;
+            let result = vault.kv2_current_version(mount, rest).await.map(drop);
+            denied(result, format!("read on {mount}metadata/{rest}"))
+        }
+        _ => None,
+    }
+}
 
 /// One row of the report.
 #[derive(Debug, Serialize)]
@@ -17,7 +83,8 @@ pub struct Row {
     pub provider: String,
     /// AWS VersionId or Vault version, when known.
     pub version: Option<String>,
-    /// `ok`, `not found`, `access denied`, `unreachable`, `bad credentials`, `key missing`, `invalid`, `error`.
+    /// `ok`, `not found`, `access denied`, `unreachable`, `bad credentials`, `key missing`,
+    /// `invalid`, `error`, `watch denied` (it resolves, but watching it would be refused).
     pub status: &'static str,
     /// Why it is not `ok`.
     pub error: Option<String>,
@@ -30,11 +97,19 @@ pub struct Report {
     pub ok: bool,
     /// One row per referenced variable.
     pub variables: Vec<Row>,
+    /// Whether what watching needs was checked too.
+    #[serde(skip)]
+    watch: bool,
 }
 
 impl Report {
-    /// Builds the report from the configuration's problems and the resolution.
-    pub fn new(config: &Config, resolution: &Resolution) -> Report {
+    /// Builds the report from the configuration's problems and the resolution, and with
+    /// `watch_denials` (when watching was checked) what watching would be denied.
+    pub fn new(
+        config: &Config,
+        resolution: &Resolution,
+        watch_denials: Option<&BTreeMap<FetchKey, String>>,
+    ) -> Report {
         let mut variables: Vec<Row> = config
             .problems
             .iter()
@@ -56,21 +131,31 @@ impl Report {
                 error: Some(problem.reason.clone()),
             })
             .collect();
-        variables.extend(resolution.outcomes.iter().map(|outcome| Row {
-            name: outcome.name.clone(),
-            reference: outcome.reference.to_string(),
-            provider: outcome.reference.provider().to_owned(),
-            version: outcome.version.clone(),
-            status: match &outcome.result {
-                Ok(_) => "ok",
-                Err(failure) => failure.status(),
-            },
-            error: outcome.result.as_ref().err().map(ToString::to_string),
+        variables.extend(resolution.outcomes.iter().map(|outcome| {
+            let denial = watch_denials
+                .and_then(|denials| denials.get(&FetchKey::of(&outcome.reference)))
+                .filter(|_| outcome.result.is_ok());
+            Row {
+                name: outcome.name.clone(),
+                reference: outcome.reference.to_string(),
+                provider: outcome.reference.provider().to_owned(),
+                version: outcome.version.clone(),
+                status: match (&outcome.result, denial) {
+                    (Ok(_), None) => "ok",
+                    (Ok(_), Some(_)) => WATCH_DENIED,
+                    (Err(failure), _) => failure.status(),
+                },
+                error: match (&outcome.result, denial) {
+                    (Err(failure), _) => Some(failure.to_string()),
+                    (Ok(_), denial) => denial.cloned(),
+                },
+            }
         }));
         variables.sort_by(|a, b| a.name.cmp(&b.name));
         Report {
             ok: variables.iter().all(|row| row.status == "ok"),
             variables,
+            watch: watch_denials.is_some(),
         }
     }
 
@@ -123,15 +208,27 @@ impl Report {
                 out.push_str(&format!("{}: {}\n", escaped(&row.name), one_line(error)));
             }
         }
-        let failed = self.variables.iter().filter(|r| r.status != "ok").count();
-        out.push_str(&if failed == 0 {
-            format!("all {} variables resolve\n", self.variables.len())
-        } else {
-            format!(
-                "{failed} of {} variables do not resolve\n",
-                self.variables.len()
-            )
-        });
+        let total = self.variables.len();
+        let count =
+            |wanted: fn(&str) -> bool| self.variables.iter().filter(|r| wanted(r.status)).count();
+        let failed = count(|status| status != "ok" && status != WATCH_DENIED);
+        let unwatchable = count(|status| status == WATCH_DENIED);
+        if failed == 0 && unwatchable == 0 {
+            let watched = if self.watch {
+                " and can be watched"
+            } else {
+                ""
+            };
+            out.push_str(&format!("all {total} variables resolve{watched}\n"));
+        }
+        if failed > 0 {
+            out.push_str(&format!("{failed} of {total} variables do not resolve\n"));
+        }
+        if unwatchable > 0 {
+            out.push_str(&format!(
+                "{unwatchable} of {total} variables resolve but cannot be watched\n"
+            ));
+        }
         out
     }
 }

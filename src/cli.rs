@@ -32,6 +32,9 @@ pub enum Command {
     Run(RunArgs),
     /// Resolve every reference and report each variable's status; never prints a value.
     Check(CheckArgs),
+    /// Print the least-privilege policy the manifest needs: an IAM policy (JSON) or a Vault
+    /// policy (HCL), on stdout; notes on what it cannot express go to stderr.
+    Policy(PolicyArgs),
 }
 
 /// `envoke run`
@@ -109,12 +112,39 @@ pub struct CheckArgs {
     /// Check the manifest as its [profiles.NAME] makes it.
     #[arg(long, value_name = "NAME", env = "ENVOKE_PROFILE")]
     pub profile: Option<String>,
+    /// Also prove what watching needs (DescribeSecret, KV v2 metadata, lease renewal) and report
+    /// a variable whose watch would be denied. A manifest's [watch] turns this on too.
+    #[arg(long, env = "ENVOKE_WATCH", value_parser = clap::builder::FalseyValueParser::new())]
+    pub watch: bool,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
     /// Accept finding no manifest and no reference (otherwise an error: nothing to check).
     #[arg(long, env = "ENVOKE_ALLOW_EMPTY", value_parser = clap::builder::FalseyValueParser::new())]
     pub allow_empty: bool,
+}
+
+/// `envoke policy`
+#[derive(Debug, ClapArgs)]
+#[command(group = clap::ArgGroup::new("backend").required(true).args(["aws", "vault"]))]
+pub struct PolicyArgs {
+    /// An AWS IAM policy document (JSON) for the aws-sm:// references.
+    #[arg(long)]
+    pub aws: bool,
+    /// A Vault/OpenBao ACL policy (HCL) for the vault:// references. Which engine serves a path
+    /// is asked from the server when envoke can reach it; otherwise KV v2 is assumed and the
+    /// policy says so.
+    #[arg(long)]
+    pub vault: bool,
+    /// The manifest [default: envoke.toml here or in the nearest directory above, up to the repository's root].
+    #[arg(short, long, value_name = "FILE", env = "ENVOKE_MANIFEST")]
+    pub manifest: Option<PathBuf>,
+    /// Don't include references found in envoke's own environment.
+    #[arg(long, env = "ENVOKE_NO_ENV_REFS", value_parser = clap::builder::FalseyValueParser::new())]
+    pub no_env_refs: bool,
+    /// Also grant what `run --watch` needs. A manifest's [watch] turns this on too.
+    #[arg(long, env = "ENVOKE_WATCH", value_parser = clap::builder::FalseyValueParser::new())]
+    pub watch: bool,
 }
 
 /// `check` output formats.
@@ -146,5 +176,19 @@ mod tests {
             panic!("not run")
         };
         assert_eq!(run.command, ["true"]);
+    }
+
+    #[test]
+    fn policy_needs_exactly_one_backend() {
+        assert!(Args::try_parse_from(["envoke", "policy"]).is_err());
+        assert!(Args::try_parse_from(["envoke", "policy", "--aws", "--vault"]).is_err());
+        let Command::Policy(policy) =
+            Args::try_parse_from(["envoke", "policy", "--vault", "--watch"])
+                .unwrap()
+                .command
+        else {
+            panic!("not policy")
+        };
+        assert!(policy.vault && policy.watch && !policy.aws);
     }
 }

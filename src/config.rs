@@ -218,6 +218,9 @@ pub struct Flags {
     /// `--pass-env NAME`: envoke's own credentials that the child gets anyway.
     pub pass_env: Vec<String>,
     pub allow_disk_files: bool,
+    /// `envoke policy`: a Vault login's missing credentials are not an error (the policy needs
+    /// the method and its mount, not a way to log in).
+    pub credentials_optional: bool,
 }
 
 /// envoke's own environment, as the settings read it: a variable that is unset, empty or not
@@ -284,6 +287,7 @@ impl Config {
                 &manifest.vault,
                 &Environment(&environment),
                 home,
+                flags.credentials_optional,
             )?)
         } else {
             None

@@ -7,7 +7,7 @@
 //! | the child's | the command ran and exited with it |
 //! | 128+N | the command was killed by signal N, or envoke was stopped by signal N before it started |
 //! | 75   | `--on-change exit`: a secret changed and envoke stopped the command (EX_TEMPFAIL: "try again", so an orchestrator starts a fresh task) |
-//! | 125  | envoke itself failed: bad flags or manifest, a reference that cannot be resolved, a backend unreachable or denying. The command was not started. |
+//! | 125  | envoke itself failed: bad flags or manifest, a reference that cannot be resolved, a backend unreachable or denying (`check --watch`: a watch that would be denied), no policy to print. The command was not started. |
 //! | 126  | the command was found but cannot be executed |
 //! | 127  | the command was not found, or the interpreter its `#!` line names (or a binary's program loader) was not: execve's ENOENT, as `env` and `docker run` report it (bash too) |
 
@@ -19,6 +19,7 @@ use crate::config::{ConfigError, VariableProblem};
 use crate::launch::LaunchError;
 use crate::launch::files::FilesError;
 use crate::launch::supervise::{ChildExit, Finish};
+use crate::policy::PolicyError;
 
 /// Everything that can stop envoke.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +39,9 @@ pub enum Error {
     Files(FilesError),
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
+    /// `envoke policy` has nothing it can print.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
 }
 
 /// How envoke ends when nothing went wrong on its side.
@@ -47,7 +51,8 @@ pub enum Exit {
     Success,
     /// A usage error, already printed (by clap).
     Usage,
-    /// `check` found variables that do not resolve; the report says which.
+    /// `check` found variables that do not resolve, or whose watch would be denied; the report
+    /// says which.
     Unresolved,
     /// A signal stopped envoke before the command started.
     Interrupted(Signal),
@@ -76,7 +81,8 @@ pub fn exit_code(result: &Result<Exit, Error>) -> u8 {
             | Error::Variables(_)
             | Error::Signals(_)
             | Error::Files(_)
-            | Error::Runtime(_),
+            | Error::Runtime(_)
+            | Error::Policy(_),
         ) => FAILED,
     }
 }

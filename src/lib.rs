@@ -20,8 +20,8 @@
 //! 5. `launch`: the child's environment, spawn/exec, signals, the supervisor, reaping, and
 //!    envoke's own protection (no core file, not dumpable; the child gets both back).
 //! 6. `watch`: rotation: change detection, leases, backoff; asks the supervisor to act.
-//! 7. `check` (the `envoke check` report), `error` (errors and the exit-code table), `cli`
-//!    (clap definitions).
+//! 7. `check` (the `envoke check` report), `policy` (the least-privilege policy `envoke policy`
+//!    prints), `error` (errors and the exit-code table), `cli` (clap definitions).
 //! 8. this file: [`main_with_args`], which reads top to bottom: parse, decide the terminal,
 //!    load, resolve, start, supervise, clean up.
 #![warn(missing_docs)]
@@ -33,6 +33,7 @@ mod error;
 mod launch;
 mod logging;
 mod manifest;
+mod policy;
 mod provider;
 mod reference;
 mod resolve;
@@ -47,7 +48,7 @@ use std::sync::{Arc, Mutex};
 use clap::Parser;
 use tokio::sync::mpsc;
 
-use crate::cli::{Args, CheckArgs, Command, Format, RunArgs};
+use crate::cli::{Args, CheckArgs, Command, Format, PolicyArgs, RunArgs};
 use crate::config::{Config, ConfigError, Flags};
 use crate::error::{Error, Exit, exit_code};
 use crate::launch::files::SecretFiles;
@@ -92,6 +93,7 @@ pub fn main_with_args(argv: impl IntoIterator<Item = OsString>) -> u8 {
                 match args.command {
                     Command::Run(run_args) => run(run_args).await,
                     Command::Check(check_args) => check(check_args).await,
+                    Command::Policy(policy_args) => policy(policy_args).await,
                 }
             });
             // Don't wait for a stuck blocking task (a DNS lookup, say) before exiting.
@@ -147,6 +149,7 @@ async fn run(args: RunArgs) -> Result<Exit, Error> {
         mask: args.mask,
         pass_env: args.pass_env,
         allow_disk_files: args.allow_disk_files,
+        credentials_optional: false,
     })?;
     if !config.problems.is_empty() {
         return Err(Error::Variables(config.problems));
@@ -255,10 +258,16 @@ async fn check(args: CheckArgs) -> Result<Exit, Error> {
         return Err(ConfigError::NothingToCheck.into());
     }
     let (backends, resolution) = connect_and_resolve(&config).await;
+    // What watching would ask, asked now (a lease renewal among it), before the leases go.
+    let watch_denials = if args.watch || config.watch.is_some() {
+        Some(check::watch_denials(&backends, &resolution).await)
+    } else {
+        None
+    };
     // A check must not leave dynamic credentials, or a login, behind.
     backends.revoke_all(&resolution.leases()).await;
     backends.logout().await;
-    let report = check::Report::new(&config, &resolution);
+    let report = check::Report::new(&config, &resolution, watch_denials.as_ref());
     let text = match args.format {
         Format::Text => report.to_text(),
         Format::Json => report.to_json() + "\n",
@@ -269,4 +278,25 @@ async fn check(args: CheckArgs) -> Result<Exit, Error> {
     } else {
         Exit::Unresolved
     })
+}
+
+/// `envoke policy`: the policy on stdout, its notes on stderr.
+async fn policy(args: PolicyArgs) -> Result<Exit, Error> {
+    let config = load_config(Flags {
+        manifest: args.manifest,
+        no_env_refs: args.no_env_refs,
+        credentials_optional: true,
+        ..Flags::default()
+    })?;
+    let watch = args.watch || config.watch.is_some();
+    let policy = if args.aws {
+        policy::aws(&config, watch)?
+    } else {
+        policy::vault(&config, watch).await?
+    };
+    for note in &policy.notes {
+        eprintln!("# {note}");
+    }
+    print!("{}", policy.text);
+    Ok(Exit::Success)
 }

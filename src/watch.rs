@@ -44,7 +44,6 @@ use crate::launch::supervise::Control;
 use crate::provider::aws::AwsRequest;
 use crate::provider::vault::VaultRequest;
 use crate::provider::{Backends, DocumentKind, FetchError, Lease};
-use crate::reference::AwsVersion;
 use crate::resolve::{FetchKey, Fetched, Resolution, resolve_only};
 use crate::secret::Digest;
 
@@ -302,10 +301,7 @@ impl Watcher {
         request: &AwsRequest,
         fetched: &Fetched,
     ) -> Result<Verdict, FetchError> {
-        let stage = match &request.version {
-            AwsVersion::Stage(stage) => stage.as_str(),
-            AwsVersion::Current | AwsVersion::Id(_) => "AWSCURRENT",
-        };
+        let stage = request.followed_stage();
         // A denial names secretsmanager:DescribeSecret already.
         let now = self.backends.aws()?.version_holding(request, stage).await?;
         if now == fetched.version {

@@ -97,6 +97,9 @@ pub enum Credential {
 struct Lookup<'a> {
     section: &'a VaultSection,
     environment: &'a Environment<'a>,
+    /// A missing credential (role id, secret id, JWT file, client certificate) is empty instead
+    /// of an error: `envoke policy` needs the method and its mount, not the means to log in.
+    credentials_optional: bool,
 }
 
 /// A setting's value and where it was found, for errors that must name it.
@@ -158,12 +161,15 @@ impl Lookup<'_> {
         variables: &[&'static str],
         method: &'static str,
     ) -> Result<String, ConfigError> {
-        self.checked(manifest, key, variables)?
-            .ok_or_else(|| ConfigError::MissingSetting {
-                needed_by: format!("auth = \"{method}\""),
-                setting: key,
-                variables: variables.join(" or "),
-            })
+        let found = self.checked(manifest, key, variables)?;
+        if self.credentials_optional {
+            return Ok(found.unwrap_or_default());
+        }
+        found.ok_or_else(|| ConfigError::MissingSetting {
+            needed_by: format!("auth = \"{method}\""),
+            setting: key,
+            variables: variables.join(" or "),
+        })
     }
 
     fn path(&self, manifest: &Option<String>, variables: &[&'static str]) -> Option<PathBuf> {
@@ -177,10 +183,12 @@ impl VaultSettings {
         section: &VaultSection,
         environment: &Environment,
         home: Option<&Path>,
+        credentials_optional: bool,
     ) -> Result<VaultSettings, ConfigError> {
         let lookup = Lookup {
             section,
             environment,
+            credentials_optional,
         };
         let address = lookup.checked(&section.address, "address", &["VAULT_ADDR", "BAO_ADDR"])?;
         let default_address = address.is_none();
@@ -233,13 +241,17 @@ fn auth(lookup: &Lookup<'_>, home: Option<&Path>) -> Result<VaultAuth, ConfigErr
         },
         "jwt" => LoginMethod::Jwt {
             role: role("jwt")?,
-            jwt_file: lookup.path(&section.jwt_file, &[]).ok_or_else(|| {
-                ConfigError::MissingSetting {
-                    needed_by: "auth = \"jwt\"".to_owned(),
-                    setting: "jwt_file",
-                    variables: String::new(),
+            jwt_file: match lookup.path(&section.jwt_file, &[]) {
+                Some(path) => path,
+                None if lookup.credentials_optional => PathBuf::new(),
+                None => {
+                    return Err(ConfigError::MissingSetting {
+                        needed_by: "auth = \"jwt\"".to_owned(),
+                        setting: "jwt_file",
+                        variables: String::new(),
+                    });
                 }
-            })?,
+            },
         },
         "cert" => LoginMethod::Cert {
             role: lookup.checked(&section.role, "role", &["ENVOKE_VAULT_ROLE"])?,
@@ -316,13 +328,15 @@ fn required_path(
     key: &'static str,
     variable: &'static str,
 ) -> Result<PathBuf, ConfigError> {
-    lookup
-        .path(manifest, &[variable])
-        .ok_or_else(|| ConfigError::MissingSetting {
-            needed_by: "auth = \"cert\"".to_owned(),
-            setting: key,
-            variables: variable.to_owned(),
-        })
+    let found = lookup.path(manifest, &[variable]);
+    if lookup.credentials_optional {
+        return Ok(found.unwrap_or_default());
+    }
+    found.ok_or_else(|| ConfigError::MissingSetting {
+        needed_by: "auth = \"cert\"".to_owned(),
+        setting: key,
+        variables: variable.to_owned(),
+    })
 }
 
 fn truthy(value: &str) -> bool {
@@ -344,7 +358,7 @@ mod tests {
             .iter()
             .map(|(k, v)| (OsString::from(k), OsString::from(v)))
             .collect();
-        VaultSettings::load(&section, &Environment(&environment), None)
+        VaultSettings::load(&section, &Environment(&environment), None, false)
     }
 
     #[test]

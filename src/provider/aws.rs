@@ -98,6 +98,17 @@ pub struct AwsRequest {
     pub version: AwsVersion,
 }
 
+impl AwsRequest {
+    /// The staging label whose movement means a change: the one asked for, else `AWSCURRENT`
+    /// (a version id is pinned, but a watch of it follows `AWSCURRENT` like a plain reference).
+    pub fn followed_stage(&self) -> &str {
+        match &self.version {
+            AwsVersion::Stage(stage) => stage,
+            AwsVersion::Current | AwsVersion::Id(_) => "AWSCURRENT",
+        }
+    }
+}
+
 /// Connected Secrets Manager clients: one for the configured region, and one for each other
 /// region a reference names, all from one SdkConfig (so one set of credentials, one AssumeRole).
 pub struct AwsProvider {

@@ -65,7 +65,7 @@ pub struct VaultProvider {
 
 /// The engine behind a path.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Engine {
+pub enum Engine {
     /// KV version 2, mounted at `mount` (with its trailing slash).
     KvV2 { mount: String },
     /// KV version 1.
@@ -439,6 +439,12 @@ impl VaultProvider {
         )
         .await
         .map(drop)
+    }
+
+    /// Which engine serves `path` (the server's mount table says; nothing is read). A server
+    /// without the mount-lookup endpoint, or a path under no mount, is [`Engine::Other`].
+    pub async fn engine(&self, path: &str) -> Result<Engine, FetchError> {
+        self.engine_of(path).await
     }
 
     /// Which engine serves `path`, by the mount that holds it.

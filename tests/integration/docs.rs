@@ -59,7 +59,8 @@ fn every_manifest_example_is_accepted() {
     let mut text = doc("manifest.md")
         + &doc("references.md")
         + &doc("rotation.md")
-        + &doc("authentication.md");
+        + &doc("authentication.md")
+        + &doc("permissions.md");
     // The examples are manifests too.
     for entry in std::fs::read_dir(format!("{}/examples", env!("CARGO_MANIFEST_DIR"))).unwrap() {
         let path = entry.unwrap().path();

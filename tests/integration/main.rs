@@ -18,6 +18,7 @@ mod manifest;
 mod mask;
 mod memory;
 mod pid1;
+mod policy;
 mod signals;
 mod templates;
 mod vault;

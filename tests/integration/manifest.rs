@@ -52,7 +52,7 @@ BOTH        = { ref = "vault://a/b", value = "x" }
             "BAD_VERSION (vault://secret/app?version=latest): invalid reference: bad version",
         )
         .assert_stderr_contains("1BAD: invalid variable name")
-        .assert_stderr_contains("BOTH: give exactly one of `ref` and `value`");
+        .assert_stderr_contains("BOTH: give exactly one of `ref`, `value` and `template`");
 }
 
 #[test]

@@ -1,0 +1,512 @@
+//! `envoke policy`: the least-privilege policy a manifest needs, as an AWS IAM policy document
+//! (JSON) or a Vault/OpenBao ACL policy (HCL). It grants what envoke will ask for, on exactly the
+//! secrets the manifest references, named the way each backend's authorizer sees them; what a
+//! policy cannot express goes to stderr as notes. Output is sorted, each resource or path once, so
+//! that the same manifest always prints the same policy.
+//!
+//! # AWS
+//! - `secretsmanager:GetSecretValue` on each secret: a name becomes the ARN pattern
+//!   `arn:PARTITION:secretsmanager:REGION:*:secret:NAME-??????` (Secrets Manager appends six
+//!   random characters to a name; the account is not knowable without credentials), a full ARN is
+//!   taken as it is.
+//! - `secretsmanager:BatchGetSecretValue` when a reference follows the current version (envoke
+//!   batches those). IAM has no resource type for it, so it needs `Resource: "*"`; Secrets
+//!   Manager still checks GetSecretValue on every secret of a batch, so this grants no secret.
+//! - With watching, `secretsmanager:DescribeSecret` on each secret not pinned to a version id.
+//!
+//! # Vault: which engine serves a path
+//! The API path of `vault://secret/app/db` depends on the engine mounted there (KV v2:
+//! `secret/data/app/db`; KV v1 and other engines: the path itself), and only the server knows
+//! it. envoke asks it the way a read does (`sys/internal/ui/mounts/PATH`) when it can reach the
+//! server with the configured credentials; a path it could not ask about (no token, unreachable,
+//! denied) is *assumed* to be KV v2 mounted at its first segment — the mount every dev server and
+//! most installations have — and its rule says so in a comment, with the rule it would be
+//! otherwise. Nothing is read; a login made only to ask is revoked at once.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsString;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::config::vault::VaultAuth;
+use crate::config::{Config, VariableProblem};
+use crate::provider::FetchError;
+use crate::provider::vault::{Engine, VaultProvider};
+use crate::reference::{AwsVersion, Reference};
+
+/// A policy and the notes that go with it.
+#[derive(Debug)]
+pub struct Policy {
+    /// The policy document, for stdout.
+    pub text: String,
+    /// What the document cannot say (one line each), for stderr.
+    pub notes: Vec<String>,
+}
+
+/// Why no policy can be printed.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("{}", Invalid(.0))]
+    Variables(Vec<VariableProblem>),
+    #[error("the manifest references no {0} secret; there is nothing to grant")]
+    NothingToGrant(&'static str),
+}
+
+struct Invalid<'a>(&'a [VariableProblem]);
+
+impl std::fmt::Display for Invalid<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} invalid variable{}; no policy printed",
+            self.0.len(),
+            if self.0.len() == 1 { "" } else { "s" }
+        )?;
+        for problem in self.0 {
+            write!(f, "\n  {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Refuses a configuration with invalid variables: their secrets are unknown.
+pub fn refuse_problems(config: &Config) -> Result<(), PolicyError> {
+    if config.problems.is_empty() {
+        Ok(())
+    } else {
+        Err(PolicyError::Variables(config.problems.clone()))
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct IamDocument {
+    version: &'static str,
+    statement: Vec<IamStatement>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct IamStatement {
+    sid: &'static str,
+    effect: &'static str,
+    action: Vec<&'static str>,
+    resource: IamResource,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum IamResource {
+    Every(&'static str),
+    These(Vec<String>),
+}
+
+/// The IAM policy for the `aws-sm://` references of `config`.
+pub fn aws(config: &Config, watch: bool) -> Result<Policy, PolicyError> {
+    refuse_problems(config)?;
+    let configured_region = config
+        .aws
+        .region
+        .clone()
+        .or_else(|| variable(&config.inherited, "AWS_REGION"))
+        .or_else(|| variable(&config.inherited, "AWS_DEFAULT_REGION"));
+    let mut read = BTreeSet::new();
+    let mut describe = BTreeSet::new();
+    let mut batch = false;
+    let mut by_name = false;
+    let mut region_unknown = false;
+    for (_, reference) in config.references() {
+        let Reference::Aws(r) = reference else {
+            continue;
+        };
+        let resource = if r.secret_id.starts_with("arn:") {
+            r.secret_id.clone()
+        } else {
+            by_name = true;
+            let region = r.region.as_ref().or(configured_region.as_ref());
+            region_unknown |= region.is_none();
+            let region = region.map_or("*", String::as_str);
+            format!(
+                "arn:{}:secretsmanager:{region}:*:secret:{}-??????",
+                partition(region),
+                r.secret_id
+            )
+        };
+        match r.version {
+            AwsVersion::Current => batch = true,
+            AwsVersion::Stage(_) => {}
+            AwsVersion::Id(_) => {
+                read.insert(resource);
+                continue;
+            }
+        }
+        if watch {
+            describe.insert(resource.clone());
+        }
+        read.insert(resource);
+    }
+    if read.is_empty() {
+        return Err(PolicyError::NothingToGrant("AWS"));
+    }
+    let mut statement = vec![IamStatement {
+        sid: "EnvokeGetSecretValue",
+        effect: "Allow",
+        action: vec!["secretsmanager:GetSecretValue"],
+        resource: IamResource::These(read.into_iter().collect()),
+    }];
+    if batch {
+        statement.push(IamStatement {
+            sid: "EnvokeBatchGetSecretValue",
+            effect: "Allow",
+            action: vec!["secretsmanager:BatchGetSecretValue"],
+            resource: IamResource::Every("*"),
+        });
+    }
+    if !describe.is_empty() {
+        statement.push(IamStatement {
+            sid: "EnvokeDescribeSecret",
+            effect: "Allow",
+            action: vec!["secretsmanager:DescribeSecret"],
+            resource: IamResource::These(describe.into_iter().collect()),
+        });
+    }
+    let document = IamDocument {
+        version: "2012-10-17",
+        statement,
+    };
+    let mut notes = Vec::new();
+    if by_name {
+        notes.push(
+            "ARNs built from secret names match any account (*) and the 6 characters Secrets \
+             Manager appends to a name (-??????); put your account id in place of the *"
+                .to_owned(),
+        );
+    }
+    if region_unknown {
+        notes.push(
+            "no region configured (?region=, [aws] region, AWS_REGION): ARNs built from names \
+             match every region"
+                .to_owned(),
+        );
+    }
+    if batch {
+        notes.push(
+            "secretsmanager:BatchGetSecretValue has no resource-level permissions in IAM, hence \
+             Resource \"*\"; Secrets Manager still checks GetSecretValue on each secret of a batch"
+                .to_owned(),
+        );
+    }
+    notes.push(
+        "kms:Decrypt: a secret encrypted with a customer-managed KMS key also needs kms:Decrypt \
+         on that key (the default aws/secretsmanager key needs nothing)"
+            .to_owned(),
+    );
+    if let Some(role) = &config.aws.assume_role {
+        notes.push(format!(
+            "sts:AssumeRole: this policy belongs to the role {}; the credentials envoke starts \
+             with need sts:AssumeRole on it, and its trust policy must allow them",
+            role.role_arn
+        ));
+    }
+    let text = serde_json::to_string_pretty(&document).expect("a policy serializes") + "\n";
+    Ok(Policy { text, notes })
+}
+
+/// The partition of a region's ARNs.
+fn partition(region: &str) -> &'static str {
+    if region.starts_with("cn-") {
+        "aws-cn"
+    } else if region.starts_with("us-gov-") {
+        "aws-us-gov"
+    } else {
+        "aws"
+    }
+}
+
+fn variable(environment: &[(OsString, OsString)], name: &str) -> Option<String> {
+    environment
+        .iter()
+        .find(|(k, _)| k == name)
+        .and_then(|(_, v)| v.to_str())
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+}
+
+/// What envoke knows of the engine behind a path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Known {
+    /// The server said.
+    Engine(Engine),
+    /// The server could not be asked (why): KV v2 at the first segment is assumed.
+    Assumed(String),
+}
+
+/// One `path` block: its capabilities and why each is granted.
+#[derive(Debug, Default)]
+struct Rule {
+    capabilities: BTreeSet<&'static str>,
+    why: BTreeSet<String>,
+}
+
+/// The rules of a Vault policy, by path.
+#[derive(Debug, Default)]
+struct Rules(BTreeMap<String, Rule>);
+
+impl Rules {
+    fn grant(&mut self, path: String, capability: &'static str, why: String) {
+        let rule = self.0.entry(path).or_default();
+        rule.capabilities.insert(capability);
+        rule.why.insert(why);
+    }
+}
+
+/// The Vault policy for the `vault://` references of `config`: the engines are asked from the
+/// server when it can be reached (see the module docs).
+pub async fn vault(config: &Config, watch: bool) -> Result<Policy, PolicyError> {
+    refuse_problems(config)?;
+    let references: BTreeSet<(String, Option<u64>)> = config
+        .references()
+        .filter_map(|(_, reference)| match reference {
+            Reference::Vault(r) => Some((r.path.clone(), r.version)),
+            Reference::Aws(_) => None,
+        })
+        .collect();
+    let Some(settings) = config.vault.as_ref().filter(|_| !references.is_empty()) else {
+        return Err(PolicyError::NothingToGrant("Vault"));
+    };
+    let paths: BTreeSet<&str> = references.iter().map(|(p, _)| p.as_str()).collect();
+    let engines = engines(settings, &paths).await;
+    Ok(vault_policy(&settings.auth, &references, &engines, watch))
+}
+
+/// Asks the server which engine serves each path; a path it cannot answer for is assumed.
+async fn engines(
+    settings: &crate::config::vault::VaultSettings,
+    paths: &BTreeSet<&str>,
+) -> BTreeMap<String, Known> {
+    let assumed = |error: &FetchError| Known::Assumed(format!("the server was not asked: {error}"));
+    let provider = match VaultProvider::connect(settings).await {
+        Ok(provider) => provider,
+        Err(error) => {
+            return paths
+                .iter()
+                .map(|p| ((*p).to_owned(), assumed(&error)))
+                .collect();
+        }
+    };
+    let mut engines = BTreeMap::new();
+    for path in paths {
+        let known = match provider.engine(path).await {
+            Ok(engine) => Known::Engine(engine),
+            Err(error) => assumed(&error),
+        };
+        engines.insert((*path).to_owned(), known);
+    }
+    provider.logout().await;
+    engines
+}
+
+/// The HCL for `references` (path, pinned version) served by `engines`.
+fn vault_policy(
+    auth: &VaultAuth,
+    references: &BTreeSet<(String, Option<u64>)>,
+    engines: &BTreeMap<String, Known>,
+    watch: bool,
+) -> Policy {
+    let mut rules = Rules::default();
+    let mut notes = Vec::new();
+    let mut assumed = BTreeSet::new();
+    for (path, version) in references {
+        let shown = match version {
+            Some(v) => format!("vault://{path}?version={v}"),
+            None => format!("vault://{path}"),
+        };
+        rules.grant(
+            format!("sys/internal/ui/mounts/{path}"),
+            "read",
+            format!("which engine serves {path}"),
+        );
+        let known = engines
+            .get(path)
+            .cloned()
+            .unwrap_or_else(|| Known::Assumed("not asked".to_owned()));
+        let (mount, why) = match known {
+            Known::Engine(Engine::KvV2 { mount }) => (mount.clone(), format!("KV v2 at {mount}")),
+            Known::Assumed(reason) => {
+                let mount = format!("{}/", path.split('/').next().unwrap_or_default());
+                assumed.insert(reason);
+                let why = format!(
+                    "ASSUMED KV v2 at {mount}; on KV v1 or another engine the rule is path \
+                     \"{path}\""
+                );
+                (mount, why)
+            }
+            Known::Engine(Engine::KvV1) => {
+                let mut why = "KV v1".to_owned();
+                if watch {
+                    why.push_str(", read again to watch it");
+                }
+                rules.grant(path.clone(), "read", format!("{shown}: {why}"));
+                continue;
+            }
+            Known::Engine(Engine::Other) => {
+                rules.grant(path.clone(), "read", format!("{shown}: not KV (leased)"));
+                rules.grant(
+                    "sys/leases/revoke".to_owned(),
+                    "update",
+                    format!("revoke the leases of {path} when envoke exits"),
+                );
+                if watch {
+                    rules.grant(
+                        "sys/leases/renew".to_owned(),
+                        "update",
+                        format!("renew the leases of {path} while watching"),
+                    );
+                }
+                continue;
+            }
+        };
+        let rest = path.strip_prefix(mount.as_str()).unwrap_or(path);
+        rules.grant(
+            format!("{mount}data/{rest}"),
+            "read",
+            format!("{shown}: {why}"),
+        );
+        if watch && version.is_none() {
+            rules.grant(
+                format!("{mount}metadata/{rest}"),
+                "read",
+                format!("the current version of {path}, to watch it"),
+            );
+        }
+    }
+    let mut text = format!(
+        "# envoke policy --vault{}\n",
+        if watch { " --watch" } else { "" }
+    );
+    text.push_str(
+        "# sys/internal/ui/mounts/PATH tells envoke which engine serves PATH; Vault answers it for\n\
+         # any token that may use something under the mount, so those rules only make it explicit.\n",
+    );
+    if !assumed.is_empty() {
+        text.push_str(
+            "# Rules marked ASSUMED guess the engine: envoke could not ask the server.\n",
+        );
+        for reason in &assumed {
+            notes.push(format!(
+                "the engines were assumed (KV v2 at the first segment), {reason}; run envoke \
+                 policy where it reaches Vault with a token to ask the server"
+            ));
+        }
+    }
+    if let VaultAuth::Login { mount, method } = auth {
+        let _ = writeln!(
+            text,
+            "# Logging in at auth/{mount}/login ({}) needs no rule: Vault checks no policy on a\n\
+             # login path. The token it gives needs the rules below, as this policy or the default one.",
+            method.name()
+        );
+        rules.grant(
+            "auth/token/renew-self".to_owned(),
+            "update",
+            "keep envoke's own login alive".to_owned(),
+        );
+        rules.grant(
+            "auth/token/revoke-self".to_owned(),
+            "update",
+            "revoke envoke's own login when it exits".to_owned(),
+        );
+    }
+    for (path, rule) in &rules.0 {
+        let _ = writeln!(text, "\npath \"{path}\" {{");
+        for why in &rule.why {
+            let _ = writeln!(text, "  # {why}");
+        }
+        let capabilities: Vec<String> = rule
+            .capabilities
+            .iter()
+            .map(|c| format!("\"{c}\""))
+            .collect();
+        let _ = writeln!(text, "  capabilities = [{}]", capabilities.join(", "));
+        text.push_str("}\n");
+    }
+    Policy { text, notes }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn references(list: &[(&str, Option<u64>)]) -> BTreeSet<(String, Option<u64>)> {
+        list.iter().map(|(p, v)| ((*p).to_owned(), *v)).collect()
+    }
+
+    fn token() -> VaultAuth {
+        VaultAuth::Token(crate::config::vault::TokenSource::Missing)
+    }
+
+    #[test]
+    fn kv2_paths_as_the_api_sees_them() {
+        let refs = references(&[("secret/app/db", None), ("secret/app/db", Some(3))]);
+        let engines = BTreeMap::from([(
+            "secret/app/db".to_owned(),
+            Known::Engine(Engine::KvV2 {
+                mount: "secret/".to_owned(),
+            }),
+        )]);
+        let plain = vault_policy(&token(), &refs, &engines, false).text;
+        assert!(plain.contains("path \"secret/data/app/db\" {"), "{plain}");
+        assert_eq!(plain.matches("path \"secret/data/app/db\"").count(), 1);
+        assert!(!plain.contains("metadata"), "{plain}");
+        let watched = vault_policy(&token(), &refs, &engines, true).text;
+        assert!(
+            watched.contains("path \"secret/metadata/app/db\""),
+            "{watched}"
+        );
+        assert!(!watched.contains("ASSUMED"), "{watched}");
+    }
+
+    #[test]
+    fn an_unknown_engine_is_assumed_and_says_so() {
+        let refs = references(&[("team/app", None)]);
+        let engines = BTreeMap::from([(
+            "team/app".to_owned(),
+            Known::Assumed("the server was not asked: x".to_owned()),
+        )]);
+        let policy = vault_policy(&token(), &refs, &engines, false);
+        assert!(
+            policy.text.contains("path \"team/data/app\""),
+            "{}",
+            policy.text
+        );
+        assert!(
+            policy.text.contains("ASSUMED KV v2 at team/"),
+            "{}",
+            policy.text
+        );
+        assert_eq!(policy.notes.len(), 1);
+    }
+
+    #[test]
+    fn leased_secrets_need_lease_updates() {
+        let refs = references(&[("database/creds/app", None)]);
+        let engines = BTreeMap::from([(
+            "database/creds/app".to_owned(),
+            Known::Engine(Engine::Other),
+        )]);
+        let plain = vault_policy(&token(), &refs, &engines, false).text;
+        assert!(plain.contains("path \"sys/leases/revoke\""), "{plain}");
+        assert!(!plain.contains("sys/leases/renew"), "{plain}");
+        let watched = vault_policy(&token(), &refs, &engines, true).text;
+        assert!(watched.contains("path \"sys/leases/renew\""), "{watched}");
+    }
+
+    #[test]
+    fn partitions() {
+        assert_eq!(partition("eu-west-1"), "aws");
+        assert_eq!(partition("cn-north-1"), "aws-cn");
+        assert_eq!(partition("us-gov-west-1"), "aws-us-gov");
+        assert_eq!(partition("*"), "aws");
+    }
+}
