@@ -251,3 +251,72 @@ fn the_dockerfile_runs_envoke_as_its_entrypoint_and_builds_from_the_lock_file() 
         .run(&args)
         .assert_code(3);
 }
+
+/// The environment of the Deployment's container, or of the task definition's.
+fn deployment_environment() -> (String, Vec<(String, String)>) {
+    let documents = yaml_documents(&example("kubernetes/deployment.yaml"));
+    let manifest =
+        documents.iter().find(|d| d["kind"] == "ConfigMap").unwrap()["data"]["envoke.toml"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    let deployment = documents
+        .iter()
+        .find(|d| d["kind"] == "Deployment")
+        .unwrap();
+    let environment = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap().to_owned(),
+                e["value"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    (manifest, environment)
+}
+
+#[test]
+fn the_example_policies_are_what_envoke_policy_prints_for_the_examples() {
+    // Kubernetes: the ConfigMap's manifest with the Deployment's settings, but for the addresses
+    // and paths that only exist in the cluster (the engines are assumed, and the policy says so).
+    let (manifest, environment) = deployment_environment();
+    let mut envoke = Envoke::new().manifest(&manifest);
+    for (name, value) in &environment {
+        if !matches!(
+            name.as_str(),
+            "VAULT_ADDR" | "VAULT_CACERT" | "ENVOKE_MANIFEST" | "XDG_RUNTIME_DIR"
+        ) {
+            envoke = envoke.env(name, value);
+        }
+    }
+    let output = envoke.run(["policy", "--vault"]);
+    output.assert_code(0);
+    assert_eq!(
+        output.stdout,
+        std::fs::read_to_string(example("kubernetes/vault-policy.hcl")).unwrap(),
+        "examples/kubernetes/vault-policy.hcl is not what envoke policy prints"
+    );
+
+    // ECS: the task definition's environment.
+    let task: Value = serde_json::from_str(
+        &std::fs::read_to_string(example("ecs/task-definition.json")).unwrap(),
+    )
+    .unwrap();
+    let mut envoke = Envoke::new();
+    for e in task["containerDefinitions"][0]["environment"]
+        .as_array()
+        .unwrap()
+    {
+        envoke = envoke.env(e["name"].as_str().unwrap(), e["value"].as_str().unwrap());
+    }
+    let output = envoke.run(["policy", "--aws"]);
+    output.assert_code(0);
+    assert_eq!(
+        output.stdout,
+        std::fs::read_to_string(example("ecs/iam-policy.json")).unwrap(),
+        "examples/ecs/iam-policy.json is not what envoke policy prints"
+    );
+}
