@@ -35,6 +35,34 @@ pub enum Command {
     /// Print the least-privilege policy the manifest needs: an IAM policy (JSON) or a Vault
     /// policy (HCL), on stdout; notes on what it cannot express go to stderr.
     Policy(PolicyArgs),
+    /// Move a .env file's values into Secrets Manager or Vault, and print (or, with --write,
+    /// write) the manifest that references them. The .env file is never changed.
+    Import(ImportArgs),
+}
+
+/// `envoke import`
+#[derive(Debug, ClapArgs)]
+pub struct ImportArgs {
+    /// The .env file to read.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Where the secrets go: aws-sm://PREFIX (one JSON secret) or vault://MOUNT/PATH (one KV
+    /// secret), a key per variable.
+    #[arg(long, value_name = "DEST")]
+    pub to: Option<String>,
+    /// With aws-sm://PREFIX: a secret per variable (PREFIX/NAME) instead of one JSON secret.
+    #[arg(long)]
+    pub split: bool,
+    /// Store the values and write the manifest; without it nothing is stored and the manifest
+    /// is printed.
+    #[arg(long)]
+    pub write: bool,
+    /// Where --write puts the manifest.
+    #[arg(short, long, value_name = "MANIFEST", default_value = "envoke.toml")]
+    pub output: PathBuf,
+    /// Let --write replace an existing manifest.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `envoke run`

@@ -221,6 +221,8 @@ pub struct Flags {
     /// `envoke policy`: a Vault login's missing credentials are not an error (the policy needs
     /// the method and its mount, not a way to log in).
     pub credentials_optional: bool,
+    /// `envoke import` to Vault: load the Vault settings though no reference needs them.
+    pub load_vault: bool,
 }
 
 /// envoke's own environment, as the settings read it: a variable that is unset, empty or not
@@ -282,7 +284,7 @@ impl Config {
         let uses_vault = variables
             .iter()
             .any(|v| matches!(v.source, Source::Reference(Reference::Vault(_))));
-        let vault = if uses_vault {
+        let vault = if uses_vault || flags.load_vault {
             Some(VaultSettings::load(
                 &manifest.vault,
                 &Environment(&environment),

@@ -42,6 +42,9 @@ pub enum Error {
     /// `envoke policy` has nothing it can print.
     #[error(transparent)]
     Policy(#[from] PolicyError),
+    /// `envoke import` cannot read the file, or cannot store or write what it must.
+    #[error("{0}")]
+    Import(String),
 }
 
 /// How envoke ends when nothing went wrong on its side.
@@ -82,7 +85,8 @@ pub fn exit_code(result: &Result<Exit, Error>) -> u8 {
             | Error::Signals(_)
             | Error::Files(_)
             | Error::Runtime(_)
-            | Error::Policy(_),
+            | Error::Policy(_)
+            | Error::Import(_),
         ) => FAILED,
     }
 }

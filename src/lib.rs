@@ -12,8 +12,8 @@
 //! The modules, in layers: each imports only from the layers listed before it.
 //!
 //! 1. `reference` (the `aws-sm://` / `vault://` grammar), `secret` (the zeroizing, redacting
-//!    value type), `manifest` (the `envoke.toml` schema), `sanitize` (outside text made safe to
-//!    show), `logging`.
+//!    value type), `manifest` (the `envoke.toml` schema), `dotenv` (the `.env` format),
+//!    `sanitize` (outside text made safe to show), `logging`.
 //! 2. `config`: flags + manifest + environment → one validated `Config`; every settings type.
 //! 3. `provider`: the AWS Secrets Manager and Vault clients, connected as references need them.
 //! 4. `resolve`: references → values, per variable.
@@ -21,7 +21,8 @@
 //!    envoke's own protection (no core file, not dumpable; the child gets both back).
 //! 6. `watch`: rotation: change detection, leases, backoff; asks the supervisor to act.
 //! 7. `check` (the `envoke check` report), `policy` (the least-privilege policy `envoke policy`
-//!    prints), `error` (errors and the exit-code table), `cli` (clap definitions).
+//!    prints), `import` (a `.env` file's secrets stored, its manifest written), `error` (errors
+//!    and the exit-code table), `cli` (clap definitions).
 //! 8. this file: [`main_with_args`], which reads top to bottom: parse, decide the terminal,
 //!    load, resolve, start, supervise, clean up.
 #![warn(missing_docs)]
@@ -29,7 +30,9 @@
 mod check;
 mod cli;
 mod config;
+mod dotenv;
 mod error;
+mod import;
 mod launch;
 mod logging;
 mod manifest;
@@ -48,7 +51,7 @@ use std::sync::{Arc, Mutex};
 use clap::Parser;
 use tokio::sync::mpsc;
 
-use crate::cli::{Args, CheckArgs, Command, Format, PolicyArgs, RunArgs};
+use crate::cli::{Args, CheckArgs, Command, Format, ImportArgs, PolicyArgs, RunArgs};
 use crate::config::{Config, ConfigError, Flags};
 use crate::error::{Error, Exit, exit_code};
 use crate::launch::files::SecretFiles;
@@ -94,6 +97,7 @@ pub fn main_with_args(argv: impl IntoIterator<Item = OsString>) -> u8 {
                     Command::Run(run_args) => run(run_args).await,
                     Command::Check(check_args) => check(check_args).await,
                     Command::Policy(policy_args) => policy(policy_args).await,
+                    Command::Import(import_args) => import(import_args).await,
                 }
             });
             // Don't wait for a stuck blocking task (a DNS lookup, say) before exiting.
@@ -149,7 +153,7 @@ async fn run(args: RunArgs) -> Result<Exit, Error> {
         mask: args.mask,
         pass_env: args.pass_env,
         allow_disk_files: args.allow_disk_files,
-        credentials_optional: false,
+        ..Flags::default()
     })?;
     if !config.problems.is_empty() {
         return Err(Error::Variables(config.problems));
@@ -299,4 +303,110 @@ async fn policy(args: PolicyArgs) -> Result<Exit, Error> {
     }
     print!("{}", policy.text);
     Ok(Exit::Success)
+}
+
+/// `envoke import`.
+async fn import(args: ImportArgs) -> Result<Exit, Error> {
+    use crate::import::{Destination, Plan};
+    use crate::sanitize::escaped;
+    let source = args.file.display().to_string();
+    let text = read_dotenv(&args.file)?;
+    let variables = dotenv::parse(&text)
+        .map_err(|e| Error::Import(format!("cannot read {}: {e}", escaped(&source))))?;
+    drop(text);
+    let Some(to) = &args.to else {
+        return Err(Error::Import(
+            "say where the secrets go: --to aws-sm://PREFIX or --to vault://MOUNT/PATH".to_owned(),
+        ));
+    };
+    let destination =
+        Destination::parse(to, args.split).map_err(|e| Error::Import(e.to_string()))?;
+    let plan = Plan::new(variables, destination.clone());
+    for (name, _, why) in &plan.literals {
+        eprintln!("envoke: kept {name} as a literal: {why}");
+    }
+    let manifest = plan.manifest(&source);
+    if !args.write {
+        print!("{manifest}");
+        eprintln!(
+            "envoke: nothing was stored; with --write, the {} secret values go to {destination} \
+             and this manifest to {}",
+            plan.secrets.len(),
+            args.output.display()
+        );
+        return Ok(Exit::Success);
+    }
+    if args.output.symlink_metadata().is_ok() && !args.force {
+        return Err(Error::Import(format!(
+            "{} exists; envoke does not overwrite it without --force (or choose another with -o)",
+            args.output.display()
+        )));
+    }
+    let config = load_config(Flags {
+        load_vault: matches!(destination, Destination::Vault { .. }),
+        ..Flags::default()
+    })?;
+    let (aws, vault) = match (&destination, &config.vault) {
+        (Destination::Aws { .. }, _) => (
+            Some(
+                provider::aws::AwsProvider::connect(&config.aws, &config.inherited)
+                    .await
+                    .map_err(|e| Error::Import(format!("cannot reach AWS: {e}")))?,
+            ),
+            None,
+        ),
+        (Destination::Vault { .. }, Some(settings)) => (
+            None,
+            Some(
+                provider::vault::VaultProvider::connect(settings)
+                    .await
+                    .map_err(|e| Error::Import(format!("cannot reach Vault: {e}")))?,
+            ),
+        ),
+        (Destination::Vault { .. }, None) => {
+            return Err(Error::Import("Vault is not configured".to_owned()));
+        }
+    };
+    plan.store(aws.as_ref(), vault.as_ref())
+        .await
+        .map_err(|e| Error::Import(e.to_string()))?;
+    if let Some(vault) = &vault {
+        vault.logout().await;
+    }
+    std::fs::write(&args.output, &manifest).map_err(|e| {
+        Error::Import(format!(
+            "stored the secrets, but cannot write {}: {e}",
+            args.output.display()
+        ))
+    })?;
+    eprintln!(
+        "envoke: stored {} secret values at {destination} and wrote {}\n\
+         next: check with `envoke check -m {}`, then delete {} (envoke never changes it) and add \
+         it to .gitignore",
+        plan.secrets.len(),
+        args.output.display(),
+        args.output.display(),
+        escaped(&source),
+    );
+    Ok(Exit::Success)
+}
+
+/// A `.env` file: a regular file of at most 4 MiB, read into zeroizing memory.
+fn read_dotenv(path: &std::path::Path) -> Result<zeroize::Zeroizing<String>, Error> {
+    use std::io::Read;
+    let fail = |why: String| Error::Import(format!("cannot read {}: {why}", path.display()));
+    let metadata = std::fs::metadata(path).map_err(|e| fail(e.to_string()))?;
+    if !metadata.is_file() {
+        return Err(fail("not a regular file".to_owned()));
+    }
+    let mut text = zeroize::Zeroizing::new(String::new());
+    std::fs::File::open(path)
+        .map_err(|e| fail(e.to_string()))?
+        .take(4 * 1024 * 1024 + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| fail(e.to_string()))?;
+    if text.len() > 4 * 1024 * 1024 {
+        return Err(fail("larger than 4 MiB".to_owned()));
+    }
+    Ok(text)
 }

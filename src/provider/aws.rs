@@ -382,6 +382,39 @@ impl AwsProvider {
             .map(|(version, _)| version))
     }
 
+    /// Stores `value` as the current version of secret `name` (in the configured region):
+    /// CreateSecret, or PutSecretValue when the secret exists. For `envoke import`.
+    pub async fn store(&self, name: &str, value: &SecretValue) -> Result<(), FetchError> {
+        tracing::debug!(secret_id = name, "aws: CreateSecret");
+        let client = self.client(None);
+        let call = |operation| Call {
+            operation,
+            secret_id: Some(name),
+            region: &self.region,
+        };
+        let created = client
+            .create_secret()
+            .name(name)
+            .secret_string(value.expose())
+            .send()
+            .await;
+        match created {
+            Ok(_) => Ok(()),
+            Err(error) if error.code() == Some("ResourceExistsException") => {
+                tracing::debug!(secret_id = name, "aws: PutSecretValue");
+                client
+                    .put_secret_value()
+                    .secret_id(name)
+                    .secret_string(value.expose())
+                    .send()
+                    .await
+                    .map(drop)
+                    .map_err(|e| self.map_sdk_error(&e, &call("PutSecretValue")))
+            }
+            Err(error) => Err(self.map_sdk_error(&error, &call("CreateSecret"))),
+        }
+    }
+
     /// One GetSecretValue call.
     async fn single(&self, request: &AwsRequest) -> Result<Document, FetchError> {
         let region = request.region.as_deref();

@@ -394,6 +394,32 @@ impl VaultProvider {
         }
     }
 
+    /// Writes `data` (a JSON object) at a KV path: a new version on KV v2, the whole secret on
+    /// KV v1. For `envoke import`.
+    pub async fn store(&self, path: &str, data: &SecretValue) -> Result<(), FetchError> {
+        let engine = self.engine_of(path).await?;
+        let (api_path, body) = match engine {
+            Engine::KvV2 { mount } => {
+                let rest = path.strip_prefix(mount.as_str()).unwrap_or_default();
+                (
+                    format!("{mount}data/{rest}"),
+                    format!("{{\"data\":{}}}", data.expose()),
+                )
+            }
+            Engine::KvV1 => (path.to_owned(), data.expose().to_owned()),
+            Engine::Other => {
+                return Err(FetchError::Invalid(format!(
+                    "`{path}` is not on a KV secrets engine; import writes to KV v1 or v2"
+                )));
+            }
+        };
+        tracing::debug!(path = %api_path, "vault: write");
+        let body = Zeroizing::new(body.into_bytes());
+        self.request(Method::POST, api_path, None, Some(body.to_vec()))
+            .await
+            .map(drop)
+    }
+
     /// The current version of a KV v2 secret, from its metadata (no value is read).
     pub async fn kv2_current_version(&self, mount: &str, rest: &str) -> Result<u64, FetchError> {
         tracing::debug!(mount, rest, "vault: read metadata");

@@ -14,6 +14,7 @@ mod exit_codes;
 mod files;
 mod hardening;
 mod hostile;
+mod import;
 mod manifest;
 mod mask;
 mod memory;

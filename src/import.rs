@@ -1,0 +1,327 @@
+//! `envoke import FILE --to DEST`: the way off a `.env` file. The file's secrets go to one place
+//! in Secrets Manager or Vault, and a manifest that references them takes the file's place.
+//!
+//! - `--to aws-sm://PREFIX`: one JSON secret named PREFIX, a key per variable
+//!   (`aws-sm://PREFIX#NAME`); with `--split`, a secret per variable (`aws-sm://PREFIX/NAME`).
+//! - `--to vault://MOUNT/PATH`: one KV secret, a key per variable (`vault://MOUNT/PATH#NAME`).
+//!
+//! Values that are clearly not secret stay literals in the manifest, each with the reason: an
+//! empty value, a port, a setting word (`info`, `true`, `production`), a URL without credentials.
+//! Without `--write` nothing is stored and no secret value is printed: the manifest shows
+//! references and those literals only. The `.env` file is never changed.
+
+use secrecy::{ExposeSecret, SecretString};
+use zeroize::Zeroizing;
+
+use crate::provider::FetchError;
+use crate::provider::aws::AwsProvider;
+use crate::provider::vault::VaultProvider;
+use crate::reference::Reference;
+use crate::sanitize::escaped;
+use crate::secret::SecretValue;
+
+/// Where the secrets go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    /// One JSON secret, or one secret per variable under the prefix.
+    Aws { prefix: String, split: bool },
+    /// One KV secret.
+    Vault { path: String },
+}
+
+/// Why an import cannot be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error(
+        "`--to {0}` is not a destination: give --to aws-sm://PREFIX or --to vault://MOUNT/PATH \
+         (no ?query, no #key)"
+    )]
+    BadDestination(String),
+    #[error("--split goes with --to aws-sm:// only")]
+    SplitForVault,
+    #[error("cannot store the secrets at {destination}: {source}")]
+    Store {
+        destination: String,
+        source: FetchError,
+    },
+}
+
+impl Destination {
+    pub fn parse(text: &str, split: bool) -> Result<Destination, ImportError> {
+        let bad = || ImportError::BadDestination(escaped(text));
+        match Reference::parse(text).map_err(|_| bad())? {
+            Reference::Aws(r) if r.key.is_none() && r.region.is_none() && r.to_string() == text => {
+                Ok(Destination::Aws {
+                    prefix: r.secret_id,
+                    split,
+                })
+            }
+            Reference::Vault(_) if split => Err(ImportError::SplitForVault),
+            Reference::Vault(r) if r.key.is_none() && r.version.is_none() => {
+                Ok(Destination::Vault { path: r.path })
+            }
+            _ => Err(bad()),
+        }
+    }
+
+    /// The reference to variable `name` once stored.
+    fn reference(&self, name: &str) -> String {
+        match self {
+            Destination::Aws {
+                prefix,
+                split: true,
+            } => format!("aws-sm://{prefix}/{name}"),
+            Destination::Aws { prefix, .. } => format!("aws-sm://{prefix}#{name}"),
+            Destination::Vault { path } => format!("vault://{path}#{name}"),
+        }
+    }
+}
+
+impl std::fmt::Display for Destination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Destination::Aws { prefix, split } => {
+                write!(f, "aws-sm://{prefix}{}", if *split { "/*" } else { "" })
+            }
+            Destination::Vault { path } => write!(f, "vault://{path}"),
+        }
+    }
+}
+
+/// What an import does with each variable of the `.env` file.
+pub struct Plan {
+    pub destination: Destination,
+    /// Variables whose values go to the destination.
+    pub secrets: Vec<(String, SecretString)>,
+    /// Variables kept as literals, with why.
+    pub literals: Vec<(String, SecretString, &'static str)>,
+}
+
+impl Plan {
+    pub fn new(variables: Vec<(String, SecretString)>, destination: Destination) -> Plan {
+        let mut secrets = Vec::new();
+        let mut literals = Vec::new();
+        for (name, value) in variables {
+            match not_secret(&name, value.expose_secret()) {
+                Some(why) => literals.push((name, value, why)),
+                None => secrets.push((name, value)),
+            }
+        }
+        Plan {
+            destination,
+            secrets,
+            literals,
+        }
+    }
+
+    /// The manifest that takes the `.env` file's place. Holds no secret value.
+    pub fn manifest(&self, source: &str) -> String {
+        let mut out = format!(
+            "# Imported from {} by `envoke import`; the secrets are in {}.\n[env]\n",
+            escaped(source),
+            self.destination
+        );
+        let width = self
+            .secrets
+            .iter()
+            .map(|(n, _)| n.len())
+            .chain(self.literals.iter().map(|(n, _, _)| n.len()))
+            .max()
+            .unwrap_or(0);
+        for (name, _) in &self.secrets {
+            out.push_str(&format!(
+                "{name:<width$} = \"{}\"\n",
+                self.destination.reference(name)
+            ));
+        }
+        for (name, value, why) in &self.literals {
+            let text = toml_string(value.expose_secret());
+            // A literal with a scheme:// would be read as a reference.
+            let entry = if Reference::looks_like_reference(value.expose_secret()) {
+                format!("{{ value = {text} }}")
+            } else {
+                text
+            };
+            out.push_str(&format!(
+                "{name:<width$} = {entry}   # kept as a literal: {why}\n"
+            ));
+        }
+        out
+    }
+
+    /// Stores the secrets at the destination: one JSON document (AWS) or KV secret (Vault), or
+    /// one secret per variable with `--split`.
+    pub async fn store(
+        &self,
+        aws: Option<&AwsProvider>,
+        vault: Option<&VaultProvider>,
+    ) -> Result<(), ImportError> {
+        let failed = |source| ImportError::Store {
+            destination: self.destination.to_string(),
+            source,
+        };
+        let missing = |what: &str| failed(FetchError::Other(format!("{what} is not configured")));
+        match &self.destination {
+            Destination::Aws {
+                prefix,
+                split: true,
+            } => {
+                let aws = aws.ok_or_else(|| missing("AWS"))?;
+                for (name, value) in &self.secrets {
+                    let value = SecretValue::new(value.expose_secret().to_owned());
+                    aws.store(&format!("{prefix}/{name}"), &value)
+                        .await
+                        .map_err(failed)?;
+                }
+                Ok(())
+            }
+            Destination::Aws { prefix, .. } => {
+                let aws = aws.ok_or_else(|| missing("AWS"))?;
+                aws.store(prefix, &self.document()).await.map_err(failed)
+            }
+            Destination::Vault { path } => {
+                let vault = vault.ok_or_else(|| missing("Vault"))?;
+                vault.store(path, &self.document()).await.map_err(failed)
+            }
+        }
+    }
+
+    /// The secrets as one JSON object, a key per variable.
+    fn document(&self) -> SecretValue {
+        let mut object = serde_json::Map::new();
+        for (name, value) in &self.secrets {
+            object.insert(
+                name.clone(),
+                serde_json::Value::String(value.expose_secret().to_owned()),
+            );
+        }
+        let mut object = serde_json::Value::Object(object);
+        let text = object.to_string();
+        crate::secret::zeroize_json(&mut object);
+        SecretValue::new(text)
+    }
+}
+
+/// Why a value is clearly not a secret, when it is.
+fn not_secret(name: &str, value: &str) -> Option<&'static str> {
+    const SETTING_WORDS: &[&str] = &[
+        "debug",
+        "info",
+        "warn",
+        "warning",
+        "error",
+        "trace",
+        "true",
+        "false",
+        "yes",
+        "no",
+        "on",
+        "off",
+        "development",
+        "production",
+        "staging",
+        "test",
+        "local",
+    ];
+    if value.is_empty() {
+        return Some("empty");
+    }
+    if name.to_ascii_uppercase().ends_with("PORT")
+        && value.parse::<u16>().is_ok_and(|port| port > 0)
+    {
+        return Some("a port number");
+    }
+    if SETTING_WORDS.contains(&value.to_ascii_lowercase().as_str()) {
+        return Some("a setting word");
+    }
+    if let Some((scheme, rest)) = value.split_once("://") {
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        let credential_words = [
+            "key",
+            "token",
+            "secret",
+            "password",
+            "sig",
+            "auth",
+            "credential",
+        ];
+        let query = rest.split_once('?').map(|(_, q)| q.to_ascii_lowercase());
+        if !scheme.is_empty()
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+            && !authority.contains('@')
+            && !query.is_some_and(|q| credential_words.iter().any(|w| q.contains(w)))
+        {
+            return Some("a URL with no credentials in it");
+        }
+    }
+    None
+}
+
+/// A TOML basic string.
+fn toml_string(value: &str) -> String {
+    let mut out = Zeroizing::new(String::from("\""));
+    for c in value.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clearly_not_secret_values_stay_literals() {
+        assert_eq!(not_secret("DB_PORT", "5432"), Some("a port number"));
+        assert_eq!(not_secret("LOG_LEVEL", "INFO"), Some("a setting word"));
+        assert_eq!(not_secret("X", ""), Some("empty"));
+        assert_eq!(
+            not_secret("API_URL", "https://api.example.com/v1"),
+            Some("a URL with no credentials in it")
+        );
+        assert_eq!(not_secret("DATABASE_URL", "postgres://app:pw@db/app"), None);
+        assert_eq!(
+            not_secret("HOOK", "https://x.example.com/h?token=abc"),
+            None
+        );
+        assert_eq!(not_secret("PIN", "1234"), None);
+        assert_eq!(not_secret("OPENAI_API_KEY", "sk-abc"), None);
+    }
+
+    #[test]
+    fn destinations() {
+        assert_eq!(
+            Destination::parse("aws-sm://prod/app", false).unwrap(),
+            Destination::Aws {
+                prefix: "prod/app".into(),
+                split: false
+            }
+        );
+        assert_eq!(
+            Destination::parse("vault://secret/app", false).unwrap(),
+            Destination::Vault {
+                path: "secret/app".into()
+            }
+        );
+        assert!(Destination::parse("vault://secret/app#k", false).is_err());
+        assert!(Destination::parse("vault://secret/app", true).is_err());
+        assert!(Destination::parse("s3://bucket", false).is_err());
+    }
+
+    #[test]
+    fn literals_are_valid_toml_strings() {
+        let text = format!("A = {}\n", toml_string("a \"quoted\"\\ \n\u{1}"));
+        let table: toml::Table = text.parse().unwrap();
+        assert_eq!(table["A"].as_str(), Some("a \"quoted\"\\ \n\u{1}"));
+    }
+}
