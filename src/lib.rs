@@ -44,7 +44,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use tokio::sync::mpsc;
 
 use crate::cli::{Args, CheckArgs, Command, Format, RunArgs};
@@ -75,7 +75,13 @@ pub fn main_with_args(argv: impl IntoIterator<Item = OsString>) -> u8 {
             return exit_code(&Ok(exit));
         }
     };
-    logging::init(args.verbose, args.quiet);
+    match args.command {
+        Command::Completions { shell } => return print_completions(shell),
+        Command::Man => return print_man(),
+        Command::Run(_) | Command::Check(_) => {}
+    }
+    let log_format = args.log_format;
+    logging::init(args.verbose, args.quiet, log_format);
     if let Command::Run(run) = &args.command
         && !run.exec
     {
@@ -92,6 +98,7 @@ pub fn main_with_args(argv: impl IntoIterator<Item = OsString>) -> u8 {
                 match args.command {
                     Command::Run(run_args) => run(run_args).await,
                     Command::Check(check_args) => check(check_args).await,
+                    Command::Completions { .. } | Command::Man => Ok(Exit::Success),
                 }
             });
             // Don't wait for a stuck blocking task (a DNS lookup, say) before exiting.
@@ -99,9 +106,31 @@ pub fn main_with_args(argv: impl IntoIterator<Item = OsString>) -> u8 {
             result
         });
     if let Err(error) = &result {
-        eprintln!("envoke: error: {error}");
+        logging::print_error(log_format, error);
     }
     exit_code(&result)
+}
+
+/// `envoke completions SHELL`: the completion script, from the clap definitions.
+fn print_completions(shell: clap_complete::Shell) -> u8 {
+    let mut command = Args::command();
+    clap_complete::generate(shell, &mut command, "envoke", &mut std::io::stdout());
+    exit_code(&Ok(Exit::Success))
+}
+
+/// `envoke man`: the man page (roff), from the clap definitions.
+fn print_man() -> u8 {
+    let result = clap_mangen::Man::new(Args::command()).render(&mut std::io::stdout());
+    match result {
+        Ok(()) => exit_code(&Ok(Exit::Success)),
+        Err(error) => {
+            // A reader that stopped early (`| head`) is not envoke's failure.
+            if error.kind() != std::io::ErrorKind::BrokenPipe {
+                eprintln!("envoke: error: cannot write the man page: {error}");
+            }
+            exit_code(&Ok(Exit::Usage))
+        }
+    }
 }
 
 fn home_dir() -> Option<PathBuf> {
