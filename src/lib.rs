@@ -57,7 +57,7 @@ use crate::launch::supervise::supervise;
 use crate::launch::{ChildEnvironment, Terminal, become_subreaper};
 use crate::provider::Backends;
 use crate::resolve::{Resolution, resolve};
-use crate::watch::{HeldLeases, Watcher};
+use crate::watch::{HeldLeases, Supervised, Watcher};
 
 /// Runs envoke with these arguments (argv[0] first) and returns its exit code.
 pub fn main_with_args(argv: impl IntoIterator<Item = OsString>) -> u8 {
@@ -196,6 +196,8 @@ async fn run(args: RunArgs) -> Result<Exit, Error> {
         .map_err(|e| Error::Files(e.into()))?;
 
     if args.exec {
+        // The command keeps envoke's PID.
+        resolution.audit(&backends, "start", Some(std::process::id()));
         return Err(launch::exec(&args.command, &environment).into());
     }
     let mask = config.mask.then(|| Arc::new(OutputMask::default()));
@@ -203,6 +205,11 @@ async fn run(args: RunArgs) -> Result<Exit, Error> {
         launch::spawn(&args.command, environment, terminal, mask.as_deref())
     };
     let target = start(&environment)?;
+    resolution.audit(
+        &backends,
+        "start",
+        Some(target.pid().as_raw().unsigned_abs()),
+    );
     // The values are in the child's environment now; envoke's copies are zeroized here, before
     // supervision that may last for months.
     drop(environment);
@@ -218,7 +225,10 @@ async fn run(args: RunArgs) -> Result<Exit, Error> {
         files.clone(),
         Arc::clone(&held),
         mask.clone(),
-        control,
+        Supervised {
+            control,
+            pid: target.pid(),
+        },
     );
     // The watcher kept versions and hashes; the values themselves go now.
     drop(resolution);
