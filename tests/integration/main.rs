@@ -12,6 +12,8 @@ mod exit_codes;
 mod files;
 mod hardening;
 mod hostile;
+mod interface;
+mod logs;
 mod manifest;
 mod mask;
 mod memory;
