@@ -270,6 +270,7 @@ async fn check(args: CheckArgs) -> Result<Exit, Error> {
         ..Flags::default()
     })?;
     let (backends, resolution) = connect_and_resolve(&config).await;
+    resolution.audit(&backends, "check", None);
     // A check must not leave dynamic credentials, or a login, behind.
     backends.revoke_all(&resolution.leases()).await;
     backends.logout().await;

@@ -126,8 +126,8 @@ impl Resolution {
     /// One audit event per variable that has a value: which version of which secret, fetched as
     /// whom, went to which process. `cause` is `start` for the first launch, or the
     /// `--on-change` action that a re-resolution after a change served (`restart`, `signal`,
-    /// `none`, `exit`); `pid` is the process that got the values (envoke's own with `--exec`),
-    /// `None` when none did (`none`, `exit`). Never a value.
+    /// `none`, `exit`), or `check`; `pid` is the process that got the values (envoke's own with
+    /// `--exec`), `None` when none did (`none`, `exit`, `check`). Never a value.
     pub fn audit(&self, backends: &Backends, cause: &str, pid: Option<u32>) {
         for outcome in self.outcomes.iter().filter(|o| o.result.is_ok()) {
             let key = FetchKey::of(&outcome.reference);

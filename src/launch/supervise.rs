@@ -231,7 +231,10 @@ impl Supervisor<'_> {
                         self.target = respawn(&environment)?;
                         // The values are in the new child's environment now; free ours.
                         drop(environment);
-                        tracing::info!(pid = %self.target.pid(), "started the command again");
+                        tracing::info!(
+                            pid = self.target.pid().as_raw(),
+                            "started the command again"
+                        );
                         let _ = started.send(self.target.pid());
                         phase = Phase::Running;
                         continue;

@@ -127,7 +127,7 @@ fn json_logs_are_one_object_per_line_with_timestamp_level_message_and_no_value()
             .iter()
             .find(|e| e["message"] == "started the command")
             .unwrap();
-        assert!(started["pid"].is_string(), "{started}");
+        assert!(started["pid"].is_u64(), "{started}");
         assert_eq!(resolutions(&events, "start").len(), 2, "{}", output.stderr);
     }
     // envoke's own failure is a JSON line too, its multi-line message escaped into it.
@@ -225,6 +225,14 @@ fn a_run_audits_each_variable_with_reference_backend_version_identity_and_the_ch
         .assert_stderr_contains("secret resolved for the command")
         .assert_stderr_contains("event=\"secret.resolve\"")
         .assert_stderr_contains("variable=\"A\"");
+
+    // A check reads the secrets too: audited, given to no process.
+    let output = envoke.run(["--log-format", "json", "check"]);
+    output.assert_code(0);
+    let checked = json_lines(&output.stderr);
+    let checked = resolutions(&checked, "check");
+    assert_eq!(checked.len(), 2, "{}", output.stderr);
+    assert!(checked.values().all(|e| e.get("pid").is_none()));
 
     // -q silences them.
     let quiet = envoke.run(["-q", "run", "--", "true"]);
