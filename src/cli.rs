@@ -9,6 +9,7 @@ use nix::sys::signal::Signal;
 
 use crate::config::process::{parse_signal, parse_signal_mapping};
 use crate::config::watch::OnChange;
+use crate::logging::LogFormat;
 
 /// Start a command with its secrets from AWS Secrets Manager and Vault in its environment.
 #[derive(Debug, Parser)]
@@ -20,6 +21,11 @@ pub struct Args {
     /// Only errors on stderr.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
+    /// How logs are written to stderr: text (timestamped when stderr is not a terminal), or
+    /// json (one object per line).
+    #[arg(long, value_enum, value_name = "FORMAT", global = true, env = "ENVOKE_LOG_FORMAT",
+          default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -38,6 +44,15 @@ pub enum Command {
     /// Move a .env file's values into Secrets Manager or Vault, and print (or, with --write,
     /// write) the manifest that references them. The .env file is never changed.
     Import(ImportArgs),
+    /// Print a shell completion script to stdout, e.g. `envoke completions bash >
+    /// /etc/bash_completion.d/envoke`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to stdout, e.g. `envoke man > /usr/share/man/man1/envoke.1`.
+    Man,
 }
 
 /// `envoke import`
@@ -72,7 +87,7 @@ pub struct RunArgs {
     #[arg(short, long, value_name = "FILE", env = "ENVOKE_MANIFEST")]
     pub manifest: Option<PathBuf>,
     /// Replace envoke with CMD (execve) instead of supervising it.
-    #[arg(long)]
+    #[arg(long, env = "ENVOKE_EXEC", value_parser = clap::builder::FalseyValueParser::new())]
     pub exec: bool,
     /// Don't resolve references found in envoke's own environment.
     #[arg(long, env = "ENVOKE_NO_ENV_REFS", value_parser = clap::builder::FalseyValueParser::new())]
@@ -89,22 +104,24 @@ pub struct RunArgs {
     /// Grace period before SIGKILL once a stop began, e.g. 500ms, 30s [default: 10s].
     #[arg(long, value_name = "DURATION", env = "ENVOKE_STOP_TIMEOUT", value_parser = humantime::parse_duration)]
     pub stop_timeout: Option<Duration>,
-    /// Forward signal FROM from outside as TO, e.g. TERM:QUIT (repeatable).
-    #[arg(long, value_name = "FROM:TO", value_parser = parse_signal_mapping)]
+    /// Forward signal FROM from outside as TO, e.g. TERM:QUIT (repeatable; comma-separated in
+    /// the variable).
+    #[arg(long, value_name = "FROM:TO", env = "ENVOKE_SIGNAL_MAP", value_delimiter = ',',
+          value_parser = parse_signal_mapping)]
     pub signal_map: Vec<(Signal, Signal)>,
     /// Watch the secrets and act when one changes; poll every INTERVAL [default: 5m].
     #[arg(long, value_name = "INTERVAL", env = "ENVOKE_WATCH", num_args = 0..=1,
           default_missing_value = "5m", value_parser = humantime::parse_duration)]
     pub watch: Option<Duration>,
     /// What a change does: restart, signal:SIGNAME, exit or none [default: restart].
-    #[arg(long, value_name = "ACTION", value_parser = OnChange::parse)]
+    #[arg(long, value_name = "ACTION", env = "ENVOKE_ON_CHANGE", value_parser = OnChange::parse)]
     pub on_change: Option<OnChange>,
     /// Changes within this window coalesce into one action [default: 2s].
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", env = "ENVOKE_SETTLE", value_parser = humantime::parse_duration)]
     pub settle: Option<Duration>,
     /// Keep Vault leases, and the Vault token envoke logged in with, when envoke exits instead of
     /// revoking them.
-    #[arg(long)]
+    #[arg(long, env = "ENVOKE_NO_REVOKE", value_parser = clap::builder::FalseyValueParser::new())]
     pub no_revoke: bool,
     /// Pass the command's stdout and stderr through envoke with every resolved value replaced by
     /// ****. envoke then keeps the values in memory while the command runs.
@@ -218,5 +235,26 @@ mod tests {
             panic!("not policy")
         };
         assert!(policy.vault && policy.watch && !policy.aws);
+    }
+
+    /// Every `run` flag (but the command) can come from an ENVOKE_* variable, and `--help` says
+    /// which.
+    #[test]
+    fn every_run_flag_has_an_envoke_variable() {
+        let command = Args::command();
+        let run = command.find_subcommand("run").unwrap();
+        for arg in run.get_arguments() {
+            let id = arg.get_id().as_str();
+            if matches!(id, "command" | "help") || arg.is_global_set() {
+                continue;
+            }
+            let Some(env) = arg.get_env() else {
+                panic!("--{id} has no ENVOKE_* variable")
+            };
+            assert!(
+                env.to_str().unwrap().starts_with("ENVOKE_"),
+                "--{id}: {env:?}"
+            );
+        }
     }
 }

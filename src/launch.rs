@@ -325,7 +325,7 @@ pub fn spawn(
     // The `Child` handle is dropped without waiting: the supervisor reaps (see supervise.rs).
     // It holds no pipe: those went to the pumps.
     let pid = Pid::from_raw(child.id() as i32);
-    tracing::info!(%pid, "started the command");
+    tracing::info!(pid = pid.as_raw(), "started the command");
     Ok(terminal.target(pid))
 }
 

@@ -48,7 +48,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use tokio::sync::mpsc;
 
 use crate::cli::{Args, CheckArgs, Command, Format, ImportArgs, PolicyArgs, RunArgs};
@@ -61,7 +61,7 @@ use crate::launch::supervise::supervise;
 use crate::launch::{ChildEnvironment, Terminal, become_subreaper};
 use crate::provider::Backends;
 use crate::resolve::{Resolution, resolve};
-use crate::watch::{HeldLeases, Watcher};
+use crate::watch::{HeldLeases, Supervised, Watcher};
 
 /// Runs envoke with these arguments (argv[0] first) and returns its exit code.
 pub fn main_with_args(argv: impl IntoIterator<Item = OsString>) -> u8 {
@@ -79,7 +79,13 @@ pub fn main_with_args(argv: impl IntoIterator<Item = OsString>) -> u8 {
             return exit_code(&Ok(exit));
         }
     };
-    logging::init(args.verbose, args.quiet);
+    match args.command {
+        Command::Completions { shell } => return print_completions(shell),
+        Command::Man => return print_man(),
+        Command::Run(_) | Command::Check(_) | Command::Policy(_) | Command::Import(_) => {}
+    }
+    let log_format = args.log_format;
+    logging::init(args.verbose, args.quiet, log_format);
     if let Command::Run(run) = &args.command
         && !run.exec
     {
@@ -98,6 +104,7 @@ pub fn main_with_args(argv: impl IntoIterator<Item = OsString>) -> u8 {
                     Command::Check(check_args) => check(check_args).await,
                     Command::Policy(policy_args) => policy(policy_args).await,
                     Command::Import(import_args) => import(import_args).await,
+                    Command::Completions { .. } | Command::Man => Ok(Exit::Success),
                 }
             });
             // Don't wait for a stuck blocking task (a DNS lookup, say) before exiting.
@@ -105,9 +112,31 @@ pub fn main_with_args(argv: impl IntoIterator<Item = OsString>) -> u8 {
             result
         });
     if let Err(error) = &result {
-        eprintln!("envoke: error: {error}");
+        logging::print_error(log_format, error);
     }
     exit_code(&result)
+}
+
+/// `envoke completions SHELL`: the completion script, from the clap definitions.
+fn print_completions(shell: clap_complete::Shell) -> u8 {
+    let mut command = Args::command();
+    clap_complete::generate(shell, &mut command, "envoke", &mut std::io::stdout());
+    exit_code(&Ok(Exit::Success))
+}
+
+/// `envoke man`: the man page (roff), from the clap definitions.
+fn print_man() -> u8 {
+    let result = clap_mangen::Man::new(Args::command()).render(&mut std::io::stdout());
+    match result {
+        Ok(()) => exit_code(&Ok(Exit::Success)),
+        Err(error) => {
+            // A reader that stopped early (`| head`) is not envoke's failure.
+            if error.kind() != std::io::ErrorKind::BrokenPipe {
+                eprintln!("envoke: error: cannot write the man page: {error}");
+            }
+            exit_code(&Ok(Exit::Usage))
+        }
+    }
 }
 
 fn home_dir() -> Option<PathBuf> {
@@ -194,6 +223,8 @@ async fn run(args: RunArgs) -> Result<Exit, Error> {
         .map_err(|e| Error::Files(e.into()))?;
 
     if args.exec {
+        // The command keeps envoke's PID.
+        resolution.audit(&backends, "start", Some(std::process::id()));
         return Err(launch::exec(&args.command, &environment).into());
     }
     let mask = config.mask.then(|| Arc::new(OutputMask::default()));
@@ -201,6 +232,11 @@ async fn run(args: RunArgs) -> Result<Exit, Error> {
         launch::spawn(&args.command, environment, terminal, mask.as_deref())
     };
     let target = start(&environment)?;
+    resolution.audit(
+        &backends,
+        "start",
+        Some(target.pid().as_raw().unsigned_abs()),
+    );
     // The values are in the child's environment now; envoke's copies are zeroized here, before
     // supervision that may last for months.
     drop(environment);
@@ -216,7 +252,10 @@ async fn run(args: RunArgs) -> Result<Exit, Error> {
         files.clone(),
         Arc::clone(&held),
         mask.clone(),
-        control,
+        Supervised {
+            control,
+            pid: target.pid(),
+        },
     );
     // The watcher kept versions and hashes; the values themselves go now.
     drop(resolution);
@@ -268,6 +307,7 @@ async fn check(args: CheckArgs) -> Result<Exit, Error> {
     } else {
         None
     };
+    resolution.audit(&backends, "check", None);
     // A check must not leave dynamic credentials, or a login, behind.
     backends.revoke_all(&resolution.leases()).await;
     backends.logout().await;

@@ -10,15 +10,44 @@
 //! (`aws_sigv4`'s canonical request holds the session token) and whole responses, and the HTTP
 //! stacks print headers. So whatever RUST_LOG says, no target outside envoke logs below INFO, and
 //! `aws_sigv4` logs nothing ([`dependency_cap`]).
+//!
+//! # Formats
+//! `--log-format text` (the default) writes one line per event, with an RFC 3339 timestamp when
+//! stderr is not a terminal (a container's log, a file, a pipe to a shipper). `--log-format json`
+//! writes one JSON object per line: `timestamp`, `level`, `message`, the event's own fields at the
+//! top level (flattened, so a shipper indexes `variable` rather than `fields.variable`) and
+//! `target`. serde_json escapes every control character, so an event is always one line. Both
+//! take their timestamps from tracing-subscriber's own RFC 3339 formatter (UTC, microseconds).
+//!
+//! # Audit
+//! [`AUDIT`] is the target of the events that say who got which secret version, when, as whom:
+//! resolutions, lease renewals and revocations, Vault logins (docs/logging.md lists them). It is
+//! at INFO by default, so shown without `-v`; `-q` silences it, like everything but errors.
 
 use std::io::IsTerminal;
 
 use tracing::Level;
 use tracing_subscriber::filter::{Targets, filter_fn};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
 use tracing_subscriber::prelude::*;
 
+/// The target of audit events: `tracing::info!(target: AUDIT, ...)` (a literal there:
+/// `"envoke::audit"`, as tracing's macros want).
+pub const AUDIT: &str = "envoke::audit";
+
+/// How log events are written (`--log-format`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Lines for people; timestamped when stderr is not a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
 /// Installs the subscriber. Call once, before anything logs.
-pub fn init(verbose: u8, quiet: bool) {
+pub fn init(verbose: u8, quiet: bool, format: LogFormat) {
     let from_env = std::env::var("RUST_LOG")
         .ok()
         .filter(|directives| !directives.trim().is_empty())
@@ -30,11 +59,24 @@ pub fn init(verbose: u8, quiet: bool) {
         }
         None => (default_filter(verbose, quiet), None),
     };
-    let layer = tracing_subscriber::fmt::layer()
+    let terminal = std::io::stderr().is_terminal();
+    let text = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .without_time();
+        .with_ansi(terminal)
+        .with_target(false);
+    let layer = match format {
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(false)
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .boxed(),
+        // A terminal shows lines as they happen; anything else keeps them for later.
+        LogFormat::Text if terminal => text.without_time().boxed(),
+        LogFormat::Text => text.boxed(),
+    };
     let _ = tracing_subscriber::registry()
         .with(layer.with_filter(filter).with_filter(filter_fn(|metadata| {
             dependency_cap(metadata.target(), *metadata.level())
@@ -43,6 +85,28 @@ pub fn init(verbose: u8, quiet: bool) {
     if let Some((error, directives)) = unusable {
         tracing::warn!("ignoring RUST_LOG={directives:?}: {error} (use `target=level,...`)");
     }
+}
+
+/// Prints envoke's final error, whatever the filter says: as text (`envoke: error: ...`), or as
+/// one JSON object like the events' under `--log-format json`, so that every line of stderr
+/// parses.
+pub fn print_error(format: LogFormat, error: &dyn std::fmt::Display) {
+    match format {
+        LogFormat::Text => eprintln!("envoke: error: {error}"),
+        LogFormat::Json => eprintln!("{}", error_json(&error.to_string())),
+    }
+}
+
+fn error_json(message: &str) -> String {
+    let mut timestamp = String::new();
+    let _ = SystemTime.format_time(&mut Writer::new(&mut timestamp));
+    // Written out by hand for the events' key order; serde_json quotes and escapes the strings.
+    let quoted = |text: &str| serde_json::Value::from(text).to_string();
+    format!(
+        r#"{{"timestamp":{},"level":"ERROR","message":{},"target":"envoke"}}"#,
+        quoted(&timestamp),
+        quoted(message)
+    )
 }
 
 /// Whether a target may log at `level`, whatever the filter says: envoke's own targets always;
@@ -65,7 +129,9 @@ fn default_filter(verbose: u8, quiet: bool) -> Targets {
     let base = if quiet { "error" } else { "warn" };
     // aws-config warns with whole debug dumps when IMDS does not answer; envoke says "no AWS
     // region configured" itself.
-    format!("{base},aws_config=error,envoke={level}")
+    // Audit events at INFO even without -v; -q keeps errors only.
+    let audit = if quiet { "error" } else { "info" };
+    format!("{base},aws_config=error,envoke={level},{AUDIT}={audit}")
         .parse()
         .expect("the built-in log filter parses")
 }
@@ -87,6 +153,33 @@ mod tests {
         let quiet = default_filter(0, true);
         assert!(!quiet.would_enable("envoke", &Level::WARN));
         assert!(quiet.would_enable("envoke", &Level::ERROR));
+    }
+
+    #[test]
+    fn audit_events_show_by_default_and_not_with_quiet() {
+        assert!(default_filter(0, false).would_enable(AUDIT, &Level::INFO));
+        assert!(!default_filter(0, false).would_enable("envoke::watch", &Level::INFO));
+        assert!(!default_filter(0, false).would_enable(AUDIT, &Level::DEBUG));
+        assert!(!default_filter(0, true).would_enable(AUDIT, &Level::INFO));
+    }
+
+    #[test]
+    fn the_final_error_in_json_is_one_line_with_a_timestamp() {
+        let line = error_json("2 variables cannot be resolved:\n  A (x): \u{1b}[31m");
+        assert!(!line.contains('\n') && !line.contains('\u{1b}'), "{line}");
+        let parsed: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(parsed["level"], "ERROR");
+        let timestamp = parsed["timestamp"].as_str().unwrap();
+        assert!(
+            timestamp.ends_with('Z') && timestamp.contains('T'),
+            "{timestamp}"
+        );
+        assert!(
+            parsed["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("2 variables")
+        );
     }
 
     #[test]

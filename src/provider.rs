@@ -68,6 +68,15 @@ impl Backends {
         }
     }
 
+    /// Who envoke reads `reference` as, for the audit events (never a credential).
+    pub fn identity(&self, reference: &Reference) -> String {
+        let identity = match reference {
+            Reference::Aws(_) => self.aws().map(|aws| aws.identity().to_owned()),
+            Reference::Vault(_) => self.vault().map(VaultProvider::identity),
+        };
+        identity.unwrap_or_else(|_| "-".to_owned())
+    }
+
     /// The AWS provider, or why there is none.
     pub fn aws(&self) -> Result<&AwsProvider, FetchError> {
         match &self.aws {
@@ -91,7 +100,13 @@ impl Backends {
         let Ok(vault) = self.vault() else { return };
         for lease in leases {
             match vault.revoke(lease).await {
-                Ok(()) => tracing::info!(lease = %lease.id, "revoked lease"),
+                Ok(()) => tracing::info!(
+                    target: "envoke::audit",
+                    event = "vault.lease.revoke",
+                    lease = one_line(&lease.id).as_str(),
+                    identity = vault.identity().as_str(),
+                    "revoked lease"
+                ),
                 Err(error) => tracing::warn!(lease = %lease.id, %error, "cannot revoke lease"),
             }
         }

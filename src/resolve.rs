@@ -12,6 +12,7 @@ use crate::provider::aws::AwsRequest;
 use crate::provider::vault::VaultRequest;
 use crate::provider::{Backends, Document, DocumentKind, FetchError, Lease};
 use crate::reference::{AwsVersion, KeyPath, Reference};
+use crate::sanitize::{escaped, one_line, redacted};
 use crate::secret::{Digest, SecretValue, SelectError};
 
 /// One distinct fetch: identical references (and different keys of one secret) share it.
@@ -120,6 +121,40 @@ impl Resolution {
             .iter()
             .filter_map(|f| f.lease.clone())
             .collect()
+    }
+
+    /// One audit event per variable that has a value: which version of which secret, fetched as
+    /// whom, went to which process. `cause` is `start` for the first launch, or the
+    /// `--on-change` action that a re-resolution after a change served (`restart`, `signal`,
+    /// `none`, `exit`), or `check`; `pid` is the process that got the values (envoke's own with
+    /// `--exec`), `None` when none did (`none`, `exit`, `check`). Never a value.
+    pub fn audit(&self, backends: &Backends, cause: &str, pid: Option<u32>) {
+        for outcome in self.outcomes.iter().filter(|o| o.result.is_ok()) {
+            let key = FetchKey::of(&outcome.reference);
+            let lease = self
+                .fetched
+                .iter()
+                .find(|f| f.key == key)
+                .and_then(|f| f.lease.as_ref())
+                .map(|lease| one_line(&lease.id));
+            let backend = match outcome.reference {
+                Reference::Aws(_) => "aws",
+                Reference::Vault(_) => "vault",
+            };
+            tracing::info!(
+                target: "envoke::audit",
+                event = "secret.resolve",
+                variable = escaped(&outcome.name).as_str(),
+                reference = redacted(&outcome.reference.to_string()).as_str(),
+                backend,
+                version = outcome.version.as_deref().map(one_line).as_deref(),
+                lease = lease.as_deref(),
+                identity = backends.identity(&outcome.reference).as_str(),
+                pid,
+                cause,
+                "secret resolved for the command"
+            );
+        }
     }
 
     /// The variables that have no value, and why.

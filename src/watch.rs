@@ -31,6 +31,7 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use nix::sys::signal::Signal;
+use nix::unistd::Pid;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -45,6 +46,7 @@ use crate::provider::aws::AwsRequest;
 use crate::provider::vault::VaultRequest;
 use crate::provider::{Backends, DocumentKind, FetchError, Lease};
 use crate::resolve::{FetchKey, Fetched, Resolution, resolve_only};
+use crate::sanitize::{one_line, redacted};
 use crate::secret::Digest;
 
 /// The Vault leases envoke holds, shared with whoever revokes them at exit.
@@ -96,6 +98,16 @@ pub struct Watcher {
     /// With `--mask`: told of values that reach the child without a restart (`signal:SIG`).
     mask: Option<Arc<OutputMask>>,
     control: mpsc::UnboundedSender<Control>,
+    /// The running child's PID, for the audit events.
+    child: Pid,
+}
+
+/// The supervised child, as the watcher reaches it.
+pub struct Supervised {
+    /// Where the watcher's requests go.
+    pub control: mpsc::UnboundedSender<Control>,
+    /// The child the supervisor started first.
+    pub pid: Pid,
 }
 
 /// What one check found.
@@ -128,7 +140,7 @@ impl Watcher {
         files: Option<Arc<SecretFiles>>,
         held: HeldLeases,
         mask: Option<Arc<OutputMask>>,
-        control: mpsc::UnboundedSender<Control>,
+        child: Supervised,
     ) -> Option<JoinHandle<()>> {
         let options = config.watch.as_ref()?;
         tracing::info!(interval = ?options.interval, on_change = ?options.on_change, "watching for changes");
@@ -143,7 +155,8 @@ impl Watcher {
             files,
             held,
             mask,
-            control,
+            control: child.control,
+            child: child.pid,
         };
         watcher.remember(resolution);
         Some(tokio::spawn(watcher.run()))
@@ -245,7 +258,15 @@ impl Watcher {
             match (key, result) {
                 (key, Ok(Verdict::Same)) => tracing::debug!(secret = %key, "no change"),
                 (key, Ok(Verdict::Renewed(lease))) => {
-                    tracing::debug!(secret = %key, ttl = lease.duration_secs, "lease renewed");
+                    tracing::info!(
+                        target: "envoke::audit",
+                        event = "vault.lease.renew",
+                        secret = redacted(&key.to_string()).as_str(),
+                        lease = one_line(&lease.id).as_str(),
+                        ttl = lease.duration_secs,
+                        identity = self.backends.vault().map(|v| v.identity()).unwrap_or_default().as_str(),
+                        "lease renewed"
+                    );
                     if let Some(clock) = self.leases.get_mut(&key) {
                         clock.lease = lease;
                         clock.since = Instant::now();
@@ -420,9 +441,18 @@ impl Watcher {
         }
         tracing::info!(variables = ?differing, action = ?on_change, "values changed");
         match on_change {
-            OnChange::None => self.adopt(&partial),
-            OnChange::Exit => self.exit(&partial),
-            OnChange::Signal(sig) => self.signal(*sig, &partial)?,
+            OnChange::None => {
+                self.adopt(&partial);
+                partial.audit(&self.backends, "none", None);
+            }
+            OnChange::Exit => {
+                partial.audit(&self.backends, "exit", None);
+                self.exit(&partial);
+            }
+            OnChange::Signal(sig) => {
+                self.signal(*sig, &partial)?;
+                partial.audit(&self.backends, "signal", Some(pid_number(self.child)));
+            }
             OnChange::Restart => self.restart(&partial).await?,
         }
         Ok(())
@@ -470,7 +500,10 @@ impl Watcher {
             environment,
             started,
         });
-        let _ = restarted.await;
+        if let Ok(pid) = restarted.await {
+            self.child = pid;
+            full.audit(&self.backends, "restart", Some(pid_number(pid)));
+        }
         self.remember(&full);
         let old = std::mem::replace(&mut *lock(&self.held), full.leases());
         self.revoke(&old).await;
@@ -531,6 +564,11 @@ impl Watcher {
         }
         self.backends.revoke_all(leases).await;
     }
+}
+
+/// A PID as the audit events give it.
+fn pid_number(pid: Pid) -> u32 {
+    pid.as_raw().unsigned_abs()
 }
 
 /// A denial, completed with the permission that watching needs.

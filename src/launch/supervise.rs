@@ -116,10 +116,10 @@ pub enum ChildExit {
 /// What the watcher asks the supervisor to do.
 pub enum Control {
     /// Stop the child gracefully and start the command again with this environment; `started`
-    /// is answered once the new child runs.
+    /// is answered with the new child's PID once it runs.
     Restart {
         environment: ChildEnvironment,
-        started: oneshot::Sender<()>,
+        started: oneshot::Sender<Pid>,
     },
     /// Send this signal to the child.
     Signal(Signal),
@@ -148,7 +148,7 @@ enum Then {
     /// The command starts again with this environment.
     Restart {
         environment: ChildEnvironment,
-        started: oneshot::Sender<()>,
+        started: oneshot::Sender<Pid>,
     },
 }
 
@@ -231,8 +231,11 @@ impl Supervisor<'_> {
                         self.target = respawn(&environment)?;
                         // The values are in the new child's environment now; free ours.
                         drop(environment);
-                        tracing::info!(pid = %self.target.pid(), "started the command again");
-                        let _ = started.send(());
+                        tracing::info!(
+                            pid = self.target.pid().as_raw(),
+                            "started the command again"
+                        );
+                        let _ = started.send(self.target.pid());
                         phase = Phase::Running;
                         continue;
                     }

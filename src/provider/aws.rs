@@ -124,6 +124,9 @@ pub struct AwsProvider {
     /// What is wrong with the shared-config profile in use, if anything: said when the
     /// credentials fail, which is how the SDK reports it.
     profile: Option<ProfileProblem>,
+    /// Whose credentials the calls are signed with, as far as the settings tell (see
+    /// [`identity`]).
+    identity: String,
     /// The configured region's client, and the others' as they are first needed.
     clients: Mutex<HashMap<String, Client>>,
 }
@@ -196,9 +199,15 @@ impl AwsProvider {
             address,
             role_arn: settings.assume_role.as_ref().map(|r| r.role_arn.clone()),
             profile,
+            identity: identity(settings, environment),
             clients: Mutex::default(),
             region,
         })
+    }
+
+    /// Whose credentials the calls are signed with, for the audit events.
+    pub fn identity(&self) -> &str {
+        &self.identity
     }
 
     /// The client for `region` (`None`: the configured one), built on first use from the shared
@@ -661,6 +670,33 @@ fn has_control_character(value: &OsStr) -> bool {
 }
 
 /// envoke's own environment variable `name`, when set and not empty.
+/// Whose credentials envoke uses, from the settings alone: the role it assumes; otherwise the
+/// first source of aws-config's default chain that is configured (environment keys, a profile,
+/// web identity, the ECS container endpoint), or the rest of the chain (the default profile, the
+/// instance role). No value of a credential, not even an access key id. STS GetCallerIdentity
+/// would name the caller exactly, at the cost of a call and a dependency; the role ARN or the
+/// profile is what a policy is written against anyway.
+fn identity(settings: &AwsSettings, environment: &[(OsString, OsString)]) -> String {
+    let env = |name| env_value(environment, name);
+    let text = if let Some(role) = &settings.assume_role {
+        format!("role {}", role.role_arn)
+    } else if env("AWS_ACCESS_KEY_ID").is_some() {
+        "environment keys".to_owned()
+    } else if let Some(profile) = settings.profile.clone().or_else(|| env("AWS_PROFILE")) {
+        format!("profile {profile}")
+    } else if let (Some(role), Some(_)) = (env("AWS_ROLE_ARN"), env("AWS_WEB_IDENTITY_TOKEN_FILE"))
+    {
+        format!("web identity role {role}")
+    } else if env("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI").is_some()
+        || env("AWS_CONTAINER_CREDENTIALS_FULL_URI").is_some()
+    {
+        "container credentials (ECS task role)".to_owned()
+    } else {
+        "default credential chain".to_owned()
+    };
+    one_line(&text)
+}
+
 fn env_value(environment: &[(OsString, OsString)], name: &str) -> Option<String> {
     environment
         .iter()

@@ -37,6 +37,7 @@ use self::http::VaultHttp;
 use self::token::{Lifetime, Origin, Token, header_safe, read_secret_file};
 use super::{Document, DocumentKind, FetchError, Lease};
 use crate::config::vault::{Credential, LoginMethod, VaultAuth, VaultSettings};
+use crate::sanitize::{escaped, one_line};
 use crate::secret::{SecretValue, zeroize_json};
 
 /// Vault reads in flight at once. Each in-flight read holds a connection of its own; a bound lets
@@ -116,6 +117,7 @@ impl VaultProvider {
             VaultAuth::Login { .. } => Token {
                 value: SecretString::from(String::new()),
                 origin: Origin::Given,
+                accessor: None,
             },
         };
         if !header_safe(&token.value) {
@@ -150,6 +152,30 @@ impl VaultProvider {
 
     fn token(&self) -> MutexGuard<'_, Token> {
         self.token.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Who envoke reads as, for the audit events, never a token: `token` for one the user gave
+    /// (`token from PATH` for a file), `METHOD login at auth/MOUNT[ role ROLE], accessor ACC`
+    /// for envoke's own login.
+    pub fn identity(&self) -> String {
+        let token = self.token();
+        match (&self.auth, &token.origin) {
+            (VaultAuth::Login { mount, method }, _) => {
+                let role = login_role(method)
+                    .map(|role| format!(" role {}", escaped(role)))
+                    .unwrap_or_default();
+                format!(
+                    "{} login at auth/{}{role}, accessor {}",
+                    method.name(),
+                    escaped(mount),
+                    token.accessor.as_deref().unwrap_or("-")
+                )
+            }
+            (_, Origin::File { path, .. }) => {
+                format!("token from {}", escaped(&path.display().to_string()))
+            }
+            _ => "token".to_owned(),
+        }
     }
 
     /// Logs in with the configured method; the error names the method, the mount and Vault's
@@ -187,14 +213,19 @@ impl VaultProvider {
                 "the token has a control character inside".to_owned(),
             ));
         }
+        let accessor = one_line(&auth.accessor);
         tracing::info!(
+            target: "envoke::audit",
+            event = "vault.login",
             method = method.name(),
-            mount = %mount,
-            accessor = %auth.accessor,
+            mount = escaped(mount).as_str(),
+            role = login_role(method).map(escaped).as_deref(),
+            accessor = accessor.as_str(),
             ttl = auth.lease_duration,
             "logged in to Vault"
         );
         Ok(Token {
+            accessor: Some(accessor),
             value,
             origin: Origin::Login(Lifetime {
                 ttl: Duration::from_secs(auth.lease_duration),
@@ -229,7 +260,13 @@ impl VaultProvider {
             };
             let result = match renewed {
                 Ok(Some(renewed)) => {
-                    tracing::debug!(ttl = ?renewed.ttl, "renewed envoke's Vault token");
+                    tracing::info!(
+                        target: "envoke::audit",
+                        event = "vault.token.renew",
+                        accessor = self.token().accessor.as_deref(),
+                        ttl = renewed.ttl.as_secs(),
+                        "renewed envoke's Vault token"
+                    );
                     if let Origin::Login(current) = &mut self.token().origin {
                         *current = renewed;
                     }
@@ -289,7 +326,12 @@ impl VaultProvider {
             .request(Method::PUT, "auth/token/revoke-self".to_owned(), None, None)
             .await
         {
-            Ok(_) => tracing::info!("revoked envoke's Vault token"),
+            Ok(_) => tracing::info!(
+                target: "envoke::audit",
+                event = "vault.token.revoke",
+                accessor = self.token().accessor.as_deref(),
+                "revoked envoke's Vault token"
+            ),
             Err(error) => tracing::warn!(%error, "cannot revoke envoke's Vault token"),
         }
     }
@@ -707,6 +749,16 @@ fn login_body(method: &LoginMethod) -> Result<Zeroizing<Vec<u8>>, FetchError> {
     let bytes = Zeroizing::new(body.to_string().into_bytes());
     zeroize_json(&mut body);
     Ok(bytes)
+}
+
+/// The role a login names, when it names one by name (an AppRole's role id is left out: it is
+/// half of its credential).
+fn login_role(method: &LoginMethod) -> Option<&str> {
+    match method {
+        LoginMethod::Kubernetes { role, .. } | LoginMethod::Jwt { role, .. } => Some(role),
+        LoginMethod::Cert { role, .. } => role.as_deref(),
+        LoginMethod::AppRole { .. } => None,
+    }
 }
 
 /// The TLS client identity for `cert` logins: the PEM certificate followed by its key.

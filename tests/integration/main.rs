@@ -15,6 +15,8 @@ mod files;
 mod hardening;
 mod hostile;
 mod import;
+mod interface;
+mod logs;
 mod manifest;
 mod mask;
 mod memory;

@@ -129,12 +129,13 @@ fn signal_mode_rewrites_the_secret_file_and_signals_without_restarting() {
     let envoke = Envoke::new()
         .vault(&bao)
         .manifest("[env]\nTOKEN_FILE = { ref = \"vault://secret/app#token\", file = true }\n");
-    // Logs the file's content at start and on each HUP; $$ shows whether it was restarted.
+    // Logs the file's content at start and on each HUP; $$ shows whether it was restarted. The
+    // path is written first: the test reads it once the first line is logged.
     let script = r#"
 log_it() { echo "$$ $(cat "$TOKEN_FILE") $(stat -c %a "$TOKEN_FILE")" >> "$LOG"; }
 trap log_it HUP
-log_it
 echo "$TOKEN_FILE" > "$LOG.path"
+log_it
 while :; do sleep 0.05; done
 "#;
     let mut flags = FAST.to_vec();

@@ -28,6 +28,9 @@ pub(super) const MAX_FILE: u64 = 64 * 1024;
 pub(super) struct Token {
     pub(super) value: SecretString,
     pub(super) origin: Origin,
+    /// The token's accessor, when envoke logged in (for the audit events: it names the token in
+    /// Vault's own audit log and cannot be used as one).
+    pub(super) accessor: Option<String>,
 }
 
 pub(super) enum Origin {
@@ -80,6 +83,7 @@ impl Token {
             TokenSource::Value(value) => Ok(Token {
                 value: value.clone(),
                 origin: Origin::Given,
+                accessor: None,
             }),
             TokenSource::File { path, explicit } => {
                 let (value, stamp) = read_token_file(path).map_err(|error| match error {
@@ -92,6 +96,7 @@ impl Token {
                         path: path.clone(),
                         stamp,
                     },
+                    accessor: None,
                 })
             }
             TokenSource::Missing => Err(no_token()),
