@@ -149,14 +149,14 @@ fn json_logs_are_one_object_per_line_with_timestamp_level_message_and_no_value()
         last["message"]
             .as_str()
             .unwrap()
-            .contains("C (vault://secret/s#missing): key missing not in secret"),
+            .contains("C (vault://secret/s#missing): key `missing` missing"),
         "{last}"
     );
 }
 
 #[test]
 fn text_logs_to_a_non_terminal_are_timestamped() {
-    let envoke = Envoke::new();
+    let envoke = Envoke::new().manifest("[env]\nGREETING = \"hi\"\n");
     let output = envoke.run(["-v", "run", "--", "true"]);
     output.assert_code(0);
     assert!(!output.stderr.is_empty());
