@@ -72,6 +72,36 @@ pub struct Variable {
     pub origin: Origin,
     /// Whether the child gets the path of a private file holding the value instead.
     pub file: bool,
+    /// For a reference ending in `#*` (or `expand = true`): the secret's keys become variables.
+    pub expand: Option<Expansion>,
+}
+
+/// `NAME = "aws-sm://ID#*"` or `{ ref = "...", expand = true, prefix = "DB_", keys = [...] }`:
+/// each top-level key of a JSON secret becomes a variable named `prefix` + the key in upper
+/// case, every character but letters and digits made `_` (RDS- and Redshift-managed secrets
+/// hold `username`, `password`, `host`, ...).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expansion {
+    pub prefix: String,
+    /// Only these keys; all of them when `None`.
+    pub keys: Option<Vec<String>>,
+}
+
+impl Expansion {
+    /// The variable a key becomes.
+    pub fn name(&self, key: &str) -> String {
+        let key: String = key
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_uppercase()
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        format!("{}{key}", self.prefix)
+    }
 }
 
 /// Where a variable's value comes from.
@@ -515,6 +545,10 @@ fn environment_references(
             None => {}
             Some(Ok(reference)) => variables.push(Variable {
                 name: name.to_owned(),
+                expand: expands(&reference).then(|| Expansion {
+                    prefix: format!("{name}_"),
+                    keys: None,
+                }),
                 source: Source::Reference(reference),
                 origin: Origin::Environment,
                 file: false,
@@ -541,8 +575,14 @@ fn unusable_templates(
             _ => None,
         })
         .collect();
+    // A name an expansion may make (its keys are known only once the secret is fetched).
     let known = |name: &str| {
-        variables.iter().any(|v| v.name == name) || problems.iter().any(|p| p.name == name)
+        variables.iter().any(|v| {
+            v.name == name
+                || v.expand
+                    .as_ref()
+                    .is_some_and(|e| name.starts_with(&e.prefix) && name.len() > e.prefix.len())
+        }) || problems.iter().any(|p| p.name == name)
     };
     let mut unusable = Vec::new();
     for (&name, template) in &templates {
@@ -760,12 +800,57 @@ fn manifest_variable(name: &str, entry: &EnvEntry) -> Result<Variable, VariableP
                 .to_owned(),
         ));
     }
+    let expand = match (entry, &source) {
+        (
+            EnvEntry::Long(LongEntry {
+                expand: true,
+                prefix,
+                keys,
+                ..
+            }),
+            Source::Reference(reference),
+        ) if reference.key().is_none() || expands(reference) => Some(Expansion {
+            prefix: prefix.clone().unwrap_or_else(|| format!("{name}_")),
+            keys: keys.clone(),
+        }),
+        (EnvEntry::Long(LongEntry { expand: true, .. }), _) => {
+            return Err(problem(
+                None,
+                "`expand = true` goes with a `ref` to a whole secret (no #key)".to_owned(),
+            ));
+        }
+        (EnvEntry::Long(LongEntry { prefix, keys, .. }), _)
+            if prefix.is_some() || keys.is_some() =>
+        {
+            return Err(problem(
+                None,
+                "`prefix` and `keys` go with `expand = true`".to_owned(),
+            ));
+        }
+        (_, Source::Reference(reference)) if expands(reference) => Some(Expansion {
+            prefix: format!("{name}_"),
+            keys: None,
+        }),
+        _ => None,
+    };
+    if expand.is_some() && file {
+        return Err(problem(
+            None,
+            "an expanded secret cannot be given as a file".to_owned(),
+        ));
+    }
     Ok(Variable {
         name: name.to_owned(),
         source,
         origin: Origin::Manifest,
         file,
+        expand,
     })
+}
+
+/// Whether a reference asks for every key (`#*`).
+fn expands(reference: &Reference) -> bool {
+    matches!(reference.key(), Some(crate::reference::KeyPath::Key(key)) if key == "*")
 }
 
 fn reference_problem(name: &str, text: &str, error: ReferenceError) -> VariableProblem {
@@ -802,6 +887,7 @@ mod tests {
             value: Some("x".into()),
             template: None,
             file: false,
+            ..LongEntry::default()
         });
         assert!(manifest_variable("A", &entry).is_err());
         let entry = EnvEntry::Long(LongEntry {
@@ -809,6 +895,7 @@ mod tests {
             value: Some("vault://a/b".into()),
             template: None,
             file: false,
+            ..LongEntry::default()
         });
         assert!(matches!(
             manifest_variable("A", &entry).unwrap().source,
@@ -832,8 +919,8 @@ mod tests {
             let value = format!("{value}{control}");
             for entry in [
                 EnvEntry::Short(value.clone()),
-                EnvEntry::Long(LongEntry { reference: Some(value.clone()), value: None, template: None, file: false }),
-                EnvEntry::Long(LongEntry { reference: None, value: None, template: Some(value.clone()), file: false }),
+                EnvEntry::Long(LongEntry { reference: Some(value.clone()), ..LongEntry::default() }),
+                EnvEntry::Long(LongEntry { template: Some(value.clone()), ..LongEntry::default() }),
             ] {
                 if let Err(problem) = manifest_variable(&name, &entry) {
                     let shown = problem.to_string();

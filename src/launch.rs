@@ -174,9 +174,15 @@ fn compose<'a>(
             })
             .collect();
         if ready.is_empty() {
-            return Err(std::io::Error::other(
-                "a template names a variable that has no value",
-            ));
+            let (name, template) = pending[0];
+            let missing = template
+                .names()
+                .find(|n| !values.contains_key(n))
+                .unwrap_or_default();
+            return Err(std::io::Error::other(format!(
+                "the template of {name} names {missing}, which has no value (a key the expanded \
+                 secret does not have?)"
+            )));
         }
         for (name, value) in ready {
             let as_file = by_name.get(name).is_some_and(|v| v.file);

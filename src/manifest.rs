@@ -93,7 +93,7 @@ pub enum EnvEntry {
 }
 
 /// The long form of an `[env]` entry.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LongEntry {
     #[serde(rename = "ref")]
@@ -102,6 +102,13 @@ pub struct LongEntry {
     pub value: Option<String>,
     /// A value composed of other variables: `"postgresql://${DB_USER}:${DB_PASSWORD:url}@db/app"`.
     pub template: Option<String>,
+    /// With `ref`: every top-level key of the JSON secret becomes a variable of its own.
+    #[serde(default)]
+    pub expand: bool,
+    /// With `expand`: what the variables' names start with (default: this entry's name and `_`).
+    pub prefix: Option<String>,
+    /// With `expand`: only these keys.
+    pub keys: Option<Vec<String>>,
     /// Give the variable the path of a private file holding the value, instead of the value.
     #[serde(default)]
     pub file: bool,

@@ -160,6 +160,16 @@ impl Reference {
         }
     }
 
+    /// The same reference with another key.
+    pub fn with_key(&self, key: KeyPath) -> Reference {
+        let mut reference = self.clone();
+        match &mut reference {
+            Reference::Aws(r) => r.key = Some(key),
+            Reference::Vault(r) => r.key = Some(key),
+        }
+        reference
+    }
+
     /// Which part of the fetched document is the value; `None` means all of it.
     pub fn key(&self) -> Option<&KeyPath> {
         match self {

@@ -5,9 +5,9 @@
 //! same time, and each provider runs its own requests concurrently. Every variable gets an
 //! [`Outcome`]; `run` refuses to start when any failed, `check` reports them all.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use crate::config::{Config, VariableProblem};
+use crate::config::{Config, Expansion, Variable, VariableProblem};
 use crate::provider::aws::AwsRequest;
 use crate::provider::vault::VaultRequest;
 use crate::provider::{Backends, Document, DocumentKind, FetchError, Lease};
@@ -92,6 +92,9 @@ pub enum Failure {
     /// The document has no such key, or the value cannot be an environment variable.
     #[error(transparent)]
     Select(#[from] SelectError),
+    /// An expanded secret (`#*`) cannot become variables.
+    #[error("{0}")]
+    Expand(String),
 }
 
 impl Failure {
@@ -100,7 +103,7 @@ impl Failure {
         match self {
             Failure::Fetch(error) => error.status(),
             Failure::Select(SelectError::KeyMissing { .. }) => "key missing",
-            Failure::Select(_) => "invalid",
+            Failure::Select(_) | Failure::Expand(_) => "invalid",
         }
     }
 }
@@ -256,20 +259,23 @@ impl<'a, W: Fn(&FetchKey) -> bool> Plan<'a, W> {
                 })
             })
             .collect();
+        let explicit = config.by_name();
         let outcomes = config
             .references()
             .filter(|(_, reference)| (self.wanted)(&FetchKey::of(reference)))
-            .map(|(variable, reference)| {
-                let (version, result) = select(
-                    document(&FetchKey::of(reference)),
-                    reference.key(),
-                    !variable.file,
-                );
-                Outcome {
-                    name: variable.name.clone(),
-                    reference: reference.clone(),
-                    version,
-                    result,
+            .flat_map(|(variable, reference)| {
+                let document = document(&FetchKey::of(reference));
+                match &variable.expand {
+                    Some(expansion) => expand(variable, reference, expansion, document, &explicit),
+                    None => {
+                        let (version, result) = select(document, reference.key(), !variable.file);
+                        vec![Outcome {
+                            name: variable.name.clone(),
+                            reference: reference.clone(),
+                            version,
+                            result,
+                        }]
+                    }
                 }
             })
             .collect();
@@ -317,6 +323,85 @@ async fn fetch(
 
 /// The value of one variable from its document; `environment` when it becomes an environment
 /// variable (which cannot hold a NUL byte; a secret file can).
+/// An expanded reference (`#*`): an outcome per key of the document, named by the expansion;
+/// or one failed outcome, under the entry's own name, when the document is not there or not a
+/// JSON object. A key whose variable is also defined explicitly fails, naming both.
+fn expand(
+    variable: &Variable,
+    reference: &Reference,
+    expansion: &Expansion,
+    document: Option<&Result<Document, FetchError>>,
+    explicit: &BTreeMap<&str, &Variable>,
+) -> Vec<Outcome> {
+    let failed = |failure: Failure| {
+        vec![Outcome {
+            name: variable.name.clone(),
+            reference: reference.clone(),
+            version: None,
+            result: Err(failure),
+        }]
+    };
+    let keys = match document {
+        Some(Ok(document)) => match document.value.top_level_keys() {
+            Some(keys) => keys,
+            None => {
+                return failed(Failure::Expand(
+                    "the secret is not a JSON object, so it has no keys to expand".to_owned(),
+                ));
+            }
+        },
+        other => {
+            return failed(select(other, None, false).1.err().unwrap_or_else(|| {
+                FetchError::Other("no answer from the backend".to_owned()).into()
+            }));
+        }
+    };
+    let keys: Vec<String> = match &expansion.keys {
+        Some(wanted) => wanted.clone(),
+        None => keys,
+    };
+    keys.into_iter()
+        .map(|key| {
+            let name = expansion.name(&key);
+            let reference = reference.with_key(KeyPath::Key(key));
+            let (version, result) = if explicit.contains_key(name.as_str()) {
+                (
+                    None,
+                    Err(Failure::Expand(format!(
+                        "{name}, from the keys of {}, is also defined on its own; rename one \
+                         (`prefix` under the expansion)",
+                        variable.name
+                    ))),
+                )
+            } else if !is_name(&name) {
+                (
+                    None,
+                    Err(Failure::Expand(format!(
+                        "the key makes `{}`, which is not a variable name; set a `prefix`",
+                        crate::sanitize::escaped(&name)
+                    ))),
+                )
+            } else {
+                select(document, reference.key(), true)
+            };
+            Outcome {
+                name,
+                reference,
+                version,
+                result,
+            }
+        })
+        .collect()
+}
+
+fn is_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 fn select(
     document: Option<&Result<Document, FetchError>>,
     key: Option<&KeyPath>,

@@ -66,6 +66,15 @@ impl SecretValue {
         result
     }
 
+    /// The names of the top-level keys, when the value is a JSON object (names only: the
+    /// parsed document is zeroized before it is dropped).
+    pub fn top_level_keys(&self) -> Option<Vec<String>> {
+        let mut parsed: serde_json::Value = serde_json::from_str(self.0.expose_secret()).ok()?;
+        let keys = parsed.as_object().map(|o| o.keys().cloned().collect());
+        zeroize_json(&mut parsed);
+        keys
+    }
+
     /// An HMAC-SHA256 of the value under a per-process random key: lets envoke tell whether a
     /// value changed without keeping it, and means nothing outside this process.
     pub fn keyed_digest(&self) -> Digest {

@@ -377,3 +377,43 @@ fn a_control_character_in_an_aws_setting_is_an_error_naming_it_not_a_panic() {
         .run(["run", "--", "true"])
         .assert_code(0);
 }
+
+#[test]
+fn a_managed_secret_expands_into_a_variable_per_key() {
+    let moto = Moto::start();
+    moto.create(
+        "rds!db-1234",
+        r#"{"username":"app","password":"p@ss:1","host":"db.internal","port":5432,"dbname":"billing","engine":"postgres"}"#,
+    );
+    let envoke = Envoke::new().aws(&moto).manifest(
+        r#"
+[env]
+DB           = "aws-sm://rds!db-1234#*"
+PG           = { ref = "aws-sm://rds!db-1234", expand = true, prefix = "PG", keys = ["host", "port"] }
+DATABASE_URL = { template = "postgresql://${DB_USERNAME}:${DB_PASSWORD:url}@${DB_HOST}:${DB_PORT}/${DB_DBNAME}" }
+"#,
+    );
+    let (output, env) = envoke.child_env(&[]);
+    output.assert_code(0).assert_stderr_lacks("p@ss");
+    assert_eq!(env["DB_USERNAME"], "app");
+    assert_eq!(env["DB_PASSWORD"], "p@ss:1");
+    assert_eq!(env["DB_PORT"], "5432");
+    assert_eq!(env["DB_ENGINE"], "postgres");
+    assert_eq!(env["PGHOST"], "db.internal");
+    assert_eq!(env["PGPORT"], "5432");
+    assert!(!env.contains_key("PGUSERNAME") && !env.contains_key("DB"));
+    assert_eq!(
+        env["DATABASE_URL"],
+        "postgresql://app:p%40ss%3A1@db.internal:5432/billing"
+    );
+
+    // A key that would overwrite a variable of the manifest is an error naming both.
+    let conflicting = Envoke::new()
+        .aws(&moto)
+        .manifest("[env]\nDB = \"aws-sm://rds!db-1234#*\"\nDB_PASSWORD = \"literal\"\n");
+    conflicting
+        .run(["run", "--", "true"])
+        .assert_code(125)
+        .assert_stderr_contains("DB_PASSWORD, from the keys of DB, is also defined on its own")
+        .assert_never_shows("p@ss");
+}
