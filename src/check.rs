@@ -174,7 +174,9 @@ impl Report {
                 [
                     escaped(&row.name),
                     row.provider.clone(),
-                    row.version.clone().unwrap_or_else(|| "-".to_owned()),
+                    row.version
+                        .as_deref()
+                        .map_or_else(|| "-".to_owned(), escaped),
                     row.status.to_owned(),
                     row.reference.clone(),
                 ]

@@ -37,8 +37,8 @@ const DEFAULT_MANIFEST: &str = "envoke.toml";
 /// enough that input like `-m /dev/zero` cannot grow envoke's memory.
 const MANIFEST_CAP: u64 = 4 * 1024 * 1024;
 
-/// Everything a launch needs, validated.
-#[derive(Debug)]
+/// Everything a launch needs, validated. No `Debug`: `inherited` is envoke's whole environment,
+/// AWS keys included.
 pub struct Config {
     /// The manifest read, if any (`-m`, or `envoke.toml` here or above).
     pub manifest: Option<PathBuf>,
@@ -198,6 +198,11 @@ pub enum ConfigError {
         setting: &'static str,
         variables: String,
     },
+    #[error(
+        "found {path}, but {reason}: not trusted (it chooses where tokens go); \
+         name it with -m if you mean it"
+    )]
+    UntrustedManifest { path: PathBuf, reason: String },
     #[error("no profile `{name}` in the manifest (its profiles: {known})")]
     UnknownProfile { name: String, known: String },
     /// `check` found neither a manifest nor a reference in the environment.
@@ -430,7 +435,7 @@ fn read_manifest(
 ) -> Result<(Option<PathBuf>, Manifest), ConfigError> {
     let path = match flag {
         Some(path) => path.to_path_buf(),
-        None => match find_manifest(working_dir) {
+        None => match find_manifest(working_dir)? {
             Some(path) => path,
             None => return Ok((None, Manifest::default())),
         },
@@ -448,18 +453,46 @@ fn read_manifest(
 /// at a directory holding `.git` once it has looked there: a manifest outside the repository
 /// belongs to something else. Whatever has the name is the manifest: a FIFO or a directory there
 /// is reported, not skipped.
-fn find_manifest(working_dir: &Path) -> Option<PathBuf> {
+fn find_manifest(working_dir: &Path) -> Result<Option<PathBuf>, ConfigError> {
     let mut relative = PathBuf::new();
     for dir in working_dir.ancestors() {
-        if dir.join(DEFAULT_MANIFEST).symlink_metadata().is_ok() {
-            return Some(relative.join(DEFAULT_MANIFEST));
+        let candidate = dir.join(DEFAULT_MANIFEST);
+        if candidate.symlink_metadata().is_ok() {
+            let path = relative.join(DEFAULT_MANIFEST);
+            check_found_manifest(&candidate, &path)?;
+            return Ok(Some(path));
         }
         if dir.join(".git").symlink_metadata().is_ok() {
-            return None;
+            return Ok(None);
         }
         relative.push("..");
     }
-    None
+    Ok(None)
+}
+
+/// A manifest found by searching, not named with `-m`, decides where tokens are sent and what the
+/// command's environment holds: one that another user could have planted (in `/tmp`, a shared
+/// directory) is refused, as git refuses a repository another user owns. It must be owned by
+/// this user or root, and writable by no one else.
+fn check_found_manifest(candidate: &Path, shown: &Path) -> Result<(), ConfigError> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(metadata) = candidate.metadata() else {
+        return Ok(()); // reading it reports what is wrong
+    };
+    let euid = nix::unistd::geteuid().as_raw();
+    let owner_trusted = metadata.uid() == euid || metadata.uid() == 0;
+    let writable_by_others = metadata.mode() & 0o022 != 0;
+    if owner_trusted && !writable_by_others {
+        return Ok(());
+    }
+    Err(ConfigError::UntrustedManifest {
+        path: shown.to_path_buf(),
+        reason: if owner_trusted {
+            "it is writable by other users".to_owned()
+        } else {
+            format!("it belongs to another user (uid {})", metadata.uid())
+        },
+    })
 }
 
 /// Reads a manifest that is a regular file of at most [`MANIFEST_CAP`] bytes. It is opened with

@@ -47,8 +47,11 @@ pub fn parse(text: &str) -> Result<Vec<(String, SecretString)>, DotenvError> {
             Some(quote @ ('"' | '\'')) => {
                 let mut body = Zeroizing::new(String::from(&rest[1..]));
                 // A quoted value may go on over the following lines until its closing quote.
+                // Each line is scanned once: a line break ends any escape, so the scan of a new
+                // line starts afresh at its line break.
+                let mut scanned = 0;
                 loop {
-                    if let Some(end) = closing_quote(&body, quote) {
+                    if let Some(end) = closing_quote(&body[scanned..], quote).map(|e| e + scanned) {
                         if !trailing_is_comment(&body[end + 1..]) {
                             return Err(error("text after the closing quote"));
                         }
@@ -56,6 +59,7 @@ pub fn parse(text: &str) -> Result<Vec<(String, SecretString)>, DotenvError> {
                         break;
                     }
                     let (_, next) = lines.next().ok_or(error("a quote that is never closed"))?;
+                    scanned = body.len();
                     body.push('\n');
                     body.push_str(next);
                 }

@@ -223,19 +223,36 @@ fn not_secret(name: &str, value: &str) -> Option<&'static str> {
         "test",
         "local",
     ];
+    // A name that says "secret" wins over any look of the value (ADMIN_PASSWORD=test).
+    const SECRET_NAMES: &[&str] = &[
+        "KEY",
+        "TOKEN",
+        "SECRET",
+        "PASS",
+        "PWD",
+        "WEBHOOK",
+        "DSN",
+        "AUTH",
+        "CREDENTIAL",
+        "SIGNATURE",
+        "PRIVATE",
+        "CERT",
+    ];
     if value.is_empty() {
         return Some("empty");
     }
-    if name.to_ascii_uppercase().ends_with("PORT")
-        && value.parse::<u16>().is_ok_and(|port| port > 0)
-    {
+    let upper_name = name.to_ascii_uppercase();
+    if SECRET_NAMES.iter().any(|word| upper_name.contains(word)) {
+        return None;
+    }
+    if upper_name.ends_with("PORT") && value.parse::<u16>().is_ok_and(|port| port > 0) {
         return Some("a port number");
     }
     if SETTING_WORDS.contains(&value.to_ascii_lowercase().as_str()) {
         return Some("a setting word");
     }
     if let Some((scheme, rest)) = value.split_once("://") {
-        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        // Any `@` may end a userinfo (a password may hold `/`); a query may carry a key.
         let credential_words = [
             "key",
             "token",
@@ -250,7 +267,7 @@ fn not_secret(name: &str, value: &str) -> Option<&'static str> {
             && scheme
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
-            && !authority.contains('@')
+            && !rest.contains('@')
             && !query.is_some_and(|q| credential_words.iter().any(|w| q.contains(w)))
         {
             return Some("a URL with no credentials in it");
@@ -296,6 +313,15 @@ mod tests {
         );
         assert_eq!(not_secret("PIN", "1234"), None);
         assert_eq!(not_secret("OPENAI_API_KEY", "sk-abc"), None);
+        assert_eq!(not_secret("DATABASE_URL", "postgres://app:pa/ss@db"), None);
+        assert_eq!(not_secret("ADMIN_PASSWORD", "test"), None);
+        assert_eq!(
+            not_secret(
+                "SLACK_WEBHOOK_URL",
+                "https://hooks.slack.com/services/T1/B2/XXXX"
+            ),
+            None
+        );
     }
 
     #[test]

@@ -179,10 +179,17 @@ fn compose<'a>(
                 .names()
                 .find(|n| !values.contains_key(n))
                 .unwrap_or_default();
-            return Err(std::io::Error::other(format!(
-                "the template of {name} names {missing}, which has no value (a key the expanded \
-                 secret does not have?)"
-            )));
+            return Err(std::io::Error::other(if missing.is_empty() {
+                format!(
+                    "the template of {name} composes more than {} bytes",
+                    crate::config::template::MAX_COMPOSED
+                )
+            } else {
+                format!(
+                    "the template of {name} names {missing}, which has no value (a key the \
+                     expanded secret does not have?)"
+                )
+            }));
         }
         for (name, value) in ready {
             let as_file = by_name.get(name).is_some_and(|v| v.file);

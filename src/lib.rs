@@ -195,43 +195,58 @@ async fn run(args: RunArgs) -> Result<Exit, Error> {
         );
     }
 
-    let (backends, resolution) = tokio::select! {
-        resolved = connect_and_resolve(&config) => resolved,
+    let backends = tokio::select! {
+        backends = Backends::connect(&config) => backends,
+        sig = signals.recv_terminating() => {
+            tracing::warn!(signal = %sig, "interrupted while connecting; the command was not started");
+            return Ok(Exit::Interrupted(sig));
+        }
+    };
+    let resolution = tokio::select! {
+        resolution = resolve(&config, &backends) => resolution,
         sig = signals.recv_terminating() => {
             tracing::warn!(signal = %sig, "interrupted while resolving; the command was not started");
+            // The leases of a resolution cut short are not known; revoking the login revokes
+            // them with it.
+            backends.logout().await;
             return Ok(Exit::Interrupted(sig));
         }
     };
     let failures = resolution.failures();
     if !failures.is_empty() {
-        backends.revoke_all(&resolution.leases()).await;
-        backends.logout().await;
-        return Err(Error::Variables(failures));
+        return Err(undo(&backends, &resolution, Error::Variables(failures)).await);
     }
     tracing::info!(
         variables = resolution.outcomes.len(),
         "resolved every reference"
     );
     let files = if config.wants_files() {
-        Some(Arc::new(
-            SecretFiles::create(config.allow_disk_files).map_err(Error::Files)?,
-        ))
+        match SecretFiles::create(config.allow_disk_files) {
+            Ok(files) => Some(Arc::new(files)),
+            Err(error) => return Err(undo(&backends, &resolution, Error::Files(error)).await),
+        }
     } else {
         None
     };
-    let environment = ChildEnvironment::build(&config, &resolution, files.as_deref())
-        .map_err(|e| Error::Files(e.into()))?;
+    let environment = match ChildEnvironment::build(&config, &resolution, files.as_deref()) {
+        Ok(environment) => environment,
+        Err(error) => return Err(undo(&backends, &resolution, Error::Files(error.into())).await),
+    };
 
     if args.exec {
         // The command keeps envoke's PID.
         resolution.audit(&backends, "start", Some(std::process::id()));
-        return Err(launch::exec(&args.command, &environment).into());
+        let error = launch::exec(&args.command, &environment).into();
+        return Err(undo(&backends, &resolution, error).await);
     }
     let mask = config.mask.then(|| Arc::new(OutputMask::default()));
     let start = |environment: &ChildEnvironment| {
         launch::spawn(&args.command, environment, terminal, mask.as_deref())
     };
-    let target = start(&environment)?;
+    let target = match start(&environment) {
+        Ok(target) => target,
+        Err(error) => return Err(undo(&backends, &resolution, error.into()).await),
+    };
     resolution.audit(
         &backends,
         "start",
@@ -281,6 +296,14 @@ async fn run(args: RunArgs) -> Result<Exit, Error> {
     // Zeroes and removes the secret files, on every way out but SIGKILL.
     drop(files);
     Ok(Exit::Supervised(finish?))
+}
+
+/// When the command will not run after all: the dynamic credentials fetched for it and envoke's
+/// own login are revoked before envoke says why, not left to their TTL.
+async fn undo(backends: &Backends, resolution: &Resolution, error: Error) -> Error {
+    backends.revoke_all(&resolution.leases()).await;
+    backends.logout().await;
+    error
 }
 
 async fn connect_and_resolve(config: &Config) -> (Backends, Resolution) {
@@ -407,12 +430,11 @@ async fn import(args: ImportArgs) -> Result<Exit, Error> {
             return Err(Error::Import("Vault is not configured".to_owned()));
         }
     };
-    plan.store(aws.as_ref(), vault.as_ref())
-        .await
-        .map_err(|e| Error::Import(e.to_string()))?;
+    let stored = plan.store(aws.as_ref(), vault.as_ref()).await;
     if let Some(vault) = &vault {
         vault.logout().await;
     }
+    stored.map_err(|e| Error::Import(e.to_string()))?;
     std::fs::write(&args.output, &manifest).map_err(|e| {
         Error::Import(format!(
             "stored the secrets, but cannot write {}: {e}",

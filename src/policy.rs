@@ -51,7 +51,34 @@ pub enum PolicyError {
     Variables(Vec<VariableProblem>),
     #[error("the manifest references no {0} secret; there is nothing to grant")]
     NothingToGrant(&'static str),
+    /// A reference whose text would widen the policy (a wildcard, a quote that ends the rule).
+    #[error(
+        "{0} has a character that means more in a policy than in a name ({1}); no policy printed"
+    )]
+    Widening(String, &'static str),
 }
+
+/// Characters that a policy reads as syntax or as a wildcard: a reference holding one would grant
+/// more than the secret it names.
+fn refuse_widening(reference: &Reference, forbidden: &'static str) -> Result<(), PolicyError> {
+    let text = match reference {
+        Reference::Aws(r) => &r.secret_id,
+        Reference::Vault(r) => &r.path,
+    };
+    if text.contains(|c| forbidden.contains(c)) {
+        return Err(PolicyError::Widening(
+            crate::sanitize::escaped(&reference.to_string()),
+            forbidden,
+        ));
+    }
+    Ok(())
+}
+
+/// In IAM resource ARNs, `*` and `?` are wildcards.
+const IAM_WILDCARDS: &str = "*?";
+/// In Vault policy paths, `*` and `+` are wildcards, and quotes, braces, brackets and backslashes
+/// are HCL's own.
+const HCL_SPECIAL: &str = "*+\"{}[]\\";
 
 struct Invalid<'a>(&'a [VariableProblem]);
 
@@ -120,6 +147,7 @@ pub fn aws(config: &Config, watch: bool) -> Result<Policy, PolicyError> {
         let Reference::Aws(r) = reference else {
             continue;
         };
+        refuse_widening(reference, IAM_WILDCARDS)?;
         let resource = if r.secret_id.starts_with("arn:") {
             r.secret_id.clone()
         } else {
@@ -265,6 +293,11 @@ impl Rules {
 /// server when it can be reached (see the module docs).
 pub async fn vault(config: &Config, watch: bool) -> Result<Policy, PolicyError> {
     refuse_problems(config)?;
+    for (_, reference) in config.references() {
+        if let Reference::Vault(_) = reference {
+            refuse_widening(reference, HCL_SPECIAL)?;
+        }
+    }
     let references: BTreeSet<(String, Option<u64>)> = config
         .references()
         .filter_map(|(_, reference)| match reference {

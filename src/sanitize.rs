@@ -38,6 +38,12 @@ pub fn redacted(text: &str) -> String {
     let Some((scheme, rest)) = text.split_once("://") else {
         return escaped(text);
     };
+    // The userinfo ends at the last `@`: a password may hold `/`, `?` or `#` (generated ones
+    // often do). An `@` further on (in a path) makes more of the text hidden, never less.
+    let (userinfo, rest) = match rest.rfind('@') {
+        Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
+        None => (None, rest),
+    };
     let (before_fragment, fragment) = match rest.split_once('#') {
         Some((before, fragment)) => (before, Some(fragment)),
         None => (rest, None),
@@ -47,13 +53,15 @@ pub fn redacted(text: &str) -> String {
         None => (before_fragment, None),
     };
     let authority_end = before_query.find('/').unwrap_or(before_query.len());
-    let (authority, path) = before_query.split_at(authority_end);
-    let authority = match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _password)) => format!("{user}:{MASK}@{host}"),
-            None => format!("{MASK}@{host}"),
+    let (host, path) = before_query.split_at(authority_end);
+    let authority = match userinfo {
+        Some(userinfo) => match userinfo.split_once(':') {
+            Some((user, _password)) if !user.contains(['/', '?', '#']) => {
+                format!("{user}:{MASK}@{host}")
+            }
+            _ => format!("{MASK}@{host}"),
         },
-        None => authority.to_owned(),
+        None => host.to_owned(),
     };
     let mut out = format!("{scheme}://{authority}{path}");
     if let Some(query) = query
@@ -101,6 +109,10 @@ mod tests {
             "aws-sm://prod/db?version-stage=AWSPREVIOUS#password"
         );
         assert_eq!(redacted("vault://app:PW@host/x"), "vault://app:****@host/x");
+        assert_eq!(
+            redacted("postgres://app:pa/ss?x#y@db/app"),
+            "postgres://app:****@db/app"
+        );
         assert_eq!(redacted("plain\u{1b}[31m"), "plain\\u{1b}[31m");
         assert_eq!(
             one_line("1 error occurred:\n\t* permission denied\n\n"),
@@ -122,7 +134,7 @@ mod tests {
         fn redaction_never_leaves_a_password(
             scheme in "[a-z][a-z0-9+.-]{0,8}".prop_filter("not envoke's", |s| s != "vault" && s != "aws-sm"),
             user in "[a-z]{0,8}",
-            password in "[A-Z0-9!$%^*()_+=]{8,20}",
+            password in "[A-Z0-9!$%^*()_+=/?#:]{8,20}",
             host in "[a-z.]{1,20}(:[0-9]{1,5})?",
             path in "(/[a-z]{0,8}){0,3}",
             query_value in "[A-Z0-9]{8,20}",
@@ -131,8 +143,10 @@ mod tests {
             let out = redacted(&url);
             prop_assert!(!out.contains(&password), "{}", out);
             prop_assert!(!out.contains(&query_value), "{}", out);
-            let token_url = format!("{scheme}://{password}@{host}{path}");
-            prop_assert!(!redacted(&token_url).contains(&password));
+            // A userinfo of one token (no `:`, which would make what precedes it a user name).
+            let token = password.replace(':', "");
+            let token_url = format!("{scheme}://{token}@{host}{path}");
+            prop_assert!(!redacted(&token_url).contains(&token));
         }
     }
 }

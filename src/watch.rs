@@ -76,7 +76,7 @@ impl LeaseClock {
 
     /// About two thirds into the lease.
     fn due(&self) -> Instant {
-        self.since + Duration::from_millis(self.lease.duration_secs * 2000 / 3)
+        self.since + Duration::from_millis(self.lease.duration_secs.saturating_mul(2000) / 3)
     }
 }
 
@@ -397,7 +397,7 @@ impl Watcher {
             .renew(&clock.lease, clock.issued_ttl)
             .await
         {
-            Ok(renewed) if renewed.duration_secs + 1 >= clock.issued_ttl => {
+            Ok(renewed) if renewed.duration_secs.saturating_add(1) >= clock.issued_ttl => {
                 Ok(Verdict::Renewed(renewed))
             }
             Ok(_) => Ok(Verdict::changed(

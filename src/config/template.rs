@@ -20,6 +20,10 @@
 use percent_encoding::{NON_ALPHANUMERIC, percent_encode};
 use zeroize::Zeroizing;
 
+/// The largest value a template composes: 1 MiB, far above any connection string, far below
+/// what the exec of the command could take anyway.
+pub const MAX_COMPOSED: usize = 1024 * 1024;
+
 /// A parsed template.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Template {
@@ -104,7 +108,8 @@ impl Template {
         })
     }
 
-    /// The composed value; `None` while a variable it names has no value yet.
+    /// The composed value; `None` while a variable it names has no value yet, or when the value
+    /// would be larger than [`MAX_COMPOSED`] (templates that double each other grow fast).
     pub fn render<'a>(
         &self,
         value_of: impl Fn(&str) -> Option<&'a [u8]>,
@@ -119,6 +124,9 @@ impl Template {
                         out.extend_from_slice(piece.as_bytes());
                     }
                 }
+            }
+            if out.len() > MAX_COMPOSED {
+                return None;
             }
         }
         Some(out)

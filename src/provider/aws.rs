@@ -193,6 +193,8 @@ impl AwsProvider {
             .or_else(|| env_value(environment, "AWS_ENDPOINT_URL_SECRETS_MANAGER"))
             .or_else(|| sdk_config.endpoint_url().map(str::to_owned))
             .unwrap_or_else(|| format!("https://secretsmanager.{region}.amazonaws.com"));
+        // For messages: an endpoint's userinfo is no one's business.
+        let address = crate::sanitize::redacted(&address);
         Ok(AwsProvider {
             sdk_config,
             endpoint: settings.endpoint.clone(),
@@ -788,7 +790,7 @@ fn map_code(code: &str, message: &str, call: &Call<'_>) -> FetchError {
         )),
         "InvalidRequestException" | "InvalidParameterException" => FetchError::Invalid(message),
         "" => FetchError::Other(message),
-        other => FetchError::Other(format!("{other}: {message}")),
+        other => FetchError::Other(format!("{}: {message}", one_line(other))),
     }
 }
 

@@ -81,11 +81,19 @@ struct Envelope {
     data: Option<serde_json::Value>,
     #[serde(default)]
     lease_id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "bounded_ttl")]
     lease_duration: u64,
     #[serde(default)]
     renewable: bool,
     auth: Option<AuthInfo>,
+}
+
+/// The longest TTL envoke believes a server: ten years. A larger one (a hostile server's
+/// `u64::MAX`) would overflow the clocks that schedule renewals.
+const MAX_TTL_SECS: u64 = 10 * 365 * 24 * 3600;
+
+fn bounded_ttl<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    u64::deserialize(deserializer).map(|ttl| ttl.min(MAX_TTL_SECS))
 }
 
 /// The `auth` part of a login's or a token renewal's answer.
@@ -95,7 +103,7 @@ struct AuthInfo {
     client_token: String,
     #[serde(default)]
     accessor: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "bounded_ttl")]
     lease_duration: u64,
     #[serde(default)]
     renewable: bool,
@@ -309,11 +317,13 @@ impl VaultProvider {
             return Ok(None);
         };
         let renewed = Duration::from_secs(auth.lease_duration);
-        Ok((renewed + Duration::from_secs(1) >= ttl).then(|| Lifetime {
-            ttl: renewed,
-            renewable: auth.renewable,
-            since: Instant::now(),
-        }))
+        Ok(
+            (renewed.saturating_add(Duration::from_secs(1)) >= ttl).then(|| Lifetime {
+                ttl: renewed,
+                renewable: auth.renewable,
+                since: Instant::now(),
+            }),
+        )
     }
 
     /// Revokes the token envoke logged in with (`auth/token/revoke-self`), and with it whatever
@@ -764,12 +774,8 @@ fn login_role(method: &LoginMethod) -> Option<&str> {
 /// The TLS client identity for `cert` logins: the PEM certificate followed by its key.
 fn client_identity(cert: &Path, key: &Path) -> Result<reqwest::Identity, FetchError> {
     let read = |path: &Path| {
-        std::fs::read(path).map(Zeroizing::new).map_err(|error| {
-            FetchError::Other(format!(
-                "cannot read the client certificate or key {}: {error}",
-                path.display()
-            ))
-        })
+        token::read_bounded(path, 1024 * 1024)
+            .map_err(|error| error.for_file("client certificate or key", path))
     };
     let mut pem = read(cert)?;
     pem.extend_from_slice(b"\n");

@@ -370,3 +370,21 @@ fn a_watch_that_is_denied_says_so_once_with_the_permission_it_needs() {
         errors[0]
     );
 }
+
+#[test]
+fn a_command_that_cannot_start_leaves_no_login_behind() {
+    let bao = Bao::start();
+    server_with_app_secret(&bao);
+    let (role_id, secret_id) = bao.approle("app", "app", "1h", "2h");
+    let envoke = logging_in(
+        &bao,
+        &format!(
+            "[vault]\nauth = \"approle\"\nrole_id = \"{role_id}\"\nsecret_id = \"{secret_id}\""
+        ),
+    );
+    let before = bao.token_accessors().len();
+    envoke
+        .run(["run", "--", "no-such-command-for-envoke"])
+        .assert_code(127);
+    assert_eq!(bao.token_accessors().len(), before, "the login was revoked");
+}

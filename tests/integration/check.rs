@@ -102,3 +102,18 @@ fn check_reports_unreachable_and_access_denied() {
     assert_eq!(status("DENIED").as_deref(), Some("access denied"));
     assert_eq!(status("DOWN").as_deref(), Some("unreachable"));
 }
+
+#[test]
+fn a_policy_is_not_printed_for_a_reference_that_would_widen_it() {
+    let envoke = Envoke::new()
+        .env("VAULT_TOKEN", "t")
+        .manifest("[env]\nA = \"vault://secret/app*\"\nB = \"aws-sm://prod/*\"\n");
+    envoke
+        .run(["policy", "--vault"])
+        .assert_code(125)
+        .assert_stderr_contains("vault://secret/app* has a character that means more in a policy");
+    envoke
+        .run(["policy", "--aws"])
+        .assert_code(125)
+        .assert_stderr_contains("aws-sm://prod/* has a character");
+}

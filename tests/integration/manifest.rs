@@ -324,3 +324,21 @@ address = "http://127.0.0.1:9"
             "no profile `prod` in the manifest (its profiles: broken, staging)",
         );
 }
+
+#[test]
+fn a_found_manifest_that_others_can_write_is_not_trusted() {
+    use std::os::unix::fs::PermissionsExt;
+    let envoke = Envoke::new().manifest("[env]\nGREETING = \"planted\"\n");
+    let manifest = envoke.dir().join("envoke.toml");
+    std::fs::set_permissions(&manifest, std::fs::Permissions::from_mode(0o666)).unwrap();
+    run_in(&envoke, "sub", &["run", "--", "true"])
+        .assert_code(125)
+        .assert_stderr_contains("found ../envoke.toml, but it is writable by other users");
+    // Named on purpose, it is the user's choice.
+    run_in(
+        &envoke,
+        "sub",
+        &["run", "-m", "../envoke.toml", "--", "true"],
+    )
+    .assert_code(0);
+}

@@ -38,6 +38,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub(super) struct VaultHttp {
     client: reqwest::Client,
     base: url::Url,
+    /// `base` for messages, without a userinfo's password.
+    shown: String,
     /// Whether `base` is the default address because none was set.
     default_address: bool,
     namespace: Option<HeaderValue>,
@@ -71,7 +73,9 @@ impl VaultHttp {
             // No TLS: don't load the system's trust store for nothing.
             builder = builder.tls_certs_only(Vec::new());
         } else if let Some(ca) = &settings.ca_cert {
-            builder = builder.tls_certs_merge(read_ca(Path::new(ca))?);
+            // The CA named is the only one trusted, as the vault CLI does: not the CA plus every
+            // public one.
+            builder = builder.tls_certs_only(read_ca(Path::new(ca))?);
         }
         if let Some(identity) = identity {
             builder = builder.identity(identity);
@@ -89,6 +93,7 @@ impl VaultHttp {
             })?;
         Ok(VaultHttp {
             client,
+            shown: crate::sanitize::redacted(base.as_str().trim_end_matches('/')),
             base,
             default_address: settings.default_address,
             namespace,
@@ -97,7 +102,7 @@ impl VaultHttp {
 
     /// The server's address, for messages.
     pub(super) fn address(&self) -> &str {
-        self.base.as_str().trim_end_matches('/')
+        &self.shown
     }
 
     /// One request to `/v1/PATH`; the body of a 2xx answer, or why there is none.
@@ -275,12 +280,8 @@ struct ErrorBody {
 }
 
 fn read_ca(path: &Path) -> Result<Vec<reqwest::Certificate>, FetchError> {
-    let pem = std::fs::read(path).map_err(|e| {
-        FetchError::Other(format!(
-            "cannot read the Vault CA certificate {}: {e}",
-            path.display()
-        ))
-    })?;
+    let pem = super::token::read_bounded(path, 1024 * 1024)
+        .map_err(|error| error.for_file("Vault CA certificate", path))?;
     reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
         FetchError::Other(format!(
             "cannot use the Vault CA certificate {}: {e}",

@@ -138,7 +138,7 @@ fn no_token() -> FetchError {
 pub(super) enum FileError {
     Missing,
     NotRegular,
-    TooLarge,
+    TooLarge(u64),
     Empty,
     ControlCharacter,
     NotText,
@@ -150,7 +150,7 @@ impl FileError {
         let reason = match self {
             FileError::Missing => "it does not exist".to_owned(),
             FileError::NotRegular => "it is not a regular file".to_owned(),
-            FileError::TooLarge => format!("it is larger than {MAX_FILE} bytes"),
+            FileError::TooLarge(cap) => format!("it is larger than {cap} bytes"),
             FileError::Empty => "it is empty".to_owned(),
             FileError::ControlCharacter => "it has a control character inside".to_owned(),
             FileError::NotText => "it is not UTF-8 text".to_owned(),
@@ -176,7 +176,22 @@ fn read_token_file(path: &Path) -> Result<(SecretString, Stamp), FileError> {
 /// whitespace. Refuses what is not a regular file (a FIFO would block envoke forever), what is
 /// larger than [`MAX_FILE`], and what has a control character inside.
 pub(super) fn read_secret_file(path: &Path) -> Result<SecretString, FileError> {
-    // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer, forever.
+    let bytes = read_bounded(path, MAX_FILE)?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| FileError::NotText)?;
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(FileError::Empty);
+    }
+    if text.chars().any(char::is_control) {
+        return Err(FileError::ControlCharacter);
+    }
+    Ok(SecretString::from(text.to_owned()))
+}
+
+/// Reads a regular file of at most `cap` bytes into zeroizing memory. Opened with O_NONBLOCK
+/// (a FIFO would otherwise block envoke until a writer came) and checked with fstat on the open
+/// descriptor before a byte is read: a FIFO, a device or a directory is refused at once.
+pub(super) fn read_bounded(path: &Path, cap: u64) -> Result<Zeroizing<Vec<u8>>, FileError> {
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
@@ -190,21 +205,13 @@ pub(super) fn read_secret_file(path: &Path) -> Result<SecretString, FileError> {
         return Err(FileError::NotRegular);
     }
     let mut bytes = Zeroizing::new(Vec::new());
-    file.take(MAX_FILE + 1)
+    file.take(cap + 1)
         .read_to_end(&mut bytes)
         .map_err(FileError::Io)?;
-    if bytes.len() as u64 > MAX_FILE {
-        return Err(FileError::TooLarge);
+    if bytes.len() as u64 > cap {
+        return Err(FileError::TooLarge(cap));
     }
-    let text = std::str::from_utf8(&bytes).map_err(|_| FileError::NotText)?;
-    let text = text.trim();
-    if text.is_empty() {
-        return Err(FileError::Empty);
-    }
-    if text.chars().any(char::is_control) {
-        return Err(FileError::ControlCharacter);
-    }
-    Ok(SecretString::from(text.to_owned()))
+    Ok(bytes)
 }
 
 /// Whether a secret has no control character (a header value would refuse it).
