@@ -11,6 +11,20 @@ use serde_json::{Value, json};
 use crate::support::auth::{client_certificate, rsa_key, signed_jwt, token_reviewer};
 use crate::support::{Bao, Envoke, Moto};
 
+/// A Kubernetes `env` or an ECS `environment` list as (name, value) pairs.
+fn name_values(list: &Value) -> Vec<(String, String)> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap().to_owned(),
+                e["value"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
 fn example(path: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("examples")
@@ -58,17 +72,7 @@ fn the_kubernetes_deployment_logs_in_with_its_service_account_and_resolves_its_m
     assert_eq!(security["readOnlyRootFilesystem"], true);
     assert_eq!(security["allowPrivilegeEscalation"], false);
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
-    let environment: Vec<(String, String)> = container["env"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            (
-                e["name"].as_str().unwrap().to_owned(),
-                e["value"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
+    let environment = name_values(&container["env"]);
     let setting = |name: &str| {
         environment
             .iter()
@@ -165,17 +169,7 @@ fn the_ecs_task_definitions_environment_resolves() {
     assert!(task["taskRoleArn"].is_string() && task["executionRoleArn"].is_string());
     let container = &task["containerDefinitions"][0];
     assert_eq!(container["linuxParameters"]["initProcessEnabled"], false);
-    let environment: Vec<(String, String)> = container["environment"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            (
-                e["name"].as_str().unwrap().to_owned(),
-                e["value"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
+    let environment = name_values(&container["environment"]);
     let region = &environment
         .iter()
         .find(|(n, _)| n == "AWS_REGION")
@@ -264,17 +258,7 @@ fn deployment_environment() -> (String, Vec<(String, String)>) {
         .iter()
         .find(|d| d["kind"] == "Deployment")
         .unwrap();
-    let environment = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            (
-                e["name"].as_str().unwrap().to_owned(),
-                e["value"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
+    let environment = name_values(&deployment["spec"]["template"]["spec"]["containers"][0]["env"]);
     (manifest, environment)
 }
 
