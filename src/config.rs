@@ -262,7 +262,7 @@ pub struct Flags {
 
 /// envoke's own environment, as the settings read it: a variable that is unset, empty or not
 /// UTF-8 is absent.
-pub(crate) struct Environment<'a>(&'a [(OsString, OsString)]);
+pub(crate) struct Environment<'a>(pub(crate) &'a [(OsString, OsString)]);
 
 impl Environment<'_> {
     pub(crate) fn get(&self, name: &str) -> Option<String> {

@@ -24,13 +24,12 @@
 //! otherwise. Nothing is read; a login made only to ask is revoked at once.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::ffi::OsString;
 use std::fmt::Write as _;
 
 use serde::Serialize;
 
 use crate::config::vault::VaultAuth;
-use crate::config::{Config, VariableProblem};
+use crate::config::{Config, Environment, VariableProblem};
 use crate::provider::FetchError;
 use crate::provider::vault::{Engine, VaultProvider};
 use crate::reference::{AwsVersion, Reference};
@@ -136,8 +135,8 @@ pub fn aws(config: &Config, watch: bool) -> Result<Policy, PolicyError> {
         .aws
         .region
         .clone()
-        .or_else(|| variable(&config.inherited, "AWS_REGION"))
-        .or_else(|| variable(&config.inherited, "AWS_DEFAULT_REGION"));
+        .or_else(|| Environment(&config.inherited).get("AWS_REGION"))
+        .or_else(|| Environment(&config.inherited).get("AWS_DEFAULT_REGION"));
     let mut read = BTreeSet::new();
     let mut describe = BTreeSet::new();
     let mut batch = false;
@@ -250,15 +249,6 @@ fn partition(region: &str) -> &'static str {
     } else {
         "aws"
     }
-}
-
-fn variable(environment: &[(OsString, OsString)], name: &str) -> Option<String> {
-    environment
-        .iter()
-        .find(|(k, _)| k == name)
-        .and_then(|(_, v)| v.to_str())
-        .filter(|v| !v.is_empty())
-        .map(str::to_owned)
 }
 
 /// What envoke knows of the engine behind a path.

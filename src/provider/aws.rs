@@ -38,6 +38,7 @@ use futures::future::join_all;
 use zeroize::Zeroize;
 
 use super::{Document, DocumentKind, FetchError, body_excerpt, root_cause};
+use crate::config::Environment;
 use crate::config::aws::AwsSettings;
 use crate::reference::AwsVersion;
 use crate::sanitize::one_line;
@@ -190,7 +191,7 @@ impl AwsProvider {
         let address = settings
             .endpoint
             .clone()
-            .or_else(|| env_value(environment, "AWS_ENDPOINT_URL_SECRETS_MANAGER"))
+            .or_else(|| Environment(environment).get("AWS_ENDPOINT_URL_SECRETS_MANAGER"))
             .or_else(|| sdk_config.endpoint_url().map(str::to_owned))
             .unwrap_or_else(|| format!("https://secretsmanager.{region}.amazonaws.com"));
         // For messages: an endpoint's userinfo is no one's business.
@@ -565,7 +566,10 @@ impl ProfileProblem {
         settings: &AwsSettings,
         environment: &[(OsString, OsString)],
     ) -> Option<ProfileProblem> {
-        let (name, from) = match (&settings.profile, env_value(environment, "AWS_PROFILE")) {
+        let (name, from) = match (
+            &settings.profile,
+            Environment(environment).get("AWS_PROFILE"),
+        ) {
             (Some(name), _) => (name.clone(), Some("`profile` under [aws]")),
             (None, Some(name)) => (name, Some("AWS_PROFILE")),
             (None, None) => ("default".to_owned(), None),
@@ -580,7 +584,7 @@ impl ProfileProblem {
         .ok()?;
         match (profiles.get_profile(&name), from) {
             (None, Some(from)) => {
-                let file = |variable, default: &str| match env_value(environment, variable) {
+                let file = |variable, default: &str| match Environment(environment).get(variable) {
                     Some(path) => format!("{path} ({variable})"),
                     None => default.to_owned(),
                 };
@@ -679,7 +683,7 @@ fn has_control_character(value: &OsStr) -> bool {
 /// would name the caller exactly, at the cost of a call and a dependency; the role ARN or the
 /// profile is what a policy is written against anyway.
 fn identity(settings: &AwsSettings, environment: &[(OsString, OsString)]) -> String {
-    let env = |name| env_value(environment, name);
+    let env = |name| Environment(environment).get(name);
     let text = if let Some(role) = &settings.assume_role {
         format!("role {}", role.role_arn)
     } else if env("AWS_ACCESS_KEY_ID").is_some() {
@@ -697,15 +701,6 @@ fn identity(settings: &AwsSettings, environment: &[(OsString, OsString)]) -> Str
         "default credential chain".to_owned()
     };
     one_line(&text)
-}
-
-fn env_value(environment: &[(OsString, OsString)], name: &str) -> Option<String> {
-    environment
-        .iter()
-        .find(|(k, _)| k == name)
-        .and_then(|(_, v)| v.to_str())
-        .filter(|v| !v.is_empty())
-        .map(str::to_owned)
 }
 
 /// Whether the call was refused for lack of permission: an access-denied code, or an HTTP 403
