@@ -891,7 +891,7 @@ fn reference_problem(name: &str, text: &str, error: ReferenceError) -> VariableP
 }
 
 /// POSIX portable environment variable names: `[A-Za-z_][A-Za-z0-9_]*`.
-fn is_valid_name(name: &str) -> bool {
+pub(crate) fn is_valid_name(name: &str) -> bool {
     let mut chars = name.chars();
     chars
         .next()

@@ -7,6 +7,8 @@
 use secrecy::SecretString;
 use zeroize::Zeroizing;
 
+use crate::config::is_valid_name;
+
 /// Why a `.env` file cannot be read. Names the line, never shows a value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("line {line}: {reason}")]
@@ -37,7 +39,7 @@ pub fn parse(text: &str) -> Result<Vec<(String, SecretString)>, DotenvError> {
             .split_once('=')
             .ok_or(error("no `=`: expected NAME=value"))?;
         let name = name.trim_end();
-        if !is_name(name) {
+        if !is_valid_name(name) {
             return Err(error(
                 "the name is not a variable name (letters, digits and `_`)",
             ));
@@ -80,14 +82,6 @@ pub fn parse(text: &str) -> Result<Vec<(String, SecretString)>, DotenvError> {
         ));
     }
     Ok(variables)
-}
-
-fn is_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// The byte offset of the quote that closes `body`, skipping `\"` inside double quotes.

@@ -12,8 +12,8 @@
 //! The modules, in layers: each imports only from the layers listed before it.
 //!
 //! 1. `reference` (the `aws-sm://` / `vault://` grammar), `secret` (the zeroizing, redacting
-//!    value type), `manifest` (the `envoke.toml` schema), `dotenv` (the `.env` format),
-//!    `sanitize` (outside text made safe to show), `logging`.
+//!    value type), `manifest` (the `envoke.toml` schema), `sanitize` (outside text made safe to
+//!    show), `logging`.
 //! 2. `config`: flags + manifest + environment → one validated `Config`; every settings type.
 //! 3. `provider`: the AWS Secrets Manager and Vault clients, connected as references need them.
 //! 4. `resolve`: references → values, per variable.
@@ -21,8 +21,8 @@
 //!    envoke's own protection (no core file, not dumpable; the child gets both back).
 //! 6. `watch`: rotation: change detection, leases, backoff; asks the supervisor to act.
 //! 7. `check` (the `envoke check` report), `policy` (the least-privilege policy `envoke policy`
-//!    prints), `import` (a `.env` file's secrets stored, its manifest written), `error` (errors
-//!    and the exit-code table), `cli` (clap definitions).
+//!    prints), `dotenv` (the `.env` format) and `import` (a `.env` file's secrets stored, its
+//!    manifest written), `error` (errors and the exit-code table), `cli` (clap definitions).
 //! 8. this file: [`main_with_args`], which reads top to bottom: parse, decide the terminal,
 //!    load, resolve, start, supervise, clean up.
 #![warn(missing_docs)]

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use crate::config::{Config, Expansion, Variable, VariableProblem};
+use crate::config::{Config, Expansion, Variable, VariableProblem, is_valid_name};
 use crate::provider::aws::AwsRequest;
 use crate::provider::vault::VaultRequest;
 use crate::provider::{Backends, Document, DocumentKind, FetchError, Lease};
@@ -373,7 +373,7 @@ fn expand(
                         variable.name
                     ))),
                 )
-            } else if !is_name(&name) {
+            } else if !is_valid_name(&name) {
                 (
                     None,
                     Err(Failure::Expand(format!(
@@ -392,14 +392,6 @@ fn expand(
             }
         })
         .collect()
-}
-
-fn is_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 fn select(
