@@ -8,6 +8,7 @@
 //! at the first one, so `run` can report them all and `check` can show each as `invalid`.
 
 pub mod aws;
+pub mod file;
 pub mod process;
 pub mod template;
 pub mod vault;
@@ -495,49 +496,24 @@ fn check_found_manifest(candidate: &Path, shown: &Path) -> Result<(), ConfigErro
     })
 }
 
-/// Reads a manifest that is a regular file of at most [`MANIFEST_CAP`] bytes. It is opened with
-/// O_NONBLOCK, so that opening a FIFO returns at once instead of waiting for a writer, and
-/// checked with fstat on the open descriptor (no race with a rename) before a byte is read.
+/// Reads a manifest that is a regular file of at most [`MANIFEST_CAP`] bytes of UTF-8 text
+/// ([`file::read_bounded`]).
 fn read_manifest_text(path: &Path) -> Result<String, ConfigError> {
-    use std::io::Read;
-    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
     let read_error = |source| ConfigError::ReadManifest {
         path: path.to_path_buf(),
         source,
     };
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
-        .open(path)
-        .map_err(read_error)?;
-    let kind = file.metadata().map_err(read_error)?.file_type();
-    let not_regular = if kind.is_file() {
-        None
-    } else if kind.is_dir() {
-        Some("a directory")
-    } else if kind.is_fifo() {
-        Some("a FIFO")
-    } else if kind.is_char_device() || kind.is_block_device() {
-        Some("a device")
-    } else {
-        Some("a socket")
-    };
-    if let Some(kind) = not_regular {
-        return Err(ConfigError::ManifestNotAFile {
+    let bytes = file::read_bounded(path, MANIFEST_CAP).map_err(|error| match error {
+        file::ReadError::NotRegular(kind) => ConfigError::ManifestNotAFile {
             path: path.to_path_buf(),
             kind,
-        });
-    }
-    let mut bytes = Vec::new();
-    file.take(MANIFEST_CAP + 1)
-        .read_to_end(&mut bytes)
-        .map_err(read_error)?;
-    if bytes.len() as u64 > MANIFEST_CAP {
-        return Err(ConfigError::ManifestTooLarge {
+        },
+        file::ReadError::TooLarge(_) => ConfigError::ManifestTooLarge {
             path: path.to_path_buf(),
-        });
-    }
-    String::from_utf8(bytes).map_err(|_| {
+        },
+        file::ReadError::Io(source) => read_error(source),
+    })?;
+    String::from_utf8(bytes.to_vec()).map_err(|_| {
         read_error(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             "it is not UTF-8 text",

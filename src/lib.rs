@@ -455,20 +455,14 @@ async fn import(args: ImportArgs) -> Result<Exit, Error> {
 
 /// A `.env` file: a regular file of at most 4 MiB, read into zeroizing memory.
 fn read_dotenv(path: &std::path::Path) -> Result<zeroize::Zeroizing<String>, Error> {
-    use std::io::Read;
+    use crate::config::file::{ReadError, read_bounded};
     let fail = |why: String| Error::Import(format!("cannot read {}: {why}", path.display()));
-    let metadata = std::fs::metadata(path).map_err(|e| fail(e.to_string()))?;
-    if !metadata.is_file() {
-        return Err(fail("not a regular file".to_owned()));
-    }
-    let mut text = zeroize::Zeroizing::new(String::new());
-    std::fs::File::open(path)
-        .map_err(|e| fail(e.to_string()))?
-        .take(4 * 1024 * 1024 + 1)
-        .read_to_string(&mut text)
-        .map_err(|e| fail(e.to_string()))?;
-    if text.len() > 4 * 1024 * 1024 {
-        return Err(fail("larger than 4 MiB".to_owned()));
-    }
-    Ok(text)
+    let bytes = read_bounded(path, 4 * 1024 * 1024).map_err(|error| match error {
+        ReadError::NotRegular(kind) => fail(format!("not a regular file but {kind}")),
+        ReadError::TooLarge(_) => fail("larger than 4 MiB".to_owned()),
+        ReadError::Io(error) => fail(error.to_string()),
+    })?;
+    String::from_utf8(bytes.to_vec())
+        .map(zeroize::Zeroizing::new)
+        .map_err(|_| fail("not UTF-8 text".to_owned()))
 }

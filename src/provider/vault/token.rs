@@ -9,8 +9,8 @@
 //!   it and replaced by a fresh login when renewal no longer helps (see `keep_login_alive`).
 
 use std::fs::Metadata;
-use std::io::Read;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -18,6 +18,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::time::Instant;
 use zeroize::Zeroizing;
 
+use crate::config::file::{ReadError, read_bounded as read_bounded_file};
 use crate::config::vault::TokenSource;
 use crate::provider::FetchError;
 
@@ -188,30 +189,15 @@ pub(super) fn read_secret_file(path: &Path) -> Result<SecretString, FileError> {
     Ok(SecretString::from(text.to_owned()))
 }
 
-/// Reads a regular file of at most `cap` bytes into zeroizing memory. Opened with O_NONBLOCK
-/// (a FIFO would otherwise block envoke until a writer came) and checked with fstat on the open
-/// descriptor before a byte is read: a FIFO, a device or a directory is refused at once.
+/// [`crate::config::file::read_bounded`], with this module's errors (a missing file is told
+/// apart: a missing ~/.vault-token means "no token", not a failure).
 pub(super) fn read_bounded(path: &Path, cap: u64) -> Result<Zeroizing<Vec<u8>>, FileError> {
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
-        .open(path)
-        .map_err(|error| match error.kind() {
-            std::io::ErrorKind::NotFound => FileError::Missing,
-            _ => FileError::Io(error),
-        })?;
-    let metadata = file.metadata().map_err(FileError::Io)?;
-    if !metadata.is_file() {
-        return Err(FileError::NotRegular);
-    }
-    let mut bytes = Zeroizing::new(Vec::new());
-    file.take(cap + 1)
-        .read_to_end(&mut bytes)
-        .map_err(FileError::Io)?;
-    if bytes.len() as u64 > cap {
-        return Err(FileError::TooLarge(cap));
-    }
-    Ok(bytes)
+    read_bounded_file(path, cap).map_err(|error| match error {
+        ReadError::NotRegular(_) => FileError::NotRegular,
+        ReadError::TooLarge(cap) => FileError::TooLarge(cap),
+        ReadError::Io(error) if error.kind() == std::io::ErrorKind::NotFound => FileError::Missing,
+        ReadError::Io(error) => FileError::Io(error),
+    })
 }
 
 /// Whether a secret has no control character (a header value would refuse it).
