@@ -175,25 +175,15 @@ impl Bao {
     }
 
     fn try_start_tls_on(port: u16, dir: &Path) -> Option<Bao> {
-        let child = Command::new(bao_binary())
-            .args([
-                "server",
-                "-dev",
-                "-dev-tls",
-                &format!("-dev-tls-cert-dir={}", dir.display()),
-                &format!("-dev-root-token-id={ROOT_TOKEN}"),
-                &format!("-dev-listen-address=127.0.0.1:{port}"),
-            ])
-            .env("HOME", std::env::temp_dir())
-            .env("BAO_LOG_LEVEL", "error")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start bao");
+        let mut server = Self::spawn_dev_server(
+            port,
+            &[
+                "-dev-tls".to_owned(),
+                format!("-dev-tls-cert-dir={}", dir.display()),
+            ],
+        );
         let addr = format!("https://127.0.0.1:{port}");
         let ca = dir.join("vault-ca.pem");
-        let mut server = Server { child, name: "bao" };
         let ready = server.wait_ready(Duration::from_secs(30), || {
             ca.exists()
                 && bao_cli(
@@ -218,15 +208,16 @@ impl Bao {
         bao_cli(&self.addr, self.ca.as_deref(), token, args, body)
     }
 
-    /// Starts a server on `port`; `None` when it exits instead (the port was taken).
-    fn try_start_on(port: u16) -> Option<Bao> {
+    /// `bao server -dev` on `port` with the root token [`ROOT_TOKEN`], plus `extra` arguments.
+    fn spawn_dev_server(port: u16, extra: &[String]) -> Server {
         let child = Command::new(bao_binary())
             .args([
-                "server",
-                "-dev",
-                &format!("-dev-root-token-id={ROOT_TOKEN}"),
-                &format!("-dev-listen-address=127.0.0.1:{port}"),
+                "server".to_owned(),
+                "-dev".to_owned(),
+                format!("-dev-root-token-id={ROOT_TOKEN}"),
+                format!("-dev-listen-address=127.0.0.1:{port}"),
             ])
+            .args(extra)
             .env("HOME", std::env::temp_dir())
             .env("BAO_LOG_LEVEL", "error")
             .stdin(Stdio::null())
@@ -234,10 +225,15 @@ impl Bao {
             .stderr(Stdio::null())
             .spawn()
             .expect("start bao");
+        Server { child, name: "bao" }
+    }
+
+    /// Starts a server on `port`; `None` when it exits instead (the port was taken).
+    fn try_start_on(port: u16) -> Option<Bao> {
         let mut bao = Bao {
             addr: format!("http://127.0.0.1:{port}"),
             ca: None,
-            server: Server { child, name: "bao" },
+            server: Self::spawn_dev_server(port, &[]),
             agent: http_agent(),
         };
         let ready = bao.server.wait_ready(Duration::from_secs(30), || {
