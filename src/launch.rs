@@ -25,7 +25,7 @@ use self::files::SecretFiles;
 use self::mask::OutputMask;
 use self::signals::{GROUP_FORWARDED, TERMINAL_CAUGHT};
 use self::supervise::Target;
-use crate::config::{Config, Origin};
+use crate::config::{Config, Origin, Variable};
 use crate::resolve::Resolution;
 
 /// Whether the child shares envoke's terminal. Decided once, from stdin, before anything starts:
@@ -105,7 +105,8 @@ impl ChildEnvironment {
                 );
             }
         }
-        let composed = compose(config, &mut values)?;
+        let origins = config.by_name();
+        let composed = compose(config, &origins, &mut values)?;
         let masked = if config.mask {
             resolution
                 .outcomes
@@ -120,7 +121,6 @@ impl ChildEnvironment {
         } else {
             Vec::new()
         };
-        let origins = config.by_name();
         for (name, value) in values.iter_mut() {
             let Some(variable) = origins.get(name) else {
                 continue;
@@ -160,9 +160,9 @@ impl ChildEnvironment {
 /// templates were checked when it was loaded: every name exists and none is part of a circle.
 fn compose<'a>(
     config: &'a Config,
+    by_name: &BTreeMap<&str, &Variable>,
     values: &mut BTreeMap<&'a str, Zeroizing<Vec<u8>>>,
 ) -> std::io::Result<Vec<String>> {
-    let by_name = config.by_name();
     let mut pending: Vec<_> = config.templates().collect();
     let mut composed = Vec::new();
     while !pending.is_empty() {
