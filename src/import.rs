@@ -13,6 +13,7 @@
 use secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroizing;
 
+use crate::config::Config;
 use crate::provider::FetchError;
 use crate::provider::aws::AwsProvider;
 use crate::provider::vault::VaultProvider;
@@ -150,23 +151,20 @@ impl Plan {
     }
 
     /// Stores the secrets at the destination: one JSON document (AWS) or KV secret (Vault), or
-    /// one secret per variable with `--split`.
-    pub async fn store(
-        &self,
-        aws: Option<&AwsProvider>,
-        vault: Option<&VaultProvider>,
-    ) -> Result<(), ImportError> {
+    /// one secret per variable with `--split`. A Vault login made for it is revoked after.
+    pub async fn store(&self, config: &Config) -> Result<(), ImportError> {
         let failed = |source| ImportError::Store {
             destination: self.destination.to_string(),
             source,
         };
-        let missing = |what: &str| failed(FetchError::Other(format!("{what} is not configured")));
         match &self.destination {
-            Destination::Aws {
-                prefix,
-                split: true,
-            } => {
-                let aws = aws.ok_or_else(|| missing("AWS"))?;
+            Destination::Aws { prefix, split } => {
+                let aws = AwsProvider::connect(&config.aws, &config.inherited)
+                    .await
+                    .map_err(failed)?;
+                if !split {
+                    return aws.store(prefix, &self.document()).await.map_err(failed);
+                }
                 for (name, value) in &self.secrets {
                     let value = SecretValue::new(value.expose_secret().to_owned());
                     aws.store(&format!("{prefix}/{name}"), &value)
@@ -175,13 +173,14 @@ impl Plan {
                 }
                 Ok(())
             }
-            Destination::Aws { prefix, .. } => {
-                let aws = aws.ok_or_else(|| missing("AWS"))?;
-                aws.store(prefix, &self.document()).await.map_err(failed)
-            }
             Destination::Vault { path } => {
-                let vault = vault.ok_or_else(|| missing("Vault"))?;
-                vault.store(path, &self.document()).await.map_err(failed)
+                let settings = config.vault.as_ref().ok_or_else(|| {
+                    failed(FetchError::Other("Vault is not configured".to_owned()))
+                })?;
+                let vault = VaultProvider::connect(settings).await.map_err(failed)?;
+                let stored = vault.store(path, &self.document()).await.map_err(failed);
+                vault.logout().await;
+                stored
             }
         }
     }

@@ -409,32 +409,9 @@ async fn import(args: ImportArgs) -> Result<Exit, Error> {
         load_vault: matches!(destination, Destination::Vault { .. }),
         ..Flags::default()
     })?;
-    let (aws, vault) = match (&destination, &config.vault) {
-        (Destination::Aws { .. }, _) => (
-            Some(
-                provider::aws::AwsProvider::connect(&config.aws, &config.inherited)
-                    .await
-                    .map_err(|e| Error::Import(format!("cannot reach AWS: {e}")))?,
-            ),
-            None,
-        ),
-        (Destination::Vault { .. }, Some(settings)) => (
-            None,
-            Some(
-                provider::vault::VaultProvider::connect(settings)
-                    .await
-                    .map_err(|e| Error::Import(format!("cannot reach Vault: {e}")))?,
-            ),
-        ),
-        (Destination::Vault { .. }, None) => {
-            return Err(Error::Import("Vault is not configured".to_owned()));
-        }
-    };
-    let stored = plan.store(aws.as_ref(), vault.as_ref()).await;
-    if let Some(vault) = &vault {
-        vault.logout().await;
-    }
-    stored.map_err(|e| Error::Import(e.to_string()))?;
+    plan.store(&config)
+        .await
+        .map_err(|e| Error::Import(e.to_string()))?;
     std::fs::write(&args.output, &manifest).map_err(|e| {
         Error::Import(format!(
             "stored the secrets, but cannot write {}: {e}",
