@@ -201,7 +201,7 @@ fn split_scheme(text: &str) -> Option<(&str, &str)> {
 }
 
 /// Splits `body?query#fragment` into its parts.
-fn split_parts(text: &str) -> (&str, Option<&str>, Option<&str>) {
+pub(crate) fn split_parts(text: &str) -> (&str, Option<&str>, Option<&str>) {
     let (before_key, key) = match text.split_once('#') {
         Some((b, k)) => (b, Some(k)),
         None => (text, None),

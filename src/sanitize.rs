@@ -27,6 +27,8 @@ pub fn escaped(text: &str) -> String {
         .collect()
 }
 
+use crate::reference::split_parts;
+
 /// The mask for what [`redacted`] hides.
 const MASK: &str = "****";
 
@@ -44,14 +46,7 @@ pub fn redacted(text: &str) -> String {
         Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
         None => (None, rest),
     };
-    let (before_fragment, fragment) = match rest.split_once('#') {
-        Some((before, fragment)) => (before, Some(fragment)),
-        None => (rest, None),
-    };
-    let (before_query, query) = match before_fragment.split_once('?') {
-        Some((before, query)) => (before, Some(query)),
-        None => (before_fragment, None),
-    };
+    let (before_query, query, fragment) = split_parts(rest);
     let authority_end = before_query.find('/').unwrap_or(before_query.len());
     let (host, path) = before_query.split_at(authority_end);
     let authority = match userinfo {
