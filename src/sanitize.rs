@@ -8,6 +8,8 @@
 //!   of a URL that hold credentials hidden (`postgres://app:****@db/app?sslkey=****`): a
 //!   connection string written where a reference was expected must not be printed whole.
 
+use crate::reference::split_parts;
+
 /// Runs of whitespace (newlines, tabs) become one space; any other control character is escaped.
 pub fn one_line(text: &str) -> String {
     escaped(&text.split_whitespace().collect::<Vec<_>>().join(" "))
@@ -26,8 +28,6 @@ pub fn escaped(text: &str) -> String {
         })
         .collect()
 }
-
-use crate::reference::split_parts;
 
 /// The mask for what [`redacted`] hides.
 const MASK: &str = "****";
