@@ -18,6 +18,8 @@
 //! batch that is throttled or denied (a policy may allow GetSecretValue but not
 //! BatchGetSecretValue, the usual ECS task role).
 
+mod http;
+
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::{OsStr, OsString};
@@ -148,13 +150,15 @@ impl AwsProvider {
         environment: &[(OsString, OsString)],
     ) -> Result<AwsProvider, FetchError> {
         check_control_characters(settings, environment)?;
-        let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(3))
-                .operation_attempt_timeout(Duration::from_secs(10))
-                .operation_timeout(Duration::from_secs(30))
-                .build(),
-        );
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .http_client(http::client())
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(3))
+                    .operation_attempt_timeout(Duration::from_secs(10))
+                    .operation_timeout(Duration::from_secs(30))
+                    .build(),
+            );
         if let Some(region) = &settings.region {
             loader = loader.region(Region::new(region.clone()));
         }

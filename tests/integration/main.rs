@@ -24,5 +24,6 @@ mod pid1;
 mod policy;
 mod signals;
 mod templates;
+mod trust;
 mod vault;
 mod watch;

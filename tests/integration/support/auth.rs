@@ -195,3 +195,71 @@ pub fn token_reviewer(namespace: &str, name: &str, uid: &str) -> String {
     });
     address
 }
+
+/// A CA and a server certificate for 127.0.0.1 that it signed, in `dir`, as a company's own CA
+/// would issue for an internal endpoint: (CA PEM path, certificate, key).
+pub fn server_certificate(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server-ca.key",
+            "-out",
+            "server-ca.pem",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=envoke test corporate CA",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    );
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName = IP:127.0.0.1\nextendedKeyUsage = serverAuth\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "server-ca.pem",
+            "-CAkey",
+            "server-ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "1",
+            "-extfile",
+            "server.ext",
+        ],
+    );
+    (
+        dir.join("server-ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    )
+}

@@ -16,6 +16,7 @@ pub mod auth;
 pub mod hostile;
 pub mod postgres;
 pub mod proxy;
+pub mod tls;
 
 use aws_sdk_secretsmanager::Client as SmClient;
 use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
