@@ -57,7 +57,8 @@ pub struct Profile {
     pub vault: VaultSection,
 }
 
-/// `[watch]`: defaults for `--watch`, `--on-change` and `--settle`.
+/// `[watch]`: defaults for `--watch`, `--on-change`, `--settle`, `--sweep`, `--splay` and
+/// `--recheck-signal`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WatchSection {
@@ -67,6 +68,12 @@ pub struct WatchSection {
     pub on_change: Option<String>,
     /// Settle window, e.g. `"2s"`.
     pub settle: Option<String>,
+    /// Sweep period for AWS secrets without a rotation due, e.g. `"1h"`.
+    pub sweep: Option<String>,
+    /// Longest random delay before a restart, e.g. `"30s"`.
+    pub splay: Option<String>,
+    /// e.g. `"USR2"`.
+    pub recheck_signal: Option<String>,
 }
 
 /// `[process]`: defaults for `--stop-signal`, `--stop-timeout` and `--signal-map`.
