@@ -648,7 +648,7 @@ impl Watcher {
         }
         let delay = limit.mul_f64(fastrand::f64());
         tracing::info!(
-            delay = ?delay,
+            delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
             splay = ?limit,
             "waiting a random delay before acting on the change (--splay)"
         );
