@@ -110,6 +110,9 @@ pub struct Watcher {
     last_sweep: Instant,
     /// Whether a denied ListSecrets was reported (once).
     said_list_denied: bool,
+    /// AWS secrets whose name ListSecrets could not find among the many others it matches:
+    /// described at each sweep instead, so they no longer crowd the others of their call.
+    crowded: BTreeSet<FetchKey>,
     /// Woken by the recheck signal.
     recheck: Arc<Notify>,
     files: Option<Arc<SecretFiles>>,
@@ -183,6 +186,7 @@ impl Watcher {
             schedules: HashMap::new(),
             last_sweep: Instant::now(),
             said_list_denied: false,
+            crowded: BTreeSet::new(),
             recheck: child.recheck,
             files,
             held,
@@ -283,13 +287,18 @@ impl Watcher {
             .keys()
             .filter(|key| matches!(key, FetchKey::Aws(_)) && !self.leases.contains_key(key))
             .map(|key| {
-                let check = schedule::check(
+                let check = match schedule::check(
                     self.schedules.get(key),
                     now,
                     options.interval,
                     sweeping,
                     forced,
-                );
+                ) {
+                    schedule::Check::Sweep if self.crowded.contains(key) => {
+                        schedule::Check::Describe
+                    }
+                    check => check,
+                };
                 (key.clone(), check)
             })
             .collect()
@@ -422,8 +431,16 @@ impl Watcher {
         let Ok(aws) = self.backends.aws() else {
             return HashMap::new();
         };
-        let (states, errors) = aws.list(&requests).await;
-        for error in errors {
+        let listed = aws.list(&requests).await;
+        for request in listed.crowded {
+            tracing::info!(
+                secret = %FetchKey::Aws(request.clone()),
+                "ListSecrets finds too many other secrets by this name to find this one; \
+                 it is described at each sweep instead"
+            );
+            self.crowded.insert(FetchKey::Aws(request));
+        }
+        for error in listed.errors {
             match error {
                 FetchError::AccessDenied(_) if !self.said_list_denied => {
                     self.said_list_denied = true;
@@ -442,7 +459,7 @@ impl Watcher {
             }
         }
         let mut swept = HashMap::new();
-        for (request, state) in states {
+        for (request, state) in listed.states {
             let key = FetchKey::Aws(request);
             if let Some(fetched) = self.watched.get(&key) {
                 let verdict = stage_verdict(fetched, &key, &state, "ListSecrets");

@@ -19,7 +19,7 @@
 //! BatchGetSecretValue, the usual ECS task role).
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ffi::{OsStr, OsString};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
@@ -141,6 +141,23 @@ fn window_hours(text: &str) -> Option<Duration> {
     (1..=24)
         .contains(&hours)
         .then(|| Duration::from_secs(hours * 3600))
+}
+
+/// What [`AwsProvider::list`] found.
+#[derive(Debug, Default)]
+pub struct Listed {
+    pub states: HashMap<AwsRequest, SecretState>,
+    pub errors: Vec<FetchError>,
+    /// Not found within the pages read, among many other secrets the filter matched.
+    pub crowded: Vec<AwsRequest>,
+}
+
+/// How one ListSecrets filter ended.
+enum ListOutcome {
+    Complete,
+    Failed(FetchError),
+    /// The page limit was reached; these were wanted.
+    Crowded(Vec<AwsRequest>),
 }
 
 /// A secret as watching sees it.
@@ -500,12 +517,11 @@ impl AwsProvider {
     /// What ListSecrets says of the secrets of `requests`, [`LIST_NAMES`] names a call, per
     /// region, all calls at once. A request the answers do not account for (another account's
     /// ARN, a name ListSecrets cannot filter on, more matches than [`LIST_PAGES`] pages hold, a
-    /// failed call) is missing from the map; the errors say why calls failed (a denial once per
-    /// call). ListSecrets is eventually consistent: an answer may be minutes old.
-    pub async fn list(
-        &self,
-        requests: &[AwsRequest],
-    ) -> (HashMap<AwsRequest, SecretState>, Vec<FetchError>) {
+    /// failed call) is missing from `states`; `errors` say why calls failed, and `crowded` are
+    /// the requests of a filter whose pages ran out before they were found (listing them with
+    /// fewer other names may find them). ListSecrets is eventually consistent: an answer may be
+    /// minutes old.
+    pub async fn list(&self, requests: &[AwsRequest]) -> Listed {
         let mut by_region: BTreeMap<Option<&str>, BTreeMap<&str, Vec<&AwsRequest>>> =
             BTreeMap::new();
         for request in requests {
@@ -531,13 +547,20 @@ impl AwsProvider {
                 })
                 .collect::<Vec<_>>()
         });
-        let mut states = HashMap::new();
-        let mut errors = Vec::new();
-        for (found, error) in join_all(calls).await {
-            states.extend(found);
-            errors.extend(error);
+        let mut listed = Listed::default();
+        for (found, outcome) in join_all(calls).await {
+            match outcome {
+                ListOutcome::Complete => {}
+                ListOutcome::Failed(error) => listed.errors.push(error),
+                ListOutcome::Crowded(wanted) => listed.crowded.extend(
+                    wanted
+                        .into_iter()
+                        .filter(|r| !found.iter().any(|(f, _)| f == r)),
+                ),
+            }
+            listed.states.extend(found);
         }
-        (states, errors)
+        listed
     }
 
     /// One ListSecrets filter of up to [`LIST_NAMES`] name prefixes in `region`, followed for
@@ -547,7 +570,7 @@ impl AwsProvider {
         region: Option<&str>,
         prefixes: Vec<&str>,
         wanted: Vec<&AwsRequest>,
-    ) -> (Vec<(AwsRequest, SecretState)>, Option<FetchError>) {
+    ) -> (Vec<(AwsRequest, SecretState)>, ListOutcome) {
         let call = Call {
             operation: "ListSecrets",
             secret_id: None,
@@ -558,6 +581,7 @@ impl AwsProvider {
             .set_values(Some(prefixes.iter().map(|p| (*p).to_owned()).collect()))
             .build();
         let mut found = Vec::new();
+        let mut crowding: BTreeSet<&str> = BTreeSet::new();
         let mut token: Option<String> = None;
         for page in 1..=LIST_PAGES {
             tracing::debug!(names = prefixes.len(), region, page, "aws: ListSecrets");
@@ -571,7 +595,12 @@ impl AwsProvider {
                 .await
             {
                 Ok(output) => output,
-                Err(error) => return (found, Some(self.map_sdk_error(&error, &call))),
+                Err(error) => {
+                    return (
+                        found,
+                        ListOutcome::Failed(self.map_sdk_error(&error, &call)),
+                    );
+                }
             };
             for entry in output.secret_list.unwrap_or_default() {
                 let (arn, name) = (entry.arn.as_deref(), entry.name.as_deref());
@@ -580,6 +609,13 @@ impl AwsProvider {
                     .filter(|r| answers(&r.secret_id, arn, name))
                     .collect();
                 if answered.is_empty() {
+                    // Another secret whose name starts like ours: the prefix that found it.
+                    let name = name.unwrap_or_default().to_ascii_lowercase();
+                    crowding.extend(
+                        prefixes
+                            .iter()
+                            .filter(|p| name.starts_with(&p.to_ascii_lowercase())),
+                    );
                     continue;
                 }
                 let schedule = RotationSchedule::from_api(
@@ -601,7 +637,7 @@ impl AwsProvider {
             match output.next_token.filter(|t| !t.is_empty()) {
                 Some(next) if found.len() < wanted.len() => token = Some(next),
                 // Every request answered, or no page left.
-                _ => return (found, None),
+                _ => return (found, ListOutcome::Complete),
             }
         }
         // A prefix that many other secrets share: what was not found by now is described.
@@ -611,7 +647,18 @@ impl AwsProvider {
             pages = LIST_PAGES,
             "ListSecrets has more pages than envoke reads; the rest is described"
         );
-        (found, None)
+        // The names that other secrets crowd out; all of them when the entries matched none
+        // (a server that answers what it likes). The others of the call were only starved, and
+        // are found once the crowded ones are described instead.
+        let crowded = wanted
+            .into_iter()
+            .filter(|r| {
+                crowding.is_empty()
+                    || name_prefix(&r.secret_id).is_some_and(|p| crowding.contains(p))
+            })
+            .cloned()
+            .collect();
+        (found, ListOutcome::Crowded(crowded))
     }
 
     /// Stores `value` as the current version of secret `name` (in the configured region):
