@@ -410,9 +410,10 @@ impl Watcher {
         (changed, errors)
     }
 
-    /// The sweep: the quiet AWS secrets of `plan`, checked with ListSecrets. A secret missing
-    /// from the answer is described by the caller; a failed ListSecrets is logged, never an
-    /// error of its own (the DescribeSecret that replaces it may be one).
+    /// The sweep: the quiet AWS secrets of `plan`, checked with ListSecrets; those it finds
+    /// unchanged. A secret missing from the answer, or that it shows changed, is described by
+    /// the caller; a failed ListSecrets is logged, never an error of its own (the
+    /// DescribeSecret that replaces it may be one).
     async fn sweep(
         &mut self,
         plan: &HashMap<FetchKey, schedule::Check>,
@@ -461,9 +462,20 @@ impl Watcher {
         let mut swept = HashMap::new();
         for (request, state) in listed.states {
             let key = FetchKey::Aws(request);
-            if let Some(fetched) = self.watched.get(&key) {
-                let verdict = stage_verdict(fetched, &key, &state, "ListSecrets");
-                swept.insert(key, (verdict, state.schedule));
+            let Some(fetched) = self.watched.get(&key) else {
+                continue;
+            };
+            match stage_verdict(fetched, &key, &state) {
+                verdict @ Verdict::Same => {
+                    swept.insert(key, (verdict, state.schedule));
+                }
+                // ListSecrets may lag by minutes: a version it shows may be older than the one
+                // the command has. Left out of the answer, the secret is described in this
+                // poll, and that answer is the one acted on.
+                _ => tracing::info!(
+                    secret = %key,
+                    "ListSecrets shows another version; confirming with DescribeSecret"
+                ),
             }
         }
         swept
@@ -505,7 +517,7 @@ impl Watcher {
     ) -> Result<(Verdict, RotationSchedule), FetchError> {
         // A denial names secretsmanager:DescribeSecret already.
         let state = self.backends.aws()?.describe(request).await?;
-        let verdict = stage_verdict(fetched, &fetched.key, &state, "DescribeSecret");
+        let verdict = stage_verdict(fetched, &fetched.key, &state);
         Ok((verdict, state.schedule))
     }
 
@@ -778,8 +790,8 @@ impl Watcher {
 }
 
 /// Whether the followed stage of `key` (an AWS secret) still points at the version `fetched`
-/// has, as `via` (the API asked) says.
-fn stage_verdict(fetched: &Fetched, key: &FetchKey, state: &SecretState, via: &str) -> Verdict {
+/// has. Only DescribeSecret's answers are acted on (see [`Watcher::sweep`]).
+fn stage_verdict(fetched: &Fetched, key: &FetchKey, state: &SecretState) -> Verdict {
     if state.version == fetched.version {
         return Verdict::Same;
     }
@@ -789,7 +801,7 @@ fn stage_verdict(fetched: &Fetched, key: &FetchKey, state: &SecretState, via: &s
     };
     Verdict::Changed {
         why: format!(
-            "{stage} moved from version {} to {} (seen by {via})",
+            "{stage} moved from version {} to {} (seen by DescribeSecret)",
             fetched.version.as_deref().unwrap_or("-"),
             state.version.as_deref().unwrap_or("-")
         ),

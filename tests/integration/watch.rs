@@ -507,9 +507,13 @@ fn the_sweep_finds_a_manual_change_of_a_quiet_secret_with_list_secrets() {
         ["quiet-1", "quiet-2"]
     );
     let (_, logs) = watched.stop();
-    assert!(logs.contains("(seen by ListSecrets)"), "{logs}");
+    // ListSecrets may lag behind: what it shows is confirmed before anything is done.
+    assert!(
+        logs.contains("ListSecrets shows another version; confirming with DescribeSecret"),
+        "{logs}"
+    );
     assert!(count(&moto, "ListSecrets") >= 1);
-    assert_eq!(count(&moto, "DescribeSecret"), 0, "{logs}");
+    assert_eq!(count(&moto, "DescribeSecret"), 1, "{logs}");
 }
 
 #[test]
