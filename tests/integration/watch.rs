@@ -716,3 +716,53 @@ fn wait_until(condition: impl Fn() -> bool) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn a_name_that_begins_hundreds_of_others_is_described_not_listed_page_after_page() {
+    // ListSecrets filters by name prefix: `dup` finds dup-0 ... dup-499 first, more than the
+    // 5 pages of 100 a sweep reads, and `solo`, listed in the same call, is starved with it.
+    let moto = Moto::start();
+    for i in 0..500 {
+        moto.create(&format!("dup-{i}"), "x");
+    }
+    moto.create("dup", "dup-1");
+    moto.create("solo", "solo-1");
+    let envoke = Envoke::new()
+        .aws(&moto)
+        .manifest("[env]\nDUP = \"aws-sm://dup\"\nSOLO = \"aws-sm://solo\"\n");
+    let flags = ["--watch", "1s", "--settle", "100ms", "--sweep", "1s"];
+    let watched = watched(
+        &envoke,
+        &flags,
+        r#"echo "$DUP $SOLO" >> "$LOG"; exec sleep 1000"#,
+    );
+    wait_until(|| {
+        watched
+            .logs()
+            .contains("too many other secrets by this name")
+    });
+    std::thread::sleep(Duration::from_millis(1200));
+    moto.reset_recording();
+    std::thread::sleep(Duration::from_millis(2500));
+    let polls = count(&moto, "ListSecrets");
+    let described = moto.recorded_secret_ids("DescribeSecret");
+    assert!(
+        (1..=4).contains(&polls),
+        "one page a sweep for solo alone: {polls}"
+    );
+    assert!(
+        !described.is_empty() && described.iter().all(|id| id == "dup"),
+        "{described:?}"
+    );
+    moto.put("solo", "solo-2");
+    assert_eq!(
+        watched.wait_lines(2, Duration::from_secs(10)),
+        ["dup-1 solo-1", "dup-1 solo-2"]
+    );
+    let (_, logs) = watched.stop();
+    assert_eq!(
+        logs.matches("too many other secrets by this name").count(),
+        1,
+        "only dup, once: {logs}"
+    );
+}
