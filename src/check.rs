@@ -58,7 +58,7 @@ async fn watch_denial(backends: &Backends, fetched: &Fetched) -> Option<String> 
         (_, _, Some(_)) => None,
         (FetchKey::Aws(request), DocumentKind::Aws, None) => {
             let aws = backends.aws().ok()?;
-            match aws.version_holding(request, request.followed_stage()).await {
+            match aws.describe(request).await {
                 // The denial names the action, the secret and the region already.
                 Err(FetchError::AccessDenied(what)) => Some(format!("watching needs {what}")),
                 result => denied(result.map(drop), String::new()),

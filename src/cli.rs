@@ -119,6 +119,18 @@ pub struct RunArgs {
     /// Changes within this window coalesce into one action [default: 2s].
     #[arg(long, value_name = "DURATION", env = "ENVOKE_SETTLE", value_parser = humantime::parse_duration)]
     pub settle: Option<Duration>,
+    /// With --watch: how often the AWS secrets that no scheduled rotation is due for are checked,
+    /// all at once with ListSecrets; never more often than the polls [default: 1h].
+    #[arg(long, value_name = "DURATION", env = "ENVOKE_SWEEP", value_parser = humantime::parse_duration)]
+    pub sweep: Option<Duration>,
+    /// With --watch: wait a random delay of up to DURATION before a restart (or exit) after a
+    /// change, so that a fleet does not restart in the same second [default: 0s].
+    #[arg(long, value_name = "DURATION", env = "ENVOKE_SPLAY", value_parser = humantime::parse_duration)]
+    pub splay: Option<Duration>,
+    /// With --watch: on this signal, check every secret at once instead of forwarding it to the
+    /// command, e.g. USR2 [default: none].
+    #[arg(long, value_name = "SIG", env = "ENVOKE_RECHECK_SIGNAL", value_parser = parse_signal)]
+    pub recheck_signal: Option<Signal>,
     /// Keep Vault leases, and the Vault token envoke logged in with, when envoke exits instead of
     /// revoking them.
     #[arg(long, env = "ENVOKE_NO_REVOKE", value_parser = clap::builder::FalseyValueParser::new())]

@@ -26,7 +26,9 @@ use self::aws::{AwsSettings, RoleKeyWithoutRole};
 use self::process::{StopPolicy, parse_signal, parse_signal_mapping};
 use self::template::Template;
 use self::vault::VaultSettings;
-use self::watch::{MIN_INTERVAL, MIN_SETTLE, OnChange, WatchOptions};
+use self::watch::{
+    DEFAULT_SWEEP, MIN_INTERVAL, MIN_SETTLE, OnChange, WatchOptions, recheck_signal,
+};
 use crate::manifest::{EnvEntry, LongEntry, Manifest, ProcessSection, WatchSection};
 use crate::reference::{Reference, ReferenceError};
 use crate::sanitize::{escaped, one_line, redacted};
@@ -249,6 +251,9 @@ pub struct Flags {
     pub watch: Option<Duration>,
     pub on_change: Option<OnChange>,
     pub settle: Option<Duration>,
+    pub sweep: Option<Duration>,
+    pub splay: Option<Duration>,
+    pub recheck_signal: Option<Signal>,
     pub no_revoke: bool,
     pub mask: bool,
     /// `--pass-env NAME`: envoke's own credentials that the child gets anyway.
@@ -342,7 +347,7 @@ impl Config {
             })?,
             vault,
             stop: stop_policy(flags, &manifest.process, &errors)?,
-            watch: watch_options(flags, &manifest.watch, &errors)?,
+            watch: watch_options(flags, &manifest.watch, &manifest.process, &errors)?,
             inherited: without_envokes_own(environment, &flags.pass_env),
             revoke: !flags.no_revoke,
             mask: flags.mask,
@@ -693,10 +698,23 @@ fn stop_policy(
 fn watch_options(
     flags: &Flags,
     section: &WatchSection,
+    process: &ProcessSection,
     errors: &SettingErrors<'_>,
 ) -> Result<Option<WatchOptions>, ConfigError> {
     let invalid = |setting, reason| errors.invalid(setting, reason);
     let duration = |setting, text: &str| errors.duration(setting, text);
+    let recheck = match (flags.recheck_signal, &section.recheck_signal) {
+        (Some(sig), _) => Some(
+            recheck_signal(sig)
+                .map_err(|reason| bad_flag("--recheck-signal (ENVOKE_RECHECK_SIGNAL)", reason))?,
+        ),
+        (None, Some(text)) => Some(
+            parse_signal(text)
+                .and_then(recheck_signal)
+                .map_err(|r| invalid("[watch] recheck_signal", r))?,
+        ),
+        (None, None) => None,
+    };
     let interval = match (flags.watch, &section.interval) {
         (Some(interval), _) => at_least(interval, MIN_INTERVAL, "interval")
             .map_err(|reason| bad_flag("--watch (ENVOKE_WATCH)", reason))?,
@@ -706,8 +724,33 @@ fn watch_options(
             "interval",
         )
         .map_err(|reason| invalid("[watch] interval", reason))?,
-        (None, None) => return Ok(None),
+        (None, None) => {
+            if let Some(sig) = recheck {
+                return Err(bad_flag(
+                    "--recheck-signal (ENVOKE_RECHECK_SIGNAL, [watch] recheck_signal)",
+                    format!(
+                        "{sig} would recheck secrets that nothing watches: add --watch (or \
+                         [watch] interval), or drop it"
+                    ),
+                ));
+            }
+            return Ok(None);
+        }
     };
+    if let Some(sig) = recheck {
+        let mapped = flags.signal_map.iter().any(|(from, _)| *from == sig)
+            || process
+                .signal_map
+                .iter()
+                .filter_map(|text| parse_signal_mapping(text).ok())
+                .any(|(from, _)| from == sig);
+        if mapped {
+            return Err(bad_flag(
+                "--recheck-signal (ENVOKE_RECHECK_SIGNAL, [watch] recheck_signal)",
+                format!("{sig} is also mapped by --signal-map; it cannot be both"),
+            ));
+        }
+    }
     let on_change = match (&flags.on_change, &section.on_change) {
         (Some(action), _) => action.clone(),
         (None, Some(text)) => OnChange::parse(text).map_err(|r| invalid("[watch] on_change", r))?,
@@ -724,10 +767,25 @@ fn watch_options(
         .map_err(|reason| invalid("[watch] settle", reason))?,
         (None, None) => Duration::from_secs(2),
     };
+    // A sweep more often than the polls has nothing to do between them: it is the interval.
+    let sweep = match (flags.sweep, &section.sweep) {
+        (Some(sweep), _) => sweep,
+        (None, Some(text)) => duration("[watch] sweep", text)?,
+        (None, None) => DEFAULT_SWEEP,
+    }
+    .max(interval);
+    let splay = match (flags.splay, &section.splay) {
+        (Some(splay), _) => splay,
+        (None, Some(text)) => duration("[watch] splay", text)?,
+        (None, None) => Duration::ZERO,
+    };
     Ok(Some(WatchOptions {
         interval,
         on_change,
         settle,
+        sweep,
+        splay,
+        recheck_signal: recheck,
     }))
 }
 

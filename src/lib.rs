@@ -49,7 +49,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use clap::{CommandFactory, Parser};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 use crate::cli::{Args, CheckArgs, Command, Format, ImportArgs, PolicyArgs, RunArgs};
 use crate::config::{Config, ConfigError, Flags};
@@ -178,12 +178,18 @@ async fn run(args: RunArgs) -> Result<Exit, Error> {
         watch: args.watch,
         on_change: args.on_change,
         settle: args.settle,
+        sweep: args.sweep,
+        splay: args.splay,
+        recheck_signal: args.recheck_signal,
         no_revoke: args.no_revoke,
         mask: args.mask,
         pass_env: args.pass_env,
         allow_disk_files: args.allow_disk_files,
         ..Flags::default()
     })?;
+    if let Some(sig) = config.watch.as_ref().and_then(|w| w.recheck_signal) {
+        signals.recheck_on(sig).map_err(Error::Signals)?;
+    }
     if !config.problems.is_empty() {
         return Err(Error::Variables(config.problems));
     }
@@ -260,6 +266,7 @@ async fn run(args: RunArgs) -> Result<Exit, Error> {
     let backends = Arc::new(backends);
     let held: HeldLeases = Arc::new(Mutex::new(resolution.leases()));
     let (control, mut controls) = mpsc::unbounded_channel();
+    let recheck = Arc::new(Notify::new());
     let watcher = Watcher::start(
         Arc::clone(&config),
         Arc::clone(&backends),
@@ -270,6 +277,7 @@ async fn run(args: RunArgs) -> Result<Exit, Error> {
         Supervised {
             control,
             pid: target.pid(),
+            recheck: Arc::clone(&recheck),
         },
     );
     // The watcher kept versions and hashes; the values themselves go now.
@@ -280,7 +288,15 @@ async fn run(args: RunArgs) -> Result<Exit, Error> {
         async move { backends.keep_login_alive().await }
     });
 
-    let finish = supervise(target, &mut signals, &config.stop, &mut controls, &start).await;
+    let finish = supervise(
+        target,
+        &mut signals,
+        &config.stop,
+        &mut controls,
+        &recheck,
+        &start,
+    )
+    .await;
     if let Some(watcher) = watcher {
         watcher.abort();
     }

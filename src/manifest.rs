@@ -57,7 +57,8 @@ pub struct Profile {
     pub vault: VaultSection,
 }
 
-/// `[watch]`: defaults for `--watch`, `--on-change` and `--settle`.
+/// `[watch]`: defaults for `--watch`, `--on-change`, `--settle`, `--sweep`, `--splay` and
+/// `--recheck-signal`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WatchSection {
@@ -67,6 +68,12 @@ pub struct WatchSection {
     pub on_change: Option<String>,
     /// Settle window, e.g. `"2s"`.
     pub settle: Option<String>,
+    /// Sweep period for AWS secrets without a rotation due, e.g. `"1h"`.
+    pub sweep: Option<String>,
+    /// Longest random delay before a restart, e.g. `"30s"`.
+    pub splay: Option<String>,
+    /// e.g. `"USR2"`.
+    pub recheck_signal: Option<String>,
 }
 
 /// `[process]`: defaults for `--stop-signal`, `--stop-timeout` and `--signal-map`.
@@ -245,18 +252,43 @@ impl VaultSection {
     }
 }
 
-/// `toml`'s message, with the line and column spelled out on the first line.
+/// `toml`'s message, with the line and column spelled out on the first line, and the key whose
+/// value is wrong when the line has one (`[watch] sweep`; never the value itself).
 fn describe(error: &toml::de::Error, text: &str) -> String {
     let message = error.message().trim_end();
     match error.span() {
         Some(span) => {
-            let before = &text[..span.start.min(text.len())];
+            let before = text.get(..span.start.min(text.len())).unwrap_or_default();
             let line = before.matches('\n').count() + 1;
             let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-            format!("line {line}, column {column}: {message}")
+            match key_at(text, line) {
+                Some(key) => format!("line {line}, column {column} ({key}): {message}"),
+                None => format!("line {line}, column {column}: {message}"),
+            }
         }
         None => message.to_owned(),
     }
+}
+
+/// `[table] key` for a `key = value` on line `line` (1-based), with the table header above it.
+fn key_at(text: &str, line: usize) -> Option<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let (key, _) = lines.get(line.checked_sub(1)?)?.split_once('=')?;
+    let key = key.trim();
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_-.\"".contains(c);
+    if key.is_empty() || key.len() > 100 || !key.chars().all(plain) {
+        return None;
+    }
+    let table = lines[..line - 1]
+        .iter()
+        .rev()
+        .map(|l| l.trim())
+        .find(|l| l.starts_with('['))
+        .filter(|l| l.len() <= 100 && l.chars().all(|c| plain(c) || "[]".contains(c)));
+    Some(match table {
+        Some(table) => format!("`{table} {key}`"),
+        None => format!("`{key}`"),
+    })
 }
 
 #[cfg(test)]
@@ -286,5 +318,11 @@ mod tests {
         let err = Manifest::parse("[valut]\naddress = \"x\"\n").unwrap_err();
         assert!(err.to_string().contains("line 1"), "{err}");
         assert!(err.to_string().contains("valut"), "{err}");
+        let err = Manifest::parse("[watch]\ninterval = \"1s\"\nsweep = 5\n").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("line 3, column 9 (`[watch] sweep`): "),
+            "{err}"
+        );
     }
 }

@@ -12,7 +12,9 @@
 //! - `secretsmanager:BatchGetSecretValue` when a reference follows the current version (envoke
 //!   batches those). IAM has no resource type for it, so it needs `Resource: "*"`; Secrets
 //!   Manager still checks GetSecretValue on every secret of a batch, so this grants no secret.
-//! - With watching, `secretsmanager:DescribeSecret` on each secret not pinned to a version id.
+//! - With watching, `secretsmanager:DescribeSecret` on each secret not pinned to a version id,
+//!   and `secretsmanager:ListSecrets` on `*` (no resource-level permissions; optional: without
+//!   it the sweep describes each quiet secret instead, see docs/rotation.md).
 //!
 //! # Vault: which engine serves a path
 //! The API path of `vault://secret/app/db` depends on the engine mounted there (KV v2:
@@ -190,12 +192,19 @@ pub fn aws(config: &Config, watch: bool) -> Result<Policy, PolicyError> {
             resource: IamResource::Every("*"),
         });
     }
-    if !describe.is_empty() {
+    let sweeps = !describe.is_empty();
+    if sweeps {
         statement.push(IamStatement {
             sid: "EnvokeDescribeSecret",
             effect: "Allow",
             action: vec!["secretsmanager:DescribeSecret"],
             resource: IamResource::These(describe.into_iter().collect()),
+        });
+        statement.push(IamStatement {
+            sid: "EnvokeListSecrets",
+            effect: "Allow",
+            action: vec!["secretsmanager:ListSecrets"],
+            resource: IamResource::Every("*"),
         });
     }
     let document = IamDocument {
@@ -221,6 +230,16 @@ pub fn aws(config: &Config, watch: bool) -> Result<Policy, PolicyError> {
         notes.push(
             "secretsmanager:BatchGetSecretValue has no resource-level permissions in IAM, hence \
              Resource \"*\"; Secrets Manager still checks GetSecretValue on each secret of a batch"
+                .to_owned(),
+        );
+    }
+    if sweeps {
+        notes.push(
+            "secretsmanager:ListSecrets is optional and has no resource-level permissions, hence \
+             Resource \"*\": the watch's sweep asks it about 10 secrets a call; without it, each \
+             secret whose rotation is not due costs a DescribeSecret per sweep instead \
+             (docs/rotation.md). It shows the names and metadata of every secret in the \
+             account, never a value"
                 .to_owned(),
         );
     }

@@ -3,8 +3,10 @@
 //! # Detecting a change without keeping values
 //! Between launches envoke holds versions and keyed hashes ([`crate::secret::SecretValue::keyed_digest`]),
 //! never values. Each poll asks, per distinct secret and concurrently:
-//! - AWS: DescribeSecret's `VersionIdsToStages` — does the stage we follow (AWSCURRENT or the
-//!   `version-stage` asked for) still point at the version id we launched with?
+//! - AWS: `VersionIdsToStages` — does the stage we follow (AWSCURRENT or the `version-stage`
+//!   asked for) still point at the version id we launched with? Asked with DescribeSecret at
+//!   every poll only while a scheduled rotation is due; the other secrets are swept with
+//!   ListSecrets every `--sweep` ([`schedule`] explains the trade-off).
 //! - Vault KV v2: the metadata's `current_version`.
 //! - Vault KV v1 (and lease-less reads of other engines): no metadata, so the document is re-read
 //!   and its keyed hash compared; the value is dropped (zeroized) at once.
@@ -21,18 +23,27 @@
 //! afresh and asks the supervisor to restart the child; `signal:SIG` rewrites the secret files and
 //! signals the child; `exit` stops the child and envoke exits with 75; `none` logs.
 //!
+//! # Rechecks and splay
+//! The recheck signal (`--recheck-signal`) wakes the loop at once for a check of every secret,
+//! AWS ones with DescribeSecret whatever their schedule; rechecks that arrive during a check
+//! coalesce into one more. `--splay` waits a random delay before a restart or exit, so that a
+//! fleet that sees one rotation does not restart every task in the same second; the delay is
+//! capped at half the time a replaced lease has left.
+//!
 //! # Outages
 //! A failed check never touches the child: envoke logs a warning (no values), backs off
 //! exponentially with jitter up to the interval, and carries on when the backend returns.
 
+mod schedule;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use futures::future::join_all;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -42,7 +53,7 @@ use crate::launch::ChildEnvironment;
 use crate::launch::files::{SecretFiles, write_if_file};
 use crate::launch::mask::OutputMask;
 use crate::launch::supervise::Control;
-use crate::provider::aws::AwsRequest;
+use crate::provider::aws::{AwsRequest, RotationSchedule, SecretState};
 use crate::provider::vault::VaultRequest;
 use crate::provider::{Backends, DocumentKind, FetchError, Lease};
 use crate::resolve::{FetchKey, Fetched, Resolution, resolve_only};
@@ -93,6 +104,17 @@ pub struct Watcher {
     pins: HashMap<FetchKey, String>,
     /// Secrets whose check was denied, reported once at ERROR and quietly after that.
     denied: BTreeSet<FetchKey>,
+    /// The rotation schedule each AWS secret had when last described or swept.
+    schedules: HashMap<FetchKey, RotationSchedule>,
+    /// When the last sweep ran (or watching began).
+    last_sweep: Instant,
+    /// Whether a denied ListSecrets was reported (once).
+    said_list_denied: bool,
+    /// AWS secrets whose name ListSecrets could not find among the many others it matches:
+    /// described at each sweep instead, so they no longer crowd the others of their call.
+    crowded: BTreeSet<FetchKey>,
+    /// Woken by the recheck signal.
+    recheck: Arc<Notify>,
     files: Option<Arc<SecretFiles>>,
     held: HeldLeases,
     /// With `--mask`: told of values that reach the child without a restart (`signal:SIG`).
@@ -108,6 +130,8 @@ pub struct Supervised {
     pub control: mpsc::UnboundedSender<Control>,
     /// The child the supervisor started first.
     pub pid: Pid,
+    /// Notified when the recheck signal arrives.
+    pub recheck: Arc<Notify>,
 }
 
 /// What one check found.
@@ -143,7 +167,14 @@ impl Watcher {
         child: Supervised,
     ) -> Option<JoinHandle<()>> {
         let options = config.watch.as_ref()?;
-        tracing::info!(interval = ?options.interval, on_change = ?options.on_change, "watching for changes");
+        tracing::info!(
+            interval = ?options.interval,
+            sweep = ?options.sweep,
+            splay = ?options.splay,
+            recheck_signal = options.recheck_signal.map(|s| s.as_str()),
+            on_change = ?options.on_change,
+            "watching for changes"
+        );
         let mut watcher = Watcher {
             config,
             backends,
@@ -152,6 +183,11 @@ impl Watcher {
             variable_digests: BTreeMap::new(),
             pins: HashMap::new(),
             denied: BTreeSet::new(),
+            schedules: HashMap::new(),
+            last_sweep: Instant::now(),
+            said_list_denied: false,
+            crowded: BTreeSet::new(),
+            recheck: child.recheck,
             files,
             held,
             mask,
@@ -212,12 +248,16 @@ impl Watcher {
             if let Some(due) = next_due {
                 wake = wake.min(due);
             }
-            tokio::time::sleep_until(wake).await;
-            let (mut changed, errors) = self.detect().await;
+            let recheck = Arc::clone(&self.recheck);
+            let forced = tokio::select! {
+                () = tokio::time::sleep_until(wake) => false,
+                () = recheck.notified() => true,
+            };
+            let (mut changed, errors) = self.detect(forced).await;
             if !changed.is_empty() {
                 // Coalesce what else changes within the settle window.
                 tokio::time::sleep(options.settle).await;
-                let (more, _) = self.detect().await;
+                let (more, _) = self.detect(false).await;
                 changed.extend(more);
             }
             let outcome = if changed.is_empty() {
@@ -237,21 +277,93 @@ impl Watcher {
         }
     }
 
-    /// The watched secrets that changed; and how many checks failed.
-    async fn detect(&mut self) -> (BTreeSet<FetchKey>, usize) {
+    /// How this poll checks each watched AWS secret without a lease (see [`schedule`]).
+    fn plan(&self, forced: bool, sweeping: bool) -> HashMap<FetchKey, schedule::Check> {
+        let Some(options) = &self.config.watch else {
+            return HashMap::new();
+        };
+        let now = SystemTime::now();
+        self.watched
+            .keys()
+            .filter(|key| matches!(key, FetchKey::Aws(_)) && !self.leases.contains_key(key))
+            .map(|key| {
+                let check = match schedule::check(
+                    self.schedules.get(key),
+                    now,
+                    options.interval,
+                    sweeping,
+                    forced,
+                ) {
+                    schedule::Check::Sweep if self.crowded.contains(key) => {
+                        schedule::Check::Describe
+                    }
+                    check => check,
+                };
+                (key.clone(), check)
+            })
+            .collect()
+    }
+
+    /// The watched secrets that changed; and how many checks failed. `forced`: the recheck
+    /// signal asked for every secret, whatever its schedule.
+    async fn detect(&mut self, forced: bool) -> (BTreeSet<FetchKey>, usize) {
         let now = Instant::now();
+        let sweeping = !forced
+            && self.config.watch.as_ref().is_some_and(|options| {
+                schedule::sweep_due(self.last_sweep, now, options.interval, options.sweep)
+            });
+        let mut plan = self.plan(forced, sweeping);
+        let mut swept = HashMap::new();
+        if sweeping {
+            self.last_sweep = now;
+            swept = self.sweep(&plan).await;
+            // What the sweep did not account for is described in this same poll.
+            for (key, check) in &mut plan {
+                if *check == schedule::Check::Sweep && !swept.contains_key(key) {
+                    *check = schedule::Check::Describe;
+                }
+            }
+        }
+        let described = plan
+            .values()
+            .filter(|c| **c == schedule::Check::Describe)
+            .count();
+        tracing::debug!(
+            forced,
+            sweeping,
+            described,
+            swept = swept.len(),
+            "aws: checks this poll"
+        );
+
         let this = &*self;
-        let checks = this.watched.values().map(|fetched| async move {
-            let verdict = match this.leases.get(&fetched.key) {
-                Some(clock) => this.check_lease(clock, now).await,
-                None => this.check(fetched).await,
-            };
-            (fetched.key.clone(), verdict)
+        let plan = &plan;
+        let checks = this.watched.values().filter_map(|fetched| {
+            let check = plan.get(&fetched.key).copied();
+            // Skipped this poll, or answered by the sweep.
+            if matches!(check, Some(schedule::Check::Skip | schedule::Check::Sweep)) {
+                return None;
+            }
+            Some(async move {
+                let (verdict, schedule) = match this.leases.get(&fetched.key) {
+                    Some(clock) => (this.check_lease(clock, now).await, None),
+                    None => this.check(fetched).await,
+                };
+                (fetched.key.clone(), verdict, schedule)
+            })
         });
-        let results = join_all(checks).await;
+        let mut results = join_all(checks).await;
+        results.extend(
+            swept
+                .into_iter()
+                .map(|(key, (verdict, schedule))| (key, Ok(verdict), Some(schedule))),
+        );
         let mut changed = BTreeSet::new();
         let mut errors = 0;
-        for (key, result) in results {
+        for (key, result, schedule) in results {
+            if let Some(schedule) = schedule {
+                self.schedules.insert(key.clone(), schedule);
+            }
             if result.is_ok() {
                 self.denied.remove(&key);
             }
@@ -298,21 +410,102 @@ impl Watcher {
         (changed, errors)
     }
 
-    /// A secret without a lease, checked the way its kind of document allows.
-    async fn check(&self, fetched: &Fetched) -> Result<Verdict, FetchError> {
+    /// The sweep: the quiet AWS secrets of `plan`, checked with ListSecrets; those it finds
+    /// unchanged. A secret missing from the answer, or that it shows changed, is described by
+    /// the caller; a failed ListSecrets is logged, never an error of its own (the
+    /// DescribeSecret that replaces it may be one).
+    async fn sweep(
+        &mut self,
+        plan: &HashMap<FetchKey, schedule::Check>,
+    ) -> HashMap<FetchKey, (Verdict, RotationSchedule)> {
+        let requests: Vec<AwsRequest> = plan
+            .iter()
+            .filter(|(_, check)| **check == schedule::Check::Sweep)
+            .filter_map(|(key, _)| match key {
+                FetchKey::Aws(request) => Some(request.clone()),
+                FetchKey::Vault(_) => None,
+            })
+            .collect();
+        if requests.is_empty() {
+            return HashMap::new();
+        }
+        let Ok(aws) = self.backends.aws() else {
+            return HashMap::new();
+        };
+        let listed = aws.list(&requests).await;
+        for request in listed.crowded {
+            tracing::info!(
+                secret = %FetchKey::Aws(request.clone()),
+                "ListSecrets finds too many other secrets by this name to find this one; \
+                 it is described at each sweep instead"
+            );
+            self.crowded.insert(FetchKey::Aws(request));
+        }
+        for error in listed.errors {
+            match error {
+                FetchError::AccessDenied(_) if !self.said_list_denied => {
+                    self.said_list_denied = true;
+                    tracing::warn!(
+                        %error,
+                        "ListSecrets is denied: the quiet secrets are checked with one \
+                         DescribeSecret each per sweep instead of one ListSecrets per 10; grant \
+                         secretsmanager:ListSecrets on Resource \"*\" (envoke policy --aws --watch)"
+                    );
+                }
+                FetchError::AccessDenied(_) => tracing::debug!(%error, "ListSecrets still denied"),
+                error => tracing::warn!(
+                    %error,
+                    "ListSecrets failed; describing the quiet secrets one by one this time"
+                ),
+            }
+        }
+        let mut swept = HashMap::new();
+        for (request, state) in listed.states {
+            let key = FetchKey::Aws(request);
+            let Some(fetched) = self.watched.get(&key) else {
+                continue;
+            };
+            match stage_verdict(fetched, &key, &state) {
+                verdict @ Verdict::Same => {
+                    swept.insert(key, (verdict, state.schedule));
+                }
+                // ListSecrets may lag by minutes: a version it shows may be older than the one
+                // the command has. Left out of the answer, the secret is described in this
+                // poll, and that answer is the one acted on.
+                _ => tracing::info!(
+                    secret = %key,
+                    "ListSecrets shows another version; confirming with DescribeSecret"
+                ),
+            }
+        }
+        swept
+    }
+
+    /// A secret without a lease, checked the way its kind of document allows; for AWS, with
+    /// the rotation schedule seen.
+    async fn check(
+        &self,
+        fetched: &Fetched,
+    ) -> (Result<Verdict, FetchError>, Option<RotationSchedule>) {
         match (&fetched.kind, &fetched.key) {
             (DocumentKind::Aws, FetchKey::Aws(request)) => {
-                self.check_aws_stage(request, fetched).await
+                match self.check_aws_stage(request, fetched).await {
+                    Ok((verdict, schedule)) => (Ok(verdict), Some(schedule)),
+                    Err(error) => (Err(error), None),
+                }
             }
             (DocumentKind::VaultKv2 { mount, rest }, FetchKey::Vault(_)) => {
-                self.check_kv2_metadata(mount, rest, fetched).await
+                (self.check_kv2_metadata(mount, rest, fetched).await, None)
             }
             (DocumentKind::VaultKv1 | DocumentKind::VaultOther, FetchKey::Vault(request)) => {
-                self.check_content(request, fetched).await
+                (self.check_content(request, fetched).await, None)
             }
-            (kind, key) => Err(FetchError::Other(format!(
-                "internal error: {key} was fetched as a {kind:?} document, which cannot be watched"
-            ))),
+            (kind, key) => (
+                Err(FetchError::Other(format!(
+                    "internal error: {key} was fetched as a {kind:?} document, which cannot be watched"
+                ))),
+                None,
+            ),
         }
     }
 
@@ -321,21 +514,11 @@ impl Watcher {
         &self,
         request: &AwsRequest,
         fetched: &Fetched,
-    ) -> Result<Verdict, FetchError> {
-        let stage = request.followed_stage();
+    ) -> Result<(Verdict, RotationSchedule), FetchError> {
         // A denial names secretsmanager:DescribeSecret already.
-        let now = self.backends.aws()?.version_holding(request, stage).await?;
-        if now == fetched.version {
-            return Ok(Verdict::Same);
-        }
-        Ok(Verdict::Changed {
-            why: format!(
-                "{stage} moved from version {} to {}",
-                fetched.version.as_deref().unwrap_or("-"),
-                now.as_deref().unwrap_or("-")
-            ),
-            version_id: now,
-        })
+        let state = self.backends.aws()?.describe(request).await?;
+        let verdict = stage_verdict(fetched, &fetched.key, &state);
+        Ok((verdict, state.schedule))
     }
 
     /// Vault KV v2: the metadata's `current_version`.
@@ -440,6 +623,8 @@ impl Watcher {
             return Ok(());
         }
         tracing::info!(variables = ?differing, action = ?on_change, "values changed");
+        // Before anything replaces the leases the command still uses.
+        let splay = self.splay_limit(&changed);
         match on_change {
             OnChange::None => {
                 self.adopt(&partial);
@@ -447,21 +632,56 @@ impl Watcher {
             }
             OnChange::Exit => {
                 partial.audit(&self.backends, "exit", None);
-                self.exit(&partial);
+                self.exit(&partial, splay).await;
             }
             OnChange::Signal(sig) => {
                 self.signal(*sig, &partial)?;
                 partial.audit(&self.backends, "signal", Some(pid_number(self.child)));
             }
-            OnChange::Restart => self.restart(&partial).await?,
+            OnChange::Restart => self.restart(&partial, splay).await?,
         }
         Ok(())
     }
 
     /// `--on-change exit`: the supervisor stops the child, and envoke exits with 75.
-    fn exit(&mut self, partial: &Resolution) {
+    async fn exit(&mut self, partial: &Resolution, splay: Duration) {
+        // Held first: a stop during the splay revokes them with the rest.
         self.adopt(partial);
+        self.splay(splay).await;
         let _ = self.control.send(Control::Exit);
+    }
+
+    /// The longest splay before acting on `changed`: `--splay`, capped at half the time left
+    /// to a lease among them (the command still uses it until it is restarted).
+    fn splay_limit(&self, changed: &BTreeSet<FetchKey>) -> Duration {
+        let Some(options) = &self.config.watch else {
+            return Duration::ZERO;
+        };
+        let now = Instant::now();
+        let headroom = changed
+            .iter()
+            .filter_map(|key| self.leases.get(key))
+            .map(|clock| {
+                let ends = clock.since + Duration::from_secs(clock.lease.duration_secs);
+                ends.saturating_duration_since(now) / 2
+            })
+            .min();
+        headroom.map_or(options.splay, |h| h.min(options.splay))
+    }
+
+    /// `--splay`: a uniformly random delay of up to `limit` before a restart or exit. The
+    /// supervisor runs on meanwhile: a TERM during the wait stops envoke as usual.
+    async fn splay(&self, limit: Duration) {
+        if limit.is_zero() {
+            return;
+        }
+        let delay = limit.mul_f64(fastrand::f64());
+        tracing::info!(
+            delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+            splay = ?limit,
+            "waiting a random delay before acting on the change (--splay)"
+        );
+        tokio::time::sleep(delay).await;
     }
 
     /// `--on-change signal:SIG`: rewrite the secret files the change touched, then signal. With
@@ -489,8 +709,11 @@ impl Watcher {
 
     /// `--on-change restart`: resolve the whole environment afresh (the unchanged values were
     /// never kept) and have the supervisor restart the child with it.
-    async fn restart(&mut self, partial: &Resolution) -> Result<(), String> {
+    async fn restart(&mut self, partial: &Resolution, splay: Duration) -> Result<(), String> {
         self.revoke(&partial.leases()).await;
+        // After the revocation, so that a stop during the wait leaves nothing unheld; before
+        // the resolution, so that the command starts with what is current after it.
+        self.splay(splay).await;
         let full = resolve_only(&self.config, &self.backends, |_| true, &self.pins).await;
         self.reject_if_failed(&full).await?;
         let environment = ChildEnvironment::build(&self.config, &full, self.files.as_deref())
@@ -563,6 +786,26 @@ impl Watcher {
             return;
         }
         self.backends.revoke_all(leases).await;
+    }
+}
+
+/// Whether the followed stage of `key` (an AWS secret) still points at the version `fetched`
+/// has. Only DescribeSecret's answers are acted on (see [`Watcher::sweep`]).
+fn stage_verdict(fetched: &Fetched, key: &FetchKey, state: &SecretState) -> Verdict {
+    if state.version == fetched.version {
+        return Verdict::Same;
+    }
+    let stage = match key {
+        FetchKey::Aws(request) => request.followed_stage(),
+        FetchKey::Vault(_) => "the stage",
+    };
+    Verdict::Changed {
+        why: format!(
+            "{stage} moved from version {} to {} (seen by DescribeSecret)",
+            fetched.version.as_deref().unwrap_or("-"),
+            state.version.as_deref().unwrap_or("-")
+        ),
+        version_id: state.version.clone(),
     }
 }
 

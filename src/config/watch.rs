@@ -13,6 +13,9 @@ pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
 /// The shortest settle window (`--settle`, `[watch] settle`).
 pub const MIN_SETTLE: Duration = Duration::from_millis(100);
 
+/// The default sweep period (`--sweep`, `[watch] sweep`).
+pub const DEFAULT_SWEEP: Duration = Duration::from_secs(3600);
+
 /// How watching behaves.
 #[derive(Debug, Clone)]
 pub struct WatchOptions {
@@ -21,6 +24,38 @@ pub struct WatchOptions {
     pub on_change: OnChange,
     /// Changes within this window coalesce.
     pub settle: Duration,
+    /// How often the AWS secrets that no rotation is due for are checked (ListSecrets); never
+    /// less than `interval`.
+    pub sweep: Duration,
+    /// The longest random delay before a restart or exit after a change.
+    pub splay: Duration,
+    /// The signal that makes envoke check every secret at once, instead of forwarding it.
+    pub recheck_signal: Option<Signal>,
+}
+
+/// A signal `--recheck-signal` may take: not one that stops, kills or suspends envoke or its
+/// child, reports a child's exit, or reports a fault; `Err` says why not.
+pub fn recheck_signal(sig: Signal) -> Result<Signal, String> {
+    let why = match sig {
+        Signal::SIGTERM | Signal::SIGINT | Signal::SIGQUIT => {
+            "it stops envoke and the command; pick one the command does not use, e.g. USR2"
+        }
+        Signal::SIGKILL | Signal::SIGSTOP => "it cannot be caught",
+        Signal::SIGCHLD => "envoke reaps children on it",
+        Signal::SIGTSTP | Signal::SIGTTIN | Signal::SIGTTOU | Signal::SIGCONT => {
+            "it is job control"
+        }
+        Signal::SIGILL
+        | Signal::SIGFPE
+        | Signal::SIGSEGV
+        | Signal::SIGBUS
+        | Signal::SIGTRAP
+        | Signal::SIGABRT
+        | Signal::SIGSYS => "it reports a fault",
+        Signal::SIGPIPE => "it reports a closed pipe",
+        _ => return Ok(sig),
+    };
+    Err(format!("{sig} cannot be the recheck signal: {why}"))
 }
 
 /// `--on-change`: what a changed value does.
@@ -68,5 +103,21 @@ mod tests {
         );
         assert!(OnChange::parse("signal:NOPE").is_err());
         assert!(OnChange::parse("reload").is_err());
+    }
+
+    #[test]
+    fn recheck_signals() {
+        assert_eq!(recheck_signal(Signal::SIGUSR2), Ok(Signal::SIGUSR2));
+        assert_eq!(recheck_signal(Signal::SIGHUP), Ok(Signal::SIGHUP));
+        for sig in [
+            Signal::SIGTERM,
+            Signal::SIGINT,
+            Signal::SIGKILL,
+            Signal::SIGSTOP,
+            Signal::SIGCHLD,
+            Signal::SIGSEGV,
+        ] {
+            assert!(recheck_signal(sig).is_err(), "{sig}");
+        }
     }
 }

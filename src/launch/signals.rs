@@ -8,6 +8,12 @@
 //!
 //! Each signal becomes a [`SignalEvent`]: what it means for the child depends on whether the child
 //! shares envoke's terminal ([`Terminal`]), and that is known when the handlers are installed.
+//! The recheck signal (`--recheck-signal`) is known only once the configuration is read, after
+//! the handlers are installed: [`Signals::recheck_on`] sets it (and installs its handler when
+//! it is not caught already), and every handler reads it as its signal arrives.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, Ordering};
 
 use nix::sys::signal::Signal;
 use tokio::signal::unix::{SignalKind, signal};
@@ -67,12 +73,15 @@ pub enum SignalEvent {
     /// The terminal delivered it to the whole foreground group, the child included (INT, QUIT
     /// with a terminal): nothing to forward. An INT still means envoke is being interrupted.
     Delivered(Signal),
+    /// `--recheck-signal`: check every watched secret now; not forwarded.
+    Recheck(Signal),
 }
 
 impl SignalEvent {
-    fn classify(sig: Signal, terminal: Terminal) -> SignalEvent {
+    fn classify(sig: Signal, terminal: Terminal, recheck: Option<Signal>) -> SignalEvent {
         match sig {
             Signal::SIGCHLD => SignalEvent::ChildExited,
+            _ if recheck == Some(sig) => SignalEvent::Recheck(sig),
             _ if terminal == Terminal::Foreground && TERMINAL_DELIVERED.contains(&sig) => {
                 SignalEvent::Delivered(sig)
             }
@@ -85,6 +94,10 @@ impl SignalEvent {
 /// The merged stream of caught signals.
 pub struct Signals {
     receiver: mpsc::UnboundedReceiver<SignalEvent>,
+    sender: mpsc::UnboundedSender<SignalEvent>,
+    terminal: Terminal,
+    /// The recheck signal's number; 0 for none.
+    recheck: Arc<AtomicI32>,
 }
 
 impl Signals {
@@ -92,19 +105,45 @@ impl Signals {
     /// runtime.
     pub fn install(terminal: Terminal) -> std::io::Result<Signals> {
         let (sender, receiver) = mpsc::unbounded_channel();
+        let signals = Signals {
+            receiver,
+            sender,
+            terminal,
+            recheck: Arc::default(),
+        };
         for &sig in terminal.caught().iter().chain(&[Signal::SIGCHLD]) {
-            let mut stream = signal(SignalKind::from_raw(sig as i32))?;
-            let sender = sender.clone();
-            let event = SignalEvent::classify(sig, terminal);
-            tokio::spawn(async move {
-                while stream.recv().await.is_some() {
-                    if sender.send(event).is_err() {
-                        break;
-                    }
-                }
-            });
+            signals.listen(sig)?;
         }
-        Ok(Signals { receiver })
+        Ok(signals)
+    }
+
+    /// From now on `sig` means [`SignalEvent::Recheck`], and is caught even when it is not
+    /// among the signals envoke forwards.
+    pub fn recheck_on(&mut self, sig: Signal) -> std::io::Result<()> {
+        self.recheck.store(sig as i32, Ordering::Relaxed);
+        if self.terminal.caught().contains(&sig) || sig == Signal::SIGCHLD {
+            return Ok(());
+        }
+        self.listen(sig)
+    }
+
+    /// A task that turns each arrival of `sig` into its event, as it arrives.
+    fn listen(&self, sig: Signal) -> std::io::Result<()> {
+        let mut stream = signal(SignalKind::from_raw(sig as i32))?;
+        let sender = self.sender.clone();
+        let (terminal, recheck) = (self.terminal, Arc::clone(&self.recheck));
+        tokio::spawn(async move {
+            while stream.recv().await.is_some() {
+                let recheck = Signal::try_from(recheck.load(Ordering::Relaxed)).ok();
+                if sender
+                    .send(SignalEvent::classify(sig, terminal, recheck))
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        });
+        Ok(())
     }
 
     pub async fn recv(&mut self) -> SignalEvent {
@@ -119,7 +158,8 @@ impl Signals {
     pub async fn recv_terminating(&mut self) -> Signal {
         loop {
             match self.recv().await {
-                SignalEvent::ChildExited => {}
+                // Nothing runs yet that could be checked again.
+                SignalEvent::ChildExited | SignalEvent::Recheck(_) => {}
                 SignalEvent::Stop(sig)
                 | SignalEvent::Forward(sig)
                 | SignalEvent::Delivered(sig) => {
@@ -136,8 +176,8 @@ mod tests {
 
     #[test]
     fn signals_mean_what_the_terminal_makes_them() {
-        let detached = |sig| SignalEvent::classify(sig, Terminal::Detached);
-        let foreground = |sig| SignalEvent::classify(sig, Terminal::Foreground);
+        let detached = |sig| SignalEvent::classify(sig, Terminal::Detached, None);
+        let foreground = |sig| SignalEvent::classify(sig, Terminal::Foreground, None);
         assert_eq!(detached(Signal::SIGCHLD), SignalEvent::ChildExited);
         assert_eq!(
             detached(Signal::SIGTERM),
@@ -162,6 +202,20 @@ mod tests {
         );
         assert_eq!(
             foreground(Signal::SIGUSR1),
+            SignalEvent::Forward(Signal::SIGUSR1)
+        );
+        let rechecking =
+            |sig, terminal| SignalEvent::classify(sig, terminal, Some(Signal::SIGUSR2));
+        assert_eq!(
+            rechecking(Signal::SIGUSR2, Terminal::Detached),
+            SignalEvent::Recheck(Signal::SIGUSR2)
+        );
+        assert_eq!(
+            rechecking(Signal::SIGUSR2, Terminal::Foreground),
+            SignalEvent::Recheck(Signal::SIGUSR2)
+        );
+        assert_eq!(
+            rechecking(Signal::SIGUSR1, Terminal::Detached),
             SignalEvent::Forward(Signal::SIGUSR1)
         );
     }

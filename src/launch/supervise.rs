@@ -51,7 +51,7 @@ use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::signals::{SignalEvent, Signals};
@@ -187,16 +187,20 @@ impl Phase {
 }
 
 /// Supervises the running child until it exits (or a [`Control::Exit`]); returns how it ended.
+/// A recheck signal wakes the watcher through `recheck` (a [`Notify`] keeps at most one wake-up,
+/// so rechecks that arrive during a check coalesce into one more).
 pub async fn supervise(
     target: Target,
     signals: &mut Signals,
     policy: &StopPolicy,
     control: &mut mpsc::UnboundedReceiver<Control>,
+    recheck: &Notify,
     respawn: Respawn<'_>,
 ) -> Result<Finish, LaunchError> {
     Supervisor {
         target,
         policy,
+        recheck,
         control_open: true,
     }
     .run(signals, control, respawn)
@@ -206,6 +210,7 @@ pub async fn supervise(
 struct Supervisor<'a> {
     target: Target,
     policy: &'a StopPolicy,
+    recheck: &'a Notify,
     /// The watcher may have gone (or never existed); then its channel is closed.
     control_open: bool,
 }
@@ -284,6 +289,11 @@ impl Supervisor<'_> {
     fn on_signal(&self, phase: Phase, event: SignalEvent) -> Phase {
         match (phase, event) {
             (phase, SignalEvent::ChildExited) => phase,
+            (phase, SignalEvent::Recheck(sig)) => {
+                tracing::info!(signal = %sig, "recheck signal: checking every watched secret now");
+                self.recheck.notify_one();
+                phase
+            }
             // The main child is gone: nothing to forward to; the clock runs on.
             (phase @ (Phase::Clearing { .. } | Phase::Ended { .. }), _) => phase,
             (Phase::Running, SignalEvent::Stop(sig)) => {

@@ -270,7 +270,7 @@ fn a_watch_restart_audits_the_new_version_and_the_new_pid() {
         .manifest("[env]\nVALUE = \"aws-sm://rotating\"\n");
     let watched = Supervised::start(
         &envoke,
-        &["--watch", "1s", "--settle", "100ms"],
+        &["--watch", "1s", "--settle", "100ms", "--sweep", "1s"],
         r#"echo $$ >> "$LOG"; exec sleep 1000"#,
     );
     let pids = watched.wait_lines(1, Duration::from_secs(15));

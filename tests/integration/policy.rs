@@ -91,6 +91,7 @@ LITERAL = "not a secret"
         "*"
     );
     assert_eq!(resources(&policy, "secretsmanager:DescribeSecret"), None);
+    assert_eq!(resources(&policy, "secretsmanager:ListSecrets"), None);
 
     let watched = envoke.run(["policy", "--aws", "--watch"]);
     watched.assert_code(0);
@@ -103,6 +104,11 @@ LITERAL = "not a secret"
             "arn:aws:secretsmanager:us-east-1:*:secret:prod/api-??????",
             "arn:aws:secretsmanager:us-west-2:123456789012:secret:team/key-AbCdEf",
         ])
+    );
+    // The sweep's: no resource-level permissions.
+    assert_eq!(
+        resources(&policy, "secretsmanager:ListSecrets").unwrap(),
+        "*"
     );
     assert_eq!(
         envoke.run(["policy", "--aws", "--watch"]).stdout,

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::support::{Bao, Envoke, Moto, Supervised, wait_lines_or_explain};
+use crate::support::{Bao, Envoke, Moto, Supervised, read_lines, wait_lines_or_explain};
 
 /// A child that appends `$VALUE` to `$LOG` each time it starts, then waits.
 const LOGS_VALUE_ON_START: &str = r#"echo "$VALUE" >> "$LOG"; exec sleep 1000"#;
@@ -18,8 +18,9 @@ fn watched(envoke: &Envoke, flags: &[&str], script: &str) -> Supervised {
     watched
 }
 
-/// The quickest watch envoke allows: 1 s polls, the 100 ms settle floor.
-const FAST: &[&str] = &["--watch", "1s", "--settle", "100ms"];
+/// The quickest watch envoke allows: 1 s polls, the 100 ms settle floor, and a sweep at every
+/// poll (moto's secrets have no rotation schedule, so they are quiet and only swept).
+const FAST: &[&str] = &["--watch", "1s", "--settle", "100ms", "--sweep", "1s"];
 
 #[test]
 fn an_aws_put_secret_value_restarts_the_child_with_the_new_value() {
@@ -432,4 +433,336 @@ fn a_watch_interval_or_settle_below_its_floor_is_an_error_not_a_busy_loop() {
     Envoke::new()
         .run(["run", "--watch", "1s", "--settle", "100ms", "--", "true"])
         .assert_code(0);
+}
+
+/// The recorded Secrets Manager operations named `operation`.
+fn count(moto: &Moto, operation: &str) -> usize {
+    moto.recorded_operations()
+        .iter()
+        .filter(|o| *o == operation)
+        .count()
+}
+
+#[test]
+fn a_secret_whose_rotation_is_far_away_is_not_described_at_every_poll_and_a_due_one_is() {
+    let moto = Moto::start();
+    moto.create("far", "far-1");
+    moto.create("soon", "soon-1");
+    moto.schedule_rotation("far", 30);
+    // A 1-day schedule: NextRotationDate is tomorrow, and its 24 h window is open now.
+    moto.schedule_rotation("soon", 1);
+    let envoke = Envoke::new()
+        .aws(&moto)
+        .manifest("[env]\nFAR = \"aws-sm://far\"\nSOON = \"aws-sm://soon\"\n");
+    let flags = ["--watch", "1s", "--settle", "100ms", "--sweep", "1h"];
+    let watched = watched(
+        &envoke,
+        &flags,
+        r#"echo "$SOON $FAR" >> "$LOG"; exec sleep 1000"#,
+    );
+    // The first poll describes both (no schedule known yet).
+    wait_until(|| {
+        moto.recorded_secret_ids("DescribeSecret")
+            .contains(&"far".to_owned())
+    });
+    moto.reset_recording();
+    std::thread::sleep(Duration::from_secs(3));
+    let described = moto.recorded_secret_ids("DescribeSecret");
+    assert!(
+        !described.is_empty() && described.iter().all(|id| id == "soon"),
+        "{described:?}\n{}",
+        watched.logs()
+    );
+    assert_eq!(count(&moto, "ListSecrets"), 0, "no sweep within the hour");
+    // A rotation of the due secret is seen at the next poll.
+    moto.put("soon", "soon-2");
+    let changed = Instant::now();
+    assert_eq!(
+        watched.wait_lines(2, Duration::from_secs(10)),
+        ["soon-1 far-1", "soon-2 far-1"]
+    );
+    assert!(
+        changed.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        changed.elapsed()
+    );
+    let (_, logs) = watched.stop();
+    assert!(logs.contains("(seen by DescribeSecret)"), "{logs}");
+}
+
+#[test]
+fn the_sweep_finds_a_manual_change_of_a_quiet_secret_with_list_secrets() {
+    let moto = Moto::start();
+    moto.create("quiet", "quiet-1");
+    let envoke = Envoke::new()
+        .aws(&moto)
+        .manifest("[env]\nVALUE = \"aws-sm://quiet\"\n");
+    let flags = ["--watch", "1s", "--settle", "100ms", "--sweep", "2s"];
+    let watched = watched(&envoke, &flags, LOGS_VALUE_ON_START);
+    wait_until(|| count(&moto, "DescribeSecret") > 0);
+    moto.reset_recording();
+    moto.put("quiet", "quiet-2");
+    assert_eq!(
+        watched.wait_lines(2, Duration::from_secs(10)),
+        ["quiet-1", "quiet-2"]
+    );
+    let (_, logs) = watched.stop();
+    // ListSecrets may lag behind: what it shows is confirmed before anything is done.
+    assert!(
+        logs.contains("ListSecrets shows another version; confirming with DescribeSecret"),
+        "{logs}"
+    );
+    assert!(count(&moto, "ListSecrets") >= 1);
+    assert_eq!(count(&moto, "DescribeSecret"), 1, "{logs}");
+}
+
+#[test]
+fn a_denied_list_secrets_falls_back_to_describe_secret_and_says_so_once() {
+    let moto = Moto::start();
+    moto.create("quiet", "quiet-1");
+    let (key, secret) = moto.iam_user(
+        "no-list",
+        &[
+            "secretsmanager:GetSecretValue",
+            "secretsmanager:BatchGetSecretValue",
+            "secretsmanager:DescribeSecret",
+        ],
+    );
+    let (admin_key, admin_secret) = moto.iam_user("admin", &["secretsmanager:*"]);
+    moto.enforce_iam();
+    let envoke = Envoke::new()
+        .aws(&moto)
+        .env("AWS_ACCESS_KEY_ID", &key)
+        .env("AWS_SECRET_ACCESS_KEY", &secret)
+        .manifest("[env]\nVALUE = \"aws-sm://quiet\"\n");
+    let flags = ["--watch", "1s", "--settle", "100ms", "--sweep", "1s"];
+    let watched = watched(&envoke, &flags, LOGS_VALUE_ON_START);
+    wait_until(|| watched.logs().contains("ListSecrets is denied"));
+    let admin = moto.client_as(&admin_key, &admin_secret);
+    moto.block_on(
+        admin
+            .put_secret_value()
+            .secret_id("quiet")
+            .secret_string("quiet-2")
+            .send(),
+    )
+    .unwrap();
+    assert_eq!(
+        watched.wait_lines(2, Duration::from_secs(10)),
+        ["quiet-1", "quiet-2"]
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let (_, logs) = watched.stop();
+    assert!(logs.contains("(seen by DescribeSecret)"), "{logs}");
+    assert_eq!(logs.matches("ListSecrets is denied").count(), 1, "{logs}");
+    assert!(!logs.contains("ERROR"), "{logs}");
+}
+
+#[test]
+fn the_recheck_signal_checks_at_once_and_is_not_forwarded() {
+    let moto = Moto::start();
+    moto.create("rotating", "first");
+    let envoke = Envoke::new()
+        .aws(&moto)
+        .manifest("[env]\nVALUE = \"aws-sm://rotating\"\n");
+    let script =
+        r#"trap 'echo usr2 >> "$LOG"' USR2; echo "$VALUE" >> "$LOG"; while :; do sleep 0.05; done"#;
+    let usr2 = |pid: u32| {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGUSR2,
+        )
+        .unwrap();
+    };
+    let flags = [
+        "--watch",
+        "1h",
+        "--settle",
+        "100ms",
+        "--recheck-signal",
+        "USR2",
+    ];
+    let watched = watched(&envoke, &flags, script);
+    moto.put("rotating", "second");
+    let sent = Instant::now();
+    usr2(watched.pid());
+    assert_eq!(
+        watched.wait_lines(2, Duration::from_secs(10)),
+        ["first", "second"]
+    );
+    assert!(
+        sent.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        sent.elapsed()
+    );
+    // Nothing changed since: a recheck describes, finds nothing, restarts nothing.
+    moto.reset_recording();
+    usr2(watched.pid());
+    wait_until(|| count(&moto, "DescribeSecret") == 1);
+    std::thread::sleep(Duration::from_millis(500));
+    let (_, logs) = watched.stop();
+    assert!(logs.contains("recheck signal"), "{logs}");
+    assert_eq!(
+        read_lines(&envoke.dir().join("child.log")),
+        ["first", "second"]
+    );
+
+    // Without the flag, USR2 is the command's, as always.
+    let envoke = Envoke::new()
+        .aws(&moto)
+        .manifest("[env]\nVALUE = \"aws-sm://rotating\"\n");
+    let forwarding = crate::watch::watched(&envoke, &["--watch", "1h"], script);
+    usr2(forwarding.pid());
+    assert_eq!(
+        forwarding.wait_lines(2, Duration::from_secs(10)),
+        ["second", "usr2"]
+    );
+}
+
+#[test]
+fn splay_delays_the_restart_and_a_stop_during_it_is_prompt() {
+    let moto = Moto::start();
+    moto.create("rotating", "first");
+    let envoke = Envoke::new()
+        .aws(&moto)
+        .manifest("[env]\nVALUE = \"aws-sm://rotating\"\n");
+    let flags = [FAST, &["--splay", "3s"]].concat();
+    let watched = watched(&envoke, &flags, LOGS_VALUE_ON_START);
+    moto.put("rotating", "second");
+    let delay = wait_for_splay(&watched);
+    let logged = Instant::now();
+    assert!(delay <= Duration::from_secs(3), "{delay:?}");
+    watched.wait_lines(2, Duration::from_secs(15));
+    assert!(
+        logged.elapsed() + Duration::from_millis(50) >= delay,
+        "restarted {:?} after a splay of {delay:?}",
+        logged.elapsed()
+    );
+    watched.stop();
+
+    // A TERM during a long splay ends envoke at once, with the child's status.
+    let envoke = Envoke::new()
+        .aws(&moto)
+        .manifest("[env]\nVALUE = \"aws-sm://rotating\"\n");
+    let flags = [FAST, &["--splay", "1h"]].concat();
+    let waiting = crate::watch::watched(&envoke, &flags, LOGS_VALUE_ON_START);
+    moto.put("rotating", "third");
+    let delay = wait_for_splay(&waiting);
+    assert!(delay > Duration::from_secs(2), "{delay:?}");
+    let stopping = Instant::now();
+    let (code, logs) = waiting.stop();
+    assert_eq!(code, Some(143), "{logs}");
+    assert!(
+        stopping.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        stopping.elapsed()
+    );
+}
+
+/// Waits for the splay's log line; the delay it chose.
+fn wait_for_splay(watched: &Supervised) -> Duration {
+    wait_until(|| watched.logs().contains("delay_ms="));
+    let logs = watched.logs();
+    let at = logs.find("delay_ms=").unwrap() + "delay_ms=".len();
+    let digits: String = logs[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    Duration::from_millis(digits.parse().unwrap())
+}
+
+#[test]
+fn bad_sweep_splay_and_recheck_settings_are_errors_naming_them() {
+    let envoke = Envoke::new();
+    envoke
+        .run([
+            "run",
+            "--watch",
+            "1s",
+            "--recheck-signal",
+            "TERM",
+            "--",
+            "true",
+        ])
+        .assert_code(125)
+        .assert_stderr_contains("invalid --recheck-signal (ENVOKE_RECHECK_SIGNAL): SIGTERM");
+    envoke
+        .run(["run", "--recheck-signal", "USR2", "--", "true"])
+        .assert_code(125)
+        .assert_stderr_contains("--recheck-signal")
+        .assert_stderr_contains("add --watch");
+    envoke
+        .run(["run", "--watch", "1s", "--splay", "nonsense", "--", "true"])
+        .assert_code(125)
+        .assert_stderr_contains("--splay");
+    Envoke::new()
+        .manifest("[watch]\ninterval = \"1s\"\nsweep = 5\n")
+        .run(["run", "--", "true"])
+        .assert_code(125)
+        .assert_stderr_contains("`[watch] sweep`");
+    Envoke::new()
+        .manifest("[watch]\ninterval = \"1s\"\nrecheck_signal = \"CHLD\"\n")
+        .run(["run", "--", "true"])
+        .assert_code(125)
+        .assert_stderr_contains("`[watch] recheck_signal`");
+}
+
+/// Polls `condition` every 20 ms for up to 15 s.
+#[track_caller]
+fn wait_until(condition: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !condition() {
+        assert!(start.elapsed() < Duration::from_secs(15), "timed out");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_name_that_begins_hundreds_of_others_is_described_not_listed_page_after_page() {
+    // ListSecrets filters by name prefix: `dup` finds dup-0 ... dup-499 first, more than the
+    // 5 pages of 100 a sweep reads, and `solo`, listed in the same call, is starved with it.
+    let moto = Moto::start();
+    for i in 0..500 {
+        moto.create(&format!("dup-{i}"), "x");
+    }
+    moto.create("dup", "dup-1");
+    moto.create("solo", "solo-1");
+    let envoke = Envoke::new()
+        .aws(&moto)
+        .manifest("[env]\nDUP = \"aws-sm://dup\"\nSOLO = \"aws-sm://solo\"\n");
+    let flags = ["--watch", "1s", "--settle", "100ms", "--sweep", "1s"];
+    let watched = watched(
+        &envoke,
+        &flags,
+        r#"echo "$DUP $SOLO" >> "$LOG"; exec sleep 1000"#,
+    );
+    wait_until(|| {
+        watched
+            .logs()
+            .contains("too many other secrets by this name")
+    });
+    std::thread::sleep(Duration::from_millis(1200));
+    moto.reset_recording();
+    std::thread::sleep(Duration::from_millis(2500));
+    let polls = count(&moto, "ListSecrets");
+    let described = moto.recorded_secret_ids("DescribeSecret");
+    assert!(
+        (1..=4).contains(&polls),
+        "one page a sweep for solo alone: {polls}"
+    );
+    assert!(
+        !described.is_empty() && described.iter().all(|id| id == "dup"),
+        "{described:?}"
+    );
+    moto.put("solo", "solo-2");
+    assert_eq!(
+        watched.wait_lines(2, Duration::from_secs(10)),
+        ["dup-1 solo-1", "dup-1 solo-2"]
+    );
+    let (_, logs) = watched.stop();
+    assert_eq!(
+        logs.matches("too many other secrets by this name").count(),
+        1,
+        "only dup, once: {logs}"
+    );
 }

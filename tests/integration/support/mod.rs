@@ -687,6 +687,65 @@ impl Moto {
         out.version_id.unwrap()
     }
 
+    /// Turns rotation on for `name` every `days` days (moto sets NextRotationDate to now + that,
+    /// and, with no Lambda to run, moves AWSCURRENT to a copy of the current value at once).
+    pub fn schedule_rotation(&self, name: &str, days: i64) {
+        self.block_on(
+            self.client
+                .rotate_secret()
+                .secret_id(name)
+                .rotation_rules(
+                    aws_sdk_secretsmanager::types::RotationRulesType::builder()
+                        .automatically_after_days(days)
+                        .build(),
+                )
+                .rotate_immediately(false)
+                .send(),
+        )
+        .unwrap_or_else(|e| panic!("rotate {name}: {e:?}"));
+    }
+
+    /// A Secrets Manager client signing with an IAM user's key (see [`Moto::iam_user`]).
+    pub fn client_as(&self, key: &str, secret: &str) -> SmClient {
+        let config = aws_sdk_secretsmanager::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(REGION))
+            .endpoint_url(&self.endpoint)
+            .credentials_provider(Credentials::new(key, secret, None, None, "test"))
+            .build();
+        SmClient::from_conf(config)
+    }
+
+    /// The `SecretId` of each recorded Secrets Manager call of `operation` (JSON protocol).
+    pub fn recorded_secret_ids(&self, operation: &str) -> Vec<String> {
+        let text = std::fs::read_to_string(self.recording.path()).unwrap_or_default();
+        text.lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .filter(|entry| {
+                entry["headers"].as_object().is_some_and(|headers| {
+                    headers.iter().any(|(k, v)| {
+                        k.eq_ignore_ascii_case("x-amz-target")
+                            && v.as_str()
+                                .is_some_and(|t| t.rsplit('.').next() == Some(operation))
+                    })
+                })
+            })
+            .filter_map(|entry| {
+                use base64::Engine;
+                let body = entry["body"].as_str()?;
+                let body = if entry["body_encoded"].as_bool() == Some(true) {
+                    base64::engine::general_purpose::STANDARD
+                        .decode(body)
+                        .ok()?
+                } else {
+                    body.as_bytes().to_vec()
+                };
+                let body: Value = serde_json::from_slice(&body).ok()?;
+                Some(body["SecretId"].as_str()?.to_owned())
+            })
+            .collect()
+    }
+
     /// Forgets the requests recorded so far.
     pub fn reset_recording(&self) {
         let r = self
