@@ -86,67 +86,75 @@ pub fn now() -> u64 {
         .as_secs()
 }
 
-/// A CA and a client certificate it signed, in `dir`: (CA PEM path, certificate, key).
-pub fn client_certificate(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+/// A self-signed CA in `dir`: `{name}.key` and `{name}.pem`.
+fn certificate_authority(dir: &Path, name: &str, subject: &str) -> PathBuf {
+    let (key, pem) = (format!("{name}.key"), format!("{name}.pem"));
     openssl(
         dir,
         &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=envoke test client CA",
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &pem,
+            "-days", "1", "-subj", subject,
         ],
+    );
+    dir.join(pem)
+}
+
+/// A key and a certificate for `subject` that the CA `ca` (from [`certificate_authority`])
+/// signed, with the X.509 extensions `extensions`: (`{name}.pem`, `{name}.key`).
+fn signed_certificate(
+    dir: &Path,
+    ca: &str,
+    name: &str,
+    subject: &str,
+    extensions: &str,
+) -> (PathBuf, PathBuf) {
+    let (key, csr, pem, ext) = (
+        format!("{name}.key"),
+        format!("{name}.csr"),
+        format!("{name}.pem"),
+        format!("{name}.ext"),
     );
     openssl(
         dir,
         &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "client.key",
-            "-out",
-            "client.csr",
-            "-subj",
-            "/CN=envoke-test-client",
+            "req", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &csr, "-subj", subject,
         ],
     );
-    std::fs::write(dir.join("client.ext"), "extendedKeyUsage = clientAuth\n").unwrap();
+    std::fs::write(dir.join(&ext), extensions).unwrap();
     openssl(
         dir,
         &[
             "x509",
             "-req",
             "-in",
-            "client.csr",
+            &csr,
             "-CA",
-            "ca.pem",
+            &format!("{ca}.pem"),
             "-CAkey",
-            "ca.key",
+            &format!("{ca}.key"),
             "-CAcreateserial",
             "-out",
-            "client.pem",
+            &pem,
             "-days",
             "1",
             "-extfile",
-            "client.ext",
+            &ext,
         ],
     );
-    (
-        dir.join("ca.pem"),
-        dir.join("client.pem"),
-        dir.join("client.key"),
-    )
+    (dir.join(pem), dir.join(key))
+}
+
+/// A CA and a client certificate it signed, in `dir`: (CA PEM path, certificate, key).
+pub fn client_certificate(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let ca = certificate_authority(dir, "ca", "/CN=envoke test client CA");
+    let (cert, key) = signed_certificate(
+        dir,
+        "ca",
+        "client",
+        "/CN=envoke-test-client",
+        "extendedKeyUsage = clientAuth\n",
+    );
+    (ca, cert, key)
 }
 
 /// A stand-in for the Kubernetes API's TokenReview endpoint on loopback: every review says the
@@ -199,67 +207,13 @@ pub fn token_reviewer(namespace: &str, name: &str, uid: &str) -> String {
 /// A CA and a server certificate for 127.0.0.1 that it signed, in `dir`, as a company's own CA
 /// would issue for an internal endpoint: (CA PEM path, certificate, key).
 pub fn server_certificate(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    openssl(
+    let ca = certificate_authority(dir, "server-ca", "/CN=envoke test corporate CA");
+    let (cert, key) = signed_certificate(
         dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "server-ca.key",
-            "-out",
-            "server-ca.pem",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=envoke test corporate CA",
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=127.0.0.1",
-        ],
-    );
-    std::fs::write(
-        dir.join("server.ext"),
+        "server-ca",
+        "server",
+        "/CN=127.0.0.1",
         "subjectAltName = IP:127.0.0.1\nextendedKeyUsage = serverAuth\n",
-    )
-    .unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "server-ca.pem",
-            "-CAkey",
-            "server-ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.pem",
-            "-days",
-            "1",
-            "-extfile",
-            "server.ext",
-        ],
     );
-    (
-        dir.join("server-ca.pem"),
-        dir.join("server.pem"),
-        dir.join("server.key"),
-    )
+    (ca, cert, key)
 }

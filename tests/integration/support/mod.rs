@@ -731,16 +731,7 @@ impl Moto {
                 })
             })
             .filter_map(|entry| {
-                use base64::Engine;
-                let body = entry["body"].as_str()?;
-                let body = if entry["body_encoded"].as_bool() == Some(true) {
-                    base64::engine::general_purpose::STANDARD
-                        .decode(body)
-                        .ok()?
-                } else {
-                    body.as_bytes().to_vec()
-                };
-                let body: Value = serde_json::from_slice(&body).ok()?;
+                let body: Value = serde_json::from_slice(&recorded_body(&entry)?).ok()?;
                 Some(body["SecretId"].as_str()?.to_owned())
             })
             .collect()
@@ -780,7 +771,6 @@ impl Moto {
 
     /// Each recorded request as its operation and (for the query protocol) form parameters.
     fn recorded_requests(&self) -> Vec<(String, Vec<(String, String)>)> {
-        use base64::Engine;
         let text = std::fs::read_to_string(self.recording.path()).unwrap_or_default();
         text.lines()
             .filter_map(|line| serde_json::from_str::<Value>(line).ok())
@@ -798,14 +788,7 @@ impl Moto {
                 if !header("content-type")?.starts_with("application/x-www-form-urlencoded") {
                     return None;
                 }
-                let body = entry["body"].as_str()?;
-                let body = if entry["body_encoded"].as_bool() == Some(true) {
-                    base64::engine::general_purpose::STANDARD
-                        .decode(body)
-                        .ok()?
-                } else {
-                    body.as_bytes().to_vec()
-                };
+                let body = recorded_body(&entry)?;
                 let form: Vec<(String, String)> =
                     url::form_urlencoded::parse(&body).into_owned().collect();
                 let action = form.iter().find(|(k, _)| k == "Action")?.1.clone();
@@ -813,6 +796,16 @@ impl Moto {
             })
             .collect()
     }
+}
+
+/// The body of a request moto's recorder wrote (base64 when it was not text).
+fn recorded_body(entry: &Value) -> Option<Vec<u8>> {
+    use base64::Engine;
+    let body = entry["body"].as_str()?;
+    if entry["body_encoded"].as_bool() == Some(true) {
+        return base64::engine::general_purpose::STANDARD.decode(body).ok();
+    }
+    Some(body.as_bytes().to_vec())
 }
 
 /// A Secrets Manager client for seeding moto in `region`, with the test key.
