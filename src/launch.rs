@@ -229,17 +229,15 @@ pub enum LaunchError {
     Output(std::io::Error),
 }
 
-/// The one place a child process is described. `std::process::Command` copies the environment
+/// The one place a child process is described: `program` is the file to run (`None`: argv[0],
+/// searched in the child's PATH by execvp). `std::process::Command` copies the environment
 /// into buffers of its own that it does not zeroize; see SECURITY.md.
-fn command(argv: &[OsString], environment: &ChildEnvironment) -> Command {
-    // A name found in the child's PATH is given to std as the file's path, with argv[0] as the
-    // user wrote it: std starts a program by path with posix_spawn (vfork), but forks (copying
-    // envoke's page tables, then a copy-on-write fault for each page either side touches) when it
-    // must search a PATH other than envoke's own, as here. 69 fewer page faults and about 0.3 ms
-    // per launch (docs/benchmarks.md). Not found, the name goes to execvp as before, for its
-    // error.
-    let program = executable_in_path(&argv[0], environment);
-    let mut command = Command::new(program.as_deref().unwrap_or(argv[0].as_ref()));
+fn command(
+    argv: &[OsString],
+    program: Option<&std::path::Path>,
+    environment: &ChildEnvironment,
+) -> Command {
+    let mut command = Command::new(program.map_or(argv[0].as_os_str(), |p| p.as_os_str()));
     command.arg0(&argv[0]);
     command.args(&argv[1..]).env_clear();
     protect::restore_for_command(&mut command);
@@ -247,6 +245,30 @@ fn command(argv: &[OsString], environment: &ChildEnvironment) -> Command {
         command.env(name, OsStr::from_bytes(value));
     }
     command
+}
+
+/// Runs `start` with the file execvp would find for argv[0] in the child's PATH, and again the
+/// ordinary way (execvp) when that fails.
+///
+/// Why: std starts a program named by path with posix_spawn (vfork), but forks (copying envoke's
+/// page tables, then a copy-on-write fault for each page either side touches) when it must
+/// search a PATH other than envoke's own, which is always the case once the child's environment
+/// is built: 69 fewer page faults and about 0.3 ms per launch (docs/benchmarks.md). On any
+/// failure the second, ordinary start decides, so execvp's own behaviour is kept where the two
+/// differ: a script without `#!` run by /bin/sh (ENOEXEC), the next PATH entry tried after an
+/// ENOENT or EACCES, and the error reported.
+fn start_by_path<T>(
+    argv: &[OsString],
+    environment: &ChildEnvironment,
+    mut start: impl FnMut(Option<&std::path::Path>) -> Result<std::io::Result<T>, LaunchError>,
+) -> Result<std::io::Result<T>, LaunchError> {
+    if let Some(path) = executable_in_path(&argv[0], environment) {
+        let started = start(Some(&path))?;
+        if started.is_ok() {
+            return Ok(started);
+        }
+    }
+    start(None)
 }
 
 fn launch_error(
@@ -279,7 +301,8 @@ fn located(program: &OsStr, environment: &ChildEnvironment) -> Option<std::path:
         let path = std::path::PathBuf::from(program);
         return is_file(&path).then_some(path);
     }
-    path_candidates(program, environment)?.find(|candidate| is_file(candidate))
+    executable_in_path(program, environment)
+        .or_else(|| path_candidates(program, environment)?.find(|candidate| is_file(candidate)))
 }
 
 /// The file execvp would run for a `program` without a slash: the first regular file of that
@@ -351,10 +374,6 @@ pub fn spawn(
     terminal: Terminal,
     mask: Option<&OutputMask>,
 ) -> Result<Target, LaunchError> {
-    let mut command = command(argv, environment);
-    if terminal == Terminal::Detached {
-        command.process_group(0);
-    }
     if let Some(mask) = mask {
         mask.update(
             environment
@@ -362,12 +381,19 @@ pub fn spawn(
                 .iter()
                 .map(|(name, value)| (name.as_str(), value.as_slice())),
         );
-        mask.redirect(&mut command).map_err(LaunchError::Output)?;
     }
-    let spawned = command.spawn();
-    // Closes envoke's copies of the pipes' write ends: the pumps see the end of the output
-    // when the child's copies close.
-    drop(command);
+    let spawned = start_by_path(argv, environment, |program| {
+        let mut command = command(argv, program, environment);
+        if terminal == Terminal::Detached {
+            command.process_group(0);
+        }
+        if let Some(mask) = mask {
+            mask.redirect(&mut command).map_err(LaunchError::Output)?;
+        }
+        // Dropping `command` closes envoke's copies of the pipes' write ends: the pumps see the
+        // end of the output when the child's copies close (at once, when it did not start).
+        Ok(command.spawn())
+    })?;
     let child = spawned.map_err(|e| launch_error(argv, environment, e))?;
     // The `Child` handle is dropped without waiting: the supervisor reaps (see supervise.rs).
     // It holds no pipe: those went to the pumps.
@@ -378,8 +404,16 @@ pub fn spawn(
 
 /// Replaces envoke with the command (execve). Returns only on failure.
 pub fn exec(argv: &[OsString], environment: &ChildEnvironment) -> LaunchError {
-    let error = command(argv, environment).exec();
-    launch_error(argv, environment, error)
+    let failed = start_by_path(argv, environment, |program| {
+        Ok(Err::<std::convert::Infallible, _>(
+            command(argv, program, environment).exec(),
+        ))
+    });
+    match failed {
+        Ok(Err(error)) => launch_error(argv, environment, error),
+        Ok(Ok(never)) => match never {},
+        Err(error) => error,
+    }
 }
 
 /// Makes envoke a child subreaper, so orphaned grandchildren are re-parented to it and reaped,

@@ -49,6 +49,60 @@ fn a_missing_command_is_127_and_an_unexecutable_one_126() {
         .assert_code(126);
 }
 
+/// Runs `envoke ARGS` with the core-file limit at 0 (envoke then has no limit to give back, so
+/// nothing runs between fork and exec and std may use posix_spawn) and `path` as PATH.
+fn run_with_no_core_limit(envoke: &Envoke, path: &str, args: &str) -> std::process::Output {
+    std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("ulimit -c 0; exec \"$0\" {args}"))
+        .arg(env!("CARGO_BIN_EXE_envoke"))
+        .current_dir(envoke.dir())
+        .env_clear()
+        .envs(envoke.environment().iter().map(|(k, v)| (k, v)))
+        .env("PATH", path)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn commands_in_path_start_as_execvp_would_start_them() {
+    // A script without a #! line (execvp runs it with /bin/sh), and a `tool` whose first copy
+    // in PATH names a missing interpreter (execvp goes on to the next).
+    let envoke = Envoke::new()
+        .file("a/noshebang", "echo ran-by-sh\n")
+        .file("a/tool", "#!/no/such/interpreter\n")
+        .file("b/tool", "#!/bin/sh\necho second-tool\n");
+    for script in ["a/noshebang", "a/tool", "b/tool"] {
+        let path = envoke.dir().join(script);
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+    }
+    let path = format!(
+        "{}:{}:/usr/bin:/bin",
+        envoke.dir().join("a").display(),
+        envoke.dir().join("b").display()
+    );
+    for (args, expected) in [
+        ("run -- noshebang", "ran-by-sh"),
+        ("run -- tool", "second-tool"),
+        ("run --exec -- noshebang", "ran-by-sh"),
+        ("run --exec -- tool", "second-tool"),
+    ] {
+        let output = run_with_no_core_limit(&envoke, &path, args);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{args}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout).trim(),
+            expected,
+            "{args}"
+        );
+    }
+}
+
 #[test]
 fn unresolvable_references_stop_the_launch_reporting_every_failure() {
     let bao = Bao::start();
