@@ -644,10 +644,15 @@ impl Watcher {
     }
 
     /// `--on-change exit`: the supervisor stops the child, and envoke exits with 75.
+    ///
+    /// Not [`Watcher::adopt`]: its grace would start before the splay and could revoke the old
+    /// leases while the command still runs on them. The old leases stay held, and envoke revokes
+    /// everything it holds once the command has stopped.
     async fn exit(&mut self, partial: &Resolution, splay: Duration) {
         // Held first: a stop during the splay revokes them with the rest.
-        self.adopt(partial);
+        lock(&self.held).extend(partial.leases());
         self.splay(splay).await;
+        self.remember(partial);
         let _ = self.control.send(Control::Exit);
     }
 
@@ -723,10 +728,14 @@ impl Watcher {
             environment,
             started,
         });
-        if let Ok(pid) = restarted.await {
-            self.child = pid;
-            full.audit(&self.backends, "restart", Some(pid_number(pid)));
-        }
+        let Ok(pid) = restarted.await else {
+            // No restart: envoke is being stopped, and the old command may still be stopping on
+            // the old credentials. Everything stays held, to be revoked once it has exited.
+            lock(&self.held).extend(full.leases());
+            return Ok(());
+        };
+        self.child = pid;
+        full.audit(&self.backends, "restart", Some(pid_number(pid)));
         self.remember(&full);
         let old = std::mem::replace(&mut *lock(&self.held), full.leases());
         self.revoke(&old).await;

@@ -659,6 +659,46 @@ fn splay_delays_the_restart_and_a_stop_during_it_is_prompt() {
     );
 }
 
+#[test]
+fn exit_after_a_splay_leaves_the_command_its_old_credentials_until_it_is_stopped() {
+    // The lease nears its max TTL at 4 s: replaced then, with a splay of up to 1 s (half what
+    // the old lease has left). The command runs on the old credentials until envoke stops it.
+    let (pg, _bao, envoke) = crate::support::dynamic_database("6s", "6s");
+    let script = r#"echo "$DB_USER $DB_PASSWORD" >> "$LOG"; trap 'echo stopped >> "$LOG"; exit 0' TERM; while :; do sleep 0.05; done"#;
+    let flags = [
+        "--watch",
+        "1s",
+        "--settle",
+        "100ms",
+        "--on-change",
+        "exit",
+        "--splay",
+        "1h",
+        "--stop-timeout",
+        "200ms",
+    ];
+    let mut watched = watched(&envoke, &flags, script);
+    let first = watched.lines()[0].clone();
+    let (user, password) = first.split_once(' ').unwrap();
+    wait_for_splay(&watched);
+    let stopped = || watched.lines().iter().any(|line| line == "stopped");
+    // The command writes `stopped` before it exits, and envoke revokes after it exited: a
+    // failed login must come after that line.
+    while !stopped() {
+        if !pg.can_log_in(user, password) {
+            assert!(
+                stopped(),
+                "revoked while the command still ran\n{}",
+                watched.logs()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(watched.wait_exit(Duration::from_secs(5)), Some(75));
+    assert!(!pg.can_log_in(user, password), "revoked at exit");
+    assert!(!watched.logs().contains("WARN"), "{}", watched.logs());
+}
+
 /// Waits for the splay's log line; the delay it chose.
 fn wait_for_splay(watched: &Supervised) -> Duration {
     wait_until(|| watched.logs().contains("delay_ms="));
