@@ -25,10 +25,12 @@
 //!
 //! # Rechecks and splay
 //! The recheck signal (`--recheck-signal`) wakes the loop at once for a check of every secret,
-//! AWS ones with DescribeSecret whatever their schedule; rechecks that arrive during a check
-//! coalesce into one more. `--splay` waits a random delay before a restart or exit, so that a
+//! AWS ones with DescribeSecret whatever their schedule, Vault leases with a renewal whatever
+//! their TTL (a revoked lease fails to renew, and that is a change); rechecks that arrive during
+//! a check coalesce into one more. `--splay` waits a random delay before a restart or exit, so that a
 //! fleet that sees one rotation does not restart every task in the same second; the delay is
-//! capped at half the time a replaced lease has left.
+//! capped at half the time a replaced lease has left, and skipped when a lease could not be
+//! renewed (the command's credentials are dead already).
 //!
 //! # Outages
 //! A failed check never touches the child: envoke logs a warning (no values), backs off
@@ -104,6 +106,9 @@ pub struct Watcher {
     pins: HashMap<FetchKey, String>,
     /// Secrets whose check was denied, reported once at ERROR and quietly after that.
     denied: BTreeSet<FetchKey>,
+    /// Leased secrets whose renewal failed since the last action: the command's credentials
+    /// are dead, so acting on them waits no splay.
+    dead: BTreeSet<FetchKey>,
     /// The rotation schedule each AWS secret had when last described or swept.
     schedules: HashMap<FetchKey, RotationSchedule>,
     /// When the last sweep ran (or watching began).
@@ -142,6 +147,9 @@ enum Verdict {
         why: String,
         /// For AWS, the version id the followed stage points at now.
         version_id: Option<String>,
+        /// The credentials the command has are dead already (a lease that cannot be renewed):
+        /// no splay.
+        dead: bool,
     },
 }
 
@@ -150,6 +158,7 @@ impl Verdict {
         Verdict::Changed {
             why: why.into(),
             version_id: None,
+            dead: false,
         }
     }
 }
@@ -183,6 +192,7 @@ impl Watcher {
             variable_digests: BTreeMap::new(),
             pins: HashMap::new(),
             denied: BTreeSet::new(),
+            dead: BTreeSet::new(),
             schedules: HashMap::new(),
             last_sweep: Instant::now(),
             said_list_denied: false,
@@ -346,7 +356,7 @@ impl Watcher {
             }
             Some(async move {
                 let (verdict, schedule) = match this.leases.get(&fetched.key) {
-                    Some(clock) => (this.check_lease(clock, now).await, None),
+                    Some(clock) => (this.check_lease(clock, now, forced).await, None),
                     None => this.check(fetched).await,
                 };
                 (fetched.key.clone(), verdict, schedule)
@@ -384,8 +394,18 @@ impl Watcher {
                         clock.since = Instant::now();
                     }
                 }
-                (key, Ok(Verdict::Changed { why, version_id })) => {
+                (
+                    key,
+                    Ok(Verdict::Changed {
+                        why,
+                        version_id,
+                        dead,
+                    }),
+                ) => {
                     tracing::info!(secret = %key, "{why}");
+                    if dead {
+                        self.dead.insert(key.clone());
+                    }
                     if let Some(version_id) = version_id {
                         self.pins.insert(key.clone(), version_id);
                     }
@@ -563,16 +583,26 @@ impl Watcher {
         Ok(Verdict::changed("content changed"))
     }
 
-    /// A leased secret: renew it when it is due; a lease that cannot be renewed, or whose renewal
-    /// comes back short of what was asked (the max TTL is near), is a change.
-    async fn check_lease(&self, clock: &LeaseClock, now: Instant) -> Result<Verdict, FetchError> {
-        if now < clock.due() {
+    /// A leased secret: renew it when it is due, or whenever the recheck signal (`forced`) asks;
+    /// a lease that cannot be renewed, or whose renewal comes back short of what was asked (the
+    /// max TTL is near), is a change. A renewal is the only way to learn that a lease was revoked
+    /// (the incident runbook in docs/rotation.md revokes them, then sends the recheck signal).
+    async fn check_lease(
+        &self,
+        clock: &LeaseClock,
+        now: Instant,
+        forced: bool,
+    ) -> Result<Verdict, FetchError> {
+        if now < clock.due() && !forced {
             return Ok(Verdict::Same);
         }
         if !clock.lease.renewable {
-            return Ok(Verdict::changed(
-                "lease is not renewable and nears its end; fetching new credentials",
-            ));
+            // Nothing to ask about such a lease; a recheck fetches new credentials.
+            return Ok(Verdict::changed(if now < clock.due() {
+                "recheck signal: the lease is not renewable; fetching new credentials"
+            } else {
+                "lease is not renewable and nears its end; fetching new credentials"
+            }));
         }
         match self
             .backends
@@ -583,13 +613,19 @@ impl Watcher {
             Ok(renewed) if renewed.duration_secs.saturating_add(1) >= clock.issued_ttl => {
                 Ok(Verdict::Renewed(renewed))
             }
+            // A recheck before the lease was due: a short renewal only says how long the lease
+            // has left (a role whose max TTL is its TTL never renews in full), and the lease is
+            // replaced when that falls due, not on every recheck.
+            Ok(renewed) if now < clock.due() => Ok(Verdict::Renewed(renewed)),
             Ok(_) => Ok(Verdict::changed(
                 "lease nears its max TTL; fetching new credentials",
             )),
             Err(error @ FetchError::Unreachable { .. }) => Err(error),
-            Err(error) => Ok(Verdict::changed(format!(
-                "lease cannot be renewed ({error}); fetching new credentials"
-            ))),
+            Err(error) => Ok(Verdict::Changed {
+                why: format!("lease cannot be renewed ({error}); fetching new credentials"),
+                version_id: None,
+                dead: true,
+            }),
         }
     }
 
@@ -600,6 +636,7 @@ impl Watcher {
         changed: BTreeSet<FetchKey>,
         on_change: &OnChange,
     ) -> Result<(), String> {
+        let dead = std::mem::take(&mut self.dead);
         let partial = resolve_only(
             &self.config,
             &self.backends,
@@ -625,6 +662,12 @@ impl Watcher {
         tracing::info!(variables = ?differing, action = ?on_change, "values changed");
         // Before anything replaces the leases the command still uses.
         let splay = self.splay_limit(&changed);
+        let splay = if changed.iter().any(|key| dead.contains(key)) {
+            tracing::info!("a lease could not be renewed: its credentials are dead; no splay");
+            Duration::ZERO
+        } else {
+            splay
+        };
         match on_change {
             OnChange::None => {
                 self.adopt(&partial);
@@ -815,6 +858,7 @@ fn stage_verdict(fetched: &Fetched, key: &FetchKey, state: &SecretState) -> Verd
             state.version.as_deref().unwrap_or("-")
         ),
         version_id: state.version.clone(),
+        dead: false,
     }
 }
 

@@ -620,6 +620,41 @@ fn the_recheck_signal_checks_at_once_and_is_not_forwarded() {
 }
 
 #[test]
+fn the_recheck_signal_replaces_revoked_leases_at_once_without_a_splay() {
+    // The incident runbook: revoke the leases, send the recheck signal. The lease is nowhere
+    // near its renewal, and the splay is long: the dead credentials are replaced at once.
+    let (pg, bao, envoke) = crate::support::dynamic_database("1h", "1h");
+    let script = r#"echo "$DB_USER $DB_PASSWORD" >> "$LOG"; exec sleep 1000"#;
+    let flags = [
+        "--watch",
+        "1h",
+        "--settle",
+        "100ms",
+        "--splay",
+        "1h",
+        "--recheck-signal",
+        "USR2",
+    ];
+    let watched = watched(&envoke, &flags, script);
+    let first = watched.lines()[0].clone();
+    let (user, password) = first.split_once(' ').unwrap();
+    bao.api("POST", "sys/leases/revoke-prefix/database/creds/app", None);
+    assert!(!pg.can_log_in(user, password), "revoked");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(watched.pid() as i32),
+        nix::sys::signal::Signal::SIGUSR2,
+    )
+    .unwrap();
+    let lines = watched.wait_lines(2, Duration::from_secs(5));
+    let (new_user, new_password) = lines[1].split_once(' ').unwrap();
+    assert_ne!(new_user, user);
+    assert!(pg.can_log_in(new_user, new_password));
+    let (_, logs) = watched.stop();
+    assert!(logs.contains("lease cannot be renewed"), "{logs}");
+    assert!(!logs.contains("delay_ms="), "{logs}");
+}
+
+#[test]
 fn splay_delays_the_restart_and_a_stop_during_it_is_prompt() {
     let moto = Moto::start();
     moto.create("rotating", "first");
