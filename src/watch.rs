@@ -29,7 +29,8 @@
 //! their TTL (a revoked lease fails to renew, and that is a change); rechecks that arrive during
 //! a check coalesce into one more. `--splay` waits a random delay before a restart or exit, so that a
 //! fleet that sees one rotation does not restart every task in the same second; the delay is
-//! capped at half the time a replaced lease has left, and skipped when a lease could not be
+//! capped at half the time a replaced lease has left and at the next renewal of any other lease
+//! (nothing is renewed during the wait), and skipped when a lease could not be
 //! renewed (the command's credentials are dead already).
 //!
 //! # Outages
@@ -89,7 +90,8 @@ impl LeaseClock {
 
     /// About two thirds into the lease.
     fn due(&self) -> Instant {
-        self.since + Duration::from_millis(self.lease.duration_secs.saturating_mul(2000) / 3)
+        let two_thirds = Duration::from_millis(self.lease.duration_secs.saturating_mul(2000) / 3);
+        self.since.checked_add(two_thirds).unwrap_or(self.since)
     }
 }
 
@@ -699,22 +701,16 @@ impl Watcher {
         let _ = self.control.send(Control::Exit);
     }
 
-    /// The longest splay before acting on `changed`: `--splay`, capped at half the time left
-    /// to a lease among them (the command still uses it until it is restarted).
+    /// The longest splay before acting on `changed` (see [`splay_cap`]), the cap logged.
     fn splay_limit(&self, changed: &BTreeSet<FetchKey>) -> Duration {
         let Some(options) = &self.config.watch else {
             return Duration::ZERO;
         };
-        let now = Instant::now();
-        let headroom = changed
-            .iter()
-            .filter_map(|key| self.leases.get(key))
-            .map(|clock| {
-                let ends = clock.since + Duration::from_secs(clock.lease.duration_secs);
-                ends.saturating_duration_since(now) / 2
-            })
-            .min();
-        headroom.map_or(options.splay, |h| h.min(options.splay))
+        let (limit, why) = splay_cap(options.splay, changed, &self.leases, Instant::now());
+        if let Some(why) = why {
+            tracing::info!(splay = ?options.splay, capped_at = ?limit, "the splay is capped: {why}");
+        }
+        limit
     }
 
     /// `--splay`: a uniformly random delay of up to `limit` before a restart or exit. The
@@ -862,6 +858,39 @@ fn stage_verdict(fetched: &Fetched, key: &FetchKey, state: &SecretState) -> Verd
     }
 }
 
+/// The longest splay before acting on `changed` at `now`: `splay`, capped at half the time left
+/// to a replaced lease (the command uses it until it is restarted), and at the next renewal of
+/// any other lease (the watcher renews nothing while it waits). The cap and why, when it caps.
+fn splay_cap(
+    splay: Duration,
+    changed: &BTreeSet<FetchKey>,
+    leases: &BTreeMap<FetchKey, LeaseClock>,
+    now: Instant,
+) -> (Duration, Option<&'static str>) {
+    let mut limit = (splay, None);
+    for (key, clock) in leases {
+        let cap = if changed.contains(key) {
+            let ends = clock
+                .since
+                .checked_add(Duration::from_secs(clock.lease.duration_secs))
+                .unwrap_or(clock.since);
+            (
+                ends.saturating_duration_since(now) / 2,
+                "half the time a replaced lease has left",
+            )
+        } else {
+            (
+                clock.due().saturating_duration_since(now),
+                "the next renewal of a lease the command uses",
+            )
+        };
+        if cap.0 < limit.0 {
+            limit = (cap.0, Some(cap.1));
+        }
+    }
+    limit
+}
+
 /// A PID as the audit events give it.
 fn pid_number(pid: Pid) -> u32 {
     pid.as_raw().unsigned_abs()
@@ -895,6 +924,51 @@ fn backoff(failures: u32, interval: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn leased(path: &str, ttl: u64, since: Instant) -> (FetchKey, LeaseClock) {
+        let lease = Lease {
+            id: format!("{path}/lease"),
+            duration_secs: ttl,
+            renewable: true,
+        };
+        let key = FetchKey::Vault(VaultRequest {
+            path: path.to_owned(),
+            version: None,
+        });
+        let mut clock = LeaseClock::new(lease);
+        clock.since = since;
+        (key, clock)
+    }
+
+    #[test]
+    fn the_splay_ends_before_any_held_lease_falls_due() {
+        let now = Instant::now();
+        let hour = Duration::from_secs(3600);
+        let (replaced, old) = leased("database/creds/a", 60, now - Duration::from_secs(40));
+        let (kept, other) = leased("database/creds/b", 30, now);
+        let changed = BTreeSet::from([replaced.clone()]);
+        // The replaced lease has 20 s left: 10 s; the other falls due for renewal in 20 s.
+        let leases = BTreeMap::from([(replaced.clone(), old.clone())]);
+        assert_eq!(
+            splay_cap(hour, &changed, &leases, now).0,
+            Duration::from_secs(10)
+        );
+        let leases = BTreeMap::from([(replaced, old), (kept.clone(), other.clone())]);
+        assert_eq!(
+            splay_cap(hour, &changed, &leases, now).0,
+            Duration::from_secs(10)
+        );
+        // A change of something else: the unchanged lease's renewal caps it alone.
+        let leases = BTreeMap::from([(kept, other)]);
+        let (cap, why) = splay_cap(hour, &BTreeSet::new(), &leases, now);
+        assert_eq!(cap, Duration::from_secs(20));
+        assert_eq!(why, Some("the next renewal of a lease the command uses"));
+        // A short splay is not capped.
+        assert_eq!(
+            splay_cap(Duration::from_secs(5), &BTreeSet::new(), &leases, now),
+            (Duration::from_secs(5), None)
+        );
+    }
 
     #[test]
     fn jitter_stays_within_ten_percent() {
