@@ -696,7 +696,7 @@ impl Watcher {
     async fn exit(&mut self, partial: &Resolution, splay: Duration) {
         // Held first: a stop during the splay revokes them with the rest.
         lock(&self.held).extend(partial.leases());
-        self.splay(splay).await;
+        let _ = self.splay(splay).await;
         self.remember(partial);
         let _ = self.control.send(Control::Exit);
     }
@@ -714,10 +714,11 @@ impl Watcher {
     }
 
     /// `--splay`: a uniformly random delay of up to `limit` before a restart or exit. The
-    /// supervisor runs on meanwhile: a TERM during the wait stops envoke as usual.
-    async fn splay(&self, limit: Duration) {
+    /// supervisor runs on meanwhile: a TERM during the wait stops envoke as usual. Whether it
+    /// waited.
+    async fn splay(&self, limit: Duration) -> bool {
         if limit.is_zero() {
-            return;
+            return false;
         }
         let delay = limit.mul_f64(fastrand::f64());
         tracing::info!(
@@ -726,6 +727,7 @@ impl Watcher {
             "waiting a random delay before acting on the change (--splay)"
         );
         tokio::time::sleep(delay).await;
+        true
     }
 
     /// `--on-change signal:SIG`: rewrite the secret files the change touched, then signal. With
@@ -756,8 +758,13 @@ impl Watcher {
     async fn restart(&mut self, partial: &Resolution, splay: Duration) -> Result<(), String> {
         self.revoke(&partial.leases()).await;
         // After the revocation, so that a stop during the wait leaves nothing unheld; before
-        // the resolution, so that the command starts with what is current after it.
-        self.splay(splay).await;
+        // the resolution, so that the command starts with what is current after it. The pins
+        // are what DescribeSecret saw before the wait: a secret that rotated again during it
+        // would start the command on a superseded version, so its followed stage is fetched
+        // afresh (GetSecretValue returns the version id it resolved, and that is remembered).
+        if self.splay(splay).await {
+            self.pins.clear();
+        }
         let full = resolve_only(&self.config, &self.backends, |_| true, &self.pins).await;
         self.reject_if_failed(&full).await?;
         let environment = ChildEnvironment::build(&self.config, &full, self.files.as_deref())

@@ -734,6 +734,31 @@ fn exit_after_a_splay_leaves_the_command_its_old_credentials_until_it_is_stopped
     assert!(!watched.logs().contains("WARN"), "{}", watched.logs());
 }
 
+#[test]
+fn a_restart_after_a_splay_starts_the_command_on_what_is_current_after_it() {
+    let moto = Moto::start();
+    moto.create("rotating", "first");
+    let envoke = Envoke::new()
+        .aws(&moto)
+        .manifest("[env]\nVALUE = \"aws-sm://rotating\"\n");
+    let flags = [FAST, &["--splay", "3s"]].concat();
+    let watched = watched(&envoke, &flags, LOGS_VALUE_ON_START);
+    moto.put("rotating", "second");
+    let delay = wait_for_splay(&watched);
+    let logged = Instant::now();
+    // Rotated again during the splay.
+    moto.put("rotating", "third");
+    let put_within_the_splay = logged.elapsed() + Duration::from_millis(100) < delay;
+    let lines = watched.wait_lines(2, Duration::from_secs(10));
+    if put_within_the_splay {
+        assert_eq!(lines, ["first", "third"], "{}", watched.logs());
+    }
+    // And nothing more: the restart remembered the version it started with.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(watched.lines().len(), 2, "{:?}", watched.lines());
+    watched.stop();
+}
+
 /// Waits for the splay's log line; the delay it chose.
 fn wait_for_splay(watched: &Supervised) -> Duration {
     wait_until(|| watched.logs().contains("delay_ms="));
