@@ -26,12 +26,15 @@
 //! # Rechecks and splay
 //! The recheck signal (`--recheck-signal`) wakes the loop at once for a check of every secret,
 //! AWS ones with DescribeSecret whatever their schedule, Vault leases with a renewal whatever
-//! their TTL (a revoked lease fails to renew, and that is a change); rechecks that arrive during
-//! a check coalesce into one more. `--splay` waits a random delay before a restart or exit, so that a
-//! fleet that sees one rotation does not restart every task in the same second; the delay is
-//! capped at half the time a replaced lease has left and at the next renewal of any other lease
-//! (nothing is renewed during the wait), and skipped when a lease could not be
-//! renewed (the command's credentials are dead already).
+//! their TTL (a revoked lease fails to renew, and that is a change). A recheck within
+//! [`RECHECK_GAP`] of the last forced check waits for the gap to end, and while checks fail it
+//! waits for the backoff: signals meanwhile, or during a check, coalesce into that one.
+//!
+//! `--splay` waits a random delay before a restart or exit, so that a fleet that sees one
+//! rotation does not restart every task in the same second; the delay is capped at half the time
+//! a replaced lease has left and at the next renewal of any other lease (nothing is renewed
+//! during the wait), and skipped when a lease could not be renewed (the command's credentials
+//! are dead already).
 //!
 //! # Outages
 //! A failed check never touches the child: envoke logs a warning (no values), backs off
@@ -241,6 +244,8 @@ impl Watcher {
             return;
         };
         let mut failures: u32 = 0;
+        // When the last forced check began.
+        let mut last_forced: Option<Instant> = None;
         loop {
             let wait = if failures == 0 {
                 jittered(options.interval)
@@ -261,10 +266,38 @@ impl Watcher {
                 wake = wake.min(due);
             }
             let recheck = Arc::clone(&self.recheck);
-            let forced = tokio::select! {
-                () = tokio::time::sleep_until(wake) => false,
-                () = recheck.notified() => true,
+            // A recheck signal makes the next check a forced one, and brings it forward as far
+            // as `recheck_at` allows; more signals until then are the same request.
+            let mut rechecked = false;
+            let forced = loop {
+                let at = if rechecked {
+                    recheck_at(Instant::now(), last_forced, failures, wake)
+                } else {
+                    wake
+                };
+                tokio::select! {
+                    () = tokio::time::sleep_until(at) => break rechecked,
+                    // Signals while one waits for its turn are absorbed into it.
+                    () = recheck.notified() => {
+                        if rechecked {
+                            continue;
+                        }
+                        rechecked = true;
+                        let at = recheck_at(Instant::now(), last_forced, failures, wake);
+                        let wait = at.saturating_duration_since(Instant::now());
+                        if !wait.is_zero() {
+                            tracing::info!(
+                                in_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                                "recheck signal: checking at the end of the {}",
+                                if failures > 0 { "backoff (checks are failing)" } else { "minimum gap between rechecks" }
+                            );
+                        }
+                    }
+                }
             };
+            if forced {
+                last_forced = Some(Instant::now());
+            }
             let (mut changed, errors) = self.detect(forced).await;
             if !changed.is_empty() {
                 // Coalesce what else changes within the settle window.
@@ -913,6 +946,23 @@ fn needs(error: FetchError, permission: String) -> FetchError {
     }
 }
 
+/// The shortest time between two checks that the recheck signal forces: a loop of signals costs
+/// one check per secret every `RECHECK_GAP`, not back-to-back checks.
+const RECHECK_GAP: Duration = Duration::from_secs(10);
+
+/// When a recheck signal that arrives at `now` is acted on: at once, unless a forced check began
+/// less than [`RECHECK_GAP`] ago (then when the gap ends), or checks are failing (then at the
+/// end of the backoff, `wake`, which it does not cut short). Never later than `wake`.
+fn recheck_at(now: Instant, last_forced: Option<Instant>, failures: u32, wake: Instant) -> Instant {
+    if failures > 0 {
+        return wake;
+    }
+    let gap_ends = last_forced
+        .and_then(|last| last.checked_add(RECHECK_GAP))
+        .unwrap_or(now);
+    gap_ends.max(now).min(wake)
+}
+
 /// `interval` ± 10%.
 fn jittered(interval: Duration) -> Duration {
     interval.mul_f64(0.9 + fastrand::f64() * 0.2)
@@ -975,6 +1025,23 @@ mod tests {
             splay_cap(Duration::from_secs(5), &BTreeSet::new(), &leases, now),
             (Duration::from_secs(5), None)
         );
+    }
+
+    #[test]
+    fn rechecks_come_at_most_every_gap_and_never_cut_a_backoff() {
+        let now = Instant::now();
+        let wake = now + Duration::from_secs(300);
+        let s = Duration::from_secs;
+        // The first, or one after the gap: at once.
+        assert_eq!(recheck_at(now, None, 0, wake), now);
+        assert_eq!(recheck_at(now, Some(now - s(11)), 0, wake), now);
+        // Within the gap: when it ends, unless the poll comes first.
+        assert_eq!(recheck_at(now, Some(now - s(4)), 0, wake), now + s(6));
+        let soon = now + s(2);
+        assert_eq!(recheck_at(now, Some(now - s(4)), 0, soon), soon);
+        // Checks failing: the backoff runs its course.
+        assert_eq!(recheck_at(now, None, 3, wake), wake);
+        assert_eq!(recheck_at(now, Some(now - s(60)), 1, wake), wake);
     }
 
     #[test]

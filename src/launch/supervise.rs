@@ -290,7 +290,7 @@ impl Supervisor<'_> {
         match (phase, event) {
             (phase, SignalEvent::ChildExited) => phase,
             (phase, SignalEvent::Recheck(sig)) => {
-                tracing::info!(signal = %sig, "recheck signal: checking every watched secret now");
+                tracing::info!(signal = %sig, "recheck signal: checking every watched secret");
                 self.recheck.notify_one();
                 phase
             }

@@ -559,7 +559,7 @@ fn a_denied_list_secrets_falls_back_to_describe_secret_and_says_so_once() {
 }
 
 #[test]
-fn the_recheck_signal_checks_at_once_and_is_not_forwarded() {
+fn the_recheck_signal_checks_at_once_then_at_most_every_ten_seconds_and_is_not_forwarded() {
     let moto = Moto::start();
     moto.create("rotating", "first");
     let envoke = Envoke::new()
@@ -595,13 +595,25 @@ fn the_recheck_signal_checks_at_once_and_is_not_forwarded() {
         "{:?}",
         sent.elapsed()
     );
-    // Nothing changed since: a recheck describes, finds nothing, restarts nothing.
+    // A burst of rechecks within 10 s of the last: one check, when the 10 s are up. Nothing
+    // changed since: it describes, finds nothing, restarts nothing.
     moto.reset_recording();
-    usr2(watched.pid());
-    wait_until(|| count(&moto, "DescribeSecret") == 1);
+    for _ in 0..5 {
+        usr2(watched.pid());
+        std::thread::sleep(Duration::from_millis(20));
+    }
     std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(count(&moto, "DescribeSecret"), 0, "not before the gap ends");
+    wait_until(|| count(&moto, "DescribeSecret") == 1);
+    assert!(
+        sent.elapsed() >= Duration::from_millis(9900),
+        "{:?}",
+        sent.elapsed()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(count(&moto, "DescribeSecret"), 1, "the burst is one check");
     let (_, logs) = watched.stop();
-    assert!(logs.contains("recheck signal"), "{logs}");
+    assert!(logs.contains("minimum gap between rechecks"), "{logs}");
     assert_eq!(
         read_lines(&envoke.dir().join("child.log")),
         ["first", "second"]
