@@ -54,7 +54,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::config::Config;
-use crate::config::watch::OnChange;
+use crate::config::watch::{MAX_DURATION, OnChange};
 use crate::launch::ChildEnvironment;
 use crate::launch::files::{SecretFiles, write_if_file};
 use crate::launch::mask::OutputMask;
@@ -253,7 +253,8 @@ impl Watcher {
                 backoff(failures, options.interval)
             };
             let now = Instant::now();
-            let mut wake = now + wait;
+            // Durations are bounded at config load (a year); this is belt and braces.
+            let mut wake = now.checked_add(wait).unwrap_or(now + MAX_DURATION);
             // A lease whose renewal failed stays due: while checks fail, it is retried at the
             // backoff's pace with the rest, not at once (leases falling due later still count).
             let next_due = self

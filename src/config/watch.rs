@@ -13,6 +13,10 @@ pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
 /// The shortest settle window (`--settle`, `[watch] settle`).
 pub const MIN_SETTLE: Duration = Duration::from_millis(100);
 
+/// The longest interval, settle window, sweep period or splay: a year. Longer is a typo, not a
+/// setting, and the watcher's clocks could not add it to the time of day without overflowing.
+pub const MAX_DURATION: Duration = Duration::from_secs(31_557_600); // humantime's `1y`: 365.25 d
+
 /// The default sweep period (`--sweep`, `[watch] sweep`).
 pub const DEFAULT_SWEEP: Duration = Duration::from_secs(3600);
 

@@ -435,6 +435,49 @@ fn a_watch_interval_or_settle_below_its_floor_is_an_error_not_a_busy_loop() {
         .assert_code(0);
 }
 
+#[test]
+fn a_watch_duration_above_a_year_is_an_error_not_a_stopped_watch() {
+    // `Instant + 300000000000y` overflowed: the watcher panicked and watching silently stopped.
+    for (flag, error) in [
+        (
+            "--watch",
+            "invalid --watch (ENVOKE_WATCH): 300000000000years is above the ceiling of 1year",
+        ),
+        (
+            "--sweep",
+            "invalid --sweep: 300000000000years is above the ceiling of 1year",
+        ),
+        ("--splay", "invalid --splay: "),
+        ("--settle", "invalid --settle: "),
+    ] {
+        let mut args = vec!["run", "--watch", "1s", flag, "300000000000y", "--", "true"];
+        if flag == "--watch" {
+            args.drain(1..3);
+        }
+        Envoke::new()
+            .run(args)
+            .assert_code(125)
+            .assert_stderr_contains(error)
+            .assert_stderr_contains("above the ceiling of 1year");
+    }
+    Envoke::new()
+        .manifest("[watch]\ninterval = \"1s\"\nsplay = \"2y\"\n")
+        .run(["run", "--", "true"])
+        .assert_code(125)
+        .assert_stderr_contains("invalid setting `[watch] splay` in envoke.toml: 2years is above");
+    Envoke::new()
+        .env("ENVOKE_SWEEP", "400d")
+        .run(["run", "--watch", "1s", "--", "true"])
+        .assert_code(125)
+        .assert_stderr_contains("--sweep");
+    // At the ceiling, watching runs.
+    Envoke::new()
+        .run([
+            "run", "--watch", "1s", "--sweep", "1y", "--splay", "1y", "--", "true",
+        ])
+        .assert_code(0);
+}
+
 /// The recorded Secrets Manager operations named `operation`.
 fn count(moto: &Moto, operation: &str) -> usize {
     moto.recorded_operations()
