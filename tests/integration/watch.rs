@@ -862,6 +862,46 @@ fn bad_sweep_splay_and_recheck_settings_are_errors_naming_them() {
         .assert_stderr_contains("`[watch] recheck_signal`");
 }
 
+#[test]
+fn winch_cont_and_other_signals_nobody_sends_on_purpose_cannot_be_the_recheck_signal() {
+    // A terminal resize would check every secret.
+    Envoke::new()
+        .run([
+            "run",
+            "--watch",
+            "1s",
+            "--recheck-signal",
+            "WINCH",
+            "--",
+            "true",
+        ])
+        .assert_code(125)
+        .assert_stderr_contains("invalid --recheck-signal (ENVOKE_RECHECK_SIGNAL): SIGWINCH")
+        .assert_stderr_contains("the terminal sends it at every resize");
+    Envoke::new()
+        .env("ENVOKE_RECHECK_SIGNAL", "URG")
+        .run(["run", "--watch", "1s", "--", "true"])
+        .assert_code(125)
+        .assert_stderr_contains("--recheck-signal");
+    Envoke::new()
+        .manifest("[watch]\ninterval = \"1s\"\nrecheck_signal = \"CONT\"\n")
+        .run(["run", "--", "true"])
+        .assert_code(125)
+        .assert_stderr_contains("`[watch] recheck_signal`")
+        .assert_stderr_contains("job control");
+    Envoke::new()
+        .run([
+            "run",
+            "--watch",
+            "1s",
+            "--recheck-signal",
+            "ALRM",
+            "--",
+            "true",
+        ])
+        .assert_code(0);
+}
+
 /// Polls `condition` every 20 ms for up to 15 s.
 #[track_caller]
 fn wait_until(condition: impl Fn() -> bool) {
