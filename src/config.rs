@@ -27,7 +27,7 @@ use self::process::{StopPolicy, parse_signal, parse_signal_mapping};
 use self::template::Template;
 use self::vault::VaultSettings;
 use self::watch::{
-    DEFAULT_SWEEP, MIN_INTERVAL, MIN_SETTLE, OnChange, WatchOptions, recheck_signal,
+    DEFAULT_SWEEP, MAX_DURATION, MIN_INTERVAL, MIN_SETTLE, OnChange, WatchOptions, recheck_signal,
 };
 use crate::manifest::{EnvEntry, LongEntry, Manifest, ProcessSection, WatchSection};
 use crate::reference::{Reference, ReferenceError};
@@ -717,12 +717,14 @@ fn watch_options(
     };
     let interval = match (flags.watch, &section.interval) {
         (Some(interval), _) => at_least(interval, MIN_INTERVAL, "interval")
+            .and_then(at_most)
             .map_err(|reason| bad_flag("--watch (ENVOKE_WATCH)", reason))?,
         (None, Some(text)) => at_least(
             duration("[watch] interval", text)?,
             MIN_INTERVAL,
             "interval",
         )
+        .and_then(at_most)
         .map_err(|reason| invalid("[watch] interval", reason))?,
         (None, None) => {
             if let Some(sig) = recheck {
@@ -758,25 +760,29 @@ fn watch_options(
     };
     let settle = match (flags.settle, &section.settle) {
         (Some(settle), _) => at_least(settle, MIN_SETTLE, "settle window")
+            .and_then(at_most)
             .map_err(|reason| bad_flag("--settle", reason))?,
         (None, Some(text)) => at_least(
             duration("[watch] settle", text)?,
             MIN_SETTLE,
             "settle window",
         )
+        .and_then(at_most)
         .map_err(|reason| invalid("[watch] settle", reason))?,
         (None, None) => Duration::from_secs(2),
     };
     // A sweep more often than the polls has nothing to do between them: it is the interval.
     let sweep = match (flags.sweep, &section.sweep) {
-        (Some(sweep), _) => sweep,
-        (None, Some(text)) => duration("[watch] sweep", text)?,
+        (Some(sweep), _) => at_most(sweep).map_err(|reason| bad_flag("--sweep", reason))?,
+        (None, Some(text)) => at_most(duration("[watch] sweep", text)?)
+            .map_err(|reason| invalid("[watch] sweep", reason))?,
         (None, None) => DEFAULT_SWEEP,
     }
     .max(interval);
     let splay = match (flags.splay, &section.splay) {
-        (Some(splay), _) => splay,
-        (None, Some(text)) => duration("[watch] splay", text)?,
+        (Some(splay), _) => at_most(splay).map_err(|reason| bad_flag("--splay", reason))?,
+        (None, Some(text)) => at_most(duration("[watch] splay", text)?)
+            .map_err(|reason| invalid("[watch] splay", reason))?,
         (None, None) => Duration::ZERO,
     };
     Ok(Some(WatchOptions {
@@ -798,6 +804,19 @@ fn at_least(value: Duration, floor: Duration, what: &str) -> Result<Duration, St
             humantime::format_duration(value),
             humantime::format_duration(floor),
             humantime::format_duration(floor),
+        ));
+    }
+    Ok(value)
+}
+
+/// `value` when it is at most [`MAX_DURATION`]; else why not.
+fn at_most(value: Duration) -> Result<Duration, String> {
+    if value > MAX_DURATION {
+        return Err(format!(
+            "{} is above the ceiling of {}; use {} or less",
+            humantime::format_duration(value),
+            humantime::format_duration(MAX_DURATION),
+            humantime::format_duration(MAX_DURATION),
         ));
     }
     Ok(value)

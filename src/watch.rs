@@ -25,10 +25,16 @@
 //!
 //! # Rechecks and splay
 //! The recheck signal (`--recheck-signal`) wakes the loop at once for a check of every secret,
-//! AWS ones with DescribeSecret whatever their schedule; rechecks that arrive during a check
-//! coalesce into one more. `--splay` waits a random delay before a restart or exit, so that a
-//! fleet that sees one rotation does not restart every task in the same second; the delay is
-//! capped at half the time a replaced lease has left.
+//! AWS ones with DescribeSecret whatever their schedule, Vault leases with a renewal whatever
+//! their TTL (a revoked lease fails to renew, and that is a change). A recheck within
+//! [`RECHECK_GAP`] of the last forced check waits for the gap to end, and while checks fail it
+//! waits for the backoff: signals meanwhile, or during a check, coalesce into that one.
+//!
+//! `--splay` waits a random delay before a restart or exit, so that a fleet that sees one
+//! rotation does not restart every task in the same second; the delay is capped at half the time
+//! a replaced lease has left and at the next renewal of any other lease (nothing is renewed
+//! during the wait), and skipped when a lease could not be renewed (the command's credentials
+//! are dead already).
 //!
 //! # Outages
 //! A failed check never touches the child: envoke logs a warning (no values), backs off
@@ -48,7 +54,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::config::Config;
-use crate::config::watch::OnChange;
+use crate::config::watch::{MAX_DURATION, OnChange};
 use crate::launch::ChildEnvironment;
 use crate::launch::files::{SecretFiles, write_if_file};
 use crate::launch::mask::OutputMask;
@@ -87,7 +93,8 @@ impl LeaseClock {
 
     /// About two thirds into the lease.
     fn due(&self) -> Instant {
-        self.since + Duration::from_millis(self.lease.duration_secs.saturating_mul(2000) / 3)
+        let two_thirds = Duration::from_millis(self.lease.duration_secs.saturating_mul(2000) / 3);
+        self.since.checked_add(two_thirds).unwrap_or(self.since)
     }
 }
 
@@ -104,6 +111,9 @@ pub struct Watcher {
     pins: HashMap<FetchKey, String>,
     /// Secrets whose check was denied, reported once at ERROR and quietly after that.
     denied: BTreeSet<FetchKey>,
+    /// Leased secrets whose renewal failed since the last action: the command's credentials
+    /// are dead, so acting on them waits no splay.
+    dead: BTreeSet<FetchKey>,
     /// The rotation schedule each AWS secret had when last described or swept.
     schedules: HashMap<FetchKey, RotationSchedule>,
     /// When the last sweep ran (or watching began).
@@ -142,6 +152,9 @@ enum Verdict {
         why: String,
         /// For AWS, the version id the followed stage points at now.
         version_id: Option<String>,
+        /// The credentials the command has are dead already (a lease that cannot be renewed):
+        /// no splay.
+        dead: bool,
     },
 }
 
@@ -150,6 +163,7 @@ impl Verdict {
         Verdict::Changed {
             why: why.into(),
             version_id: None,
+            dead: false,
         }
     }
 }
@@ -183,6 +197,7 @@ impl Watcher {
             variable_digests: BTreeMap::new(),
             pins: HashMap::new(),
             denied: BTreeSet::new(),
+            dead: BTreeSet::new(),
             schedules: HashMap::new(),
             last_sweep: Instant::now(),
             said_list_denied: false,
@@ -229,6 +244,8 @@ impl Watcher {
             return;
         };
         let mut failures: u32 = 0;
+        // When the last forced check began.
+        let mut last_forced: Option<Instant> = None;
         loop {
             let wait = if failures == 0 {
                 jittered(options.interval)
@@ -236,7 +253,8 @@ impl Watcher {
                 backoff(failures, options.interval)
             };
             let now = Instant::now();
-            let mut wake = now + wait;
+            // Durations are bounded at config load (a year); this is belt and braces.
+            let mut wake = now.checked_add(wait).unwrap_or(now + MAX_DURATION);
             // A lease whose renewal failed stays due: while checks fail, it is retried at the
             // backoff's pace with the rest, not at once (leases falling due later still count).
             let next_due = self
@@ -249,10 +267,38 @@ impl Watcher {
                 wake = wake.min(due);
             }
             let recheck = Arc::clone(&self.recheck);
-            let forced = tokio::select! {
-                () = tokio::time::sleep_until(wake) => false,
-                () = recheck.notified() => true,
+            // A recheck signal makes the next check a forced one, and brings it forward as far
+            // as `recheck_at` allows; more signals until then are the same request.
+            let mut rechecked = false;
+            let forced = loop {
+                let at = if rechecked {
+                    recheck_at(Instant::now(), last_forced, failures, wake)
+                } else {
+                    wake
+                };
+                tokio::select! {
+                    () = tokio::time::sleep_until(at) => break rechecked,
+                    // Signals while one waits for its turn are absorbed into it.
+                    () = recheck.notified() => {
+                        if rechecked {
+                            continue;
+                        }
+                        rechecked = true;
+                        let at = recheck_at(Instant::now(), last_forced, failures, wake);
+                        let wait = at.saturating_duration_since(Instant::now());
+                        if !wait.is_zero() {
+                            tracing::info!(
+                                in_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                                "recheck signal: checking at the end of the {}",
+                                if failures > 0 { "backoff (checks are failing)" } else { "minimum gap between rechecks" }
+                            );
+                        }
+                    }
+                }
             };
+            if forced {
+                last_forced = Some(Instant::now());
+            }
             let (mut changed, errors) = self.detect(forced).await;
             if !changed.is_empty() {
                 // Coalesce what else changes within the settle window.
@@ -346,7 +392,7 @@ impl Watcher {
             }
             Some(async move {
                 let (verdict, schedule) = match this.leases.get(&fetched.key) {
-                    Some(clock) => (this.check_lease(clock, now).await, None),
+                    Some(clock) => (this.check_lease(clock, now, forced).await, None),
                     None => this.check(fetched).await,
                 };
                 (fetched.key.clone(), verdict, schedule)
@@ -384,8 +430,18 @@ impl Watcher {
                         clock.since = Instant::now();
                     }
                 }
-                (key, Ok(Verdict::Changed { why, version_id })) => {
+                (
+                    key,
+                    Ok(Verdict::Changed {
+                        why,
+                        version_id,
+                        dead,
+                    }),
+                ) => {
                     tracing::info!(secret = %key, "{why}");
+                    if dead {
+                        self.dead.insert(key.clone());
+                    }
                     if let Some(version_id) = version_id {
                         self.pins.insert(key.clone(), version_id);
                     }
@@ -563,16 +619,26 @@ impl Watcher {
         Ok(Verdict::changed("content changed"))
     }
 
-    /// A leased secret: renew it when it is due; a lease that cannot be renewed, or whose renewal
-    /// comes back short of what was asked (the max TTL is near), is a change.
-    async fn check_lease(&self, clock: &LeaseClock, now: Instant) -> Result<Verdict, FetchError> {
-        if now < clock.due() {
+    /// A leased secret: renew it when it is due, or whenever the recheck signal (`forced`) asks;
+    /// a lease that cannot be renewed, or whose renewal comes back short of what was asked (the
+    /// max TTL is near), is a change. A renewal is the only way to learn that a lease was revoked
+    /// (the incident runbook in docs/rotation.md revokes them, then sends the recheck signal).
+    async fn check_lease(
+        &self,
+        clock: &LeaseClock,
+        now: Instant,
+        forced: bool,
+    ) -> Result<Verdict, FetchError> {
+        if now < clock.due() && !forced {
             return Ok(Verdict::Same);
         }
         if !clock.lease.renewable {
-            return Ok(Verdict::changed(
-                "lease is not renewable and nears its end; fetching new credentials",
-            ));
+            // Nothing to ask about such a lease; a recheck fetches new credentials.
+            return Ok(Verdict::changed(if now < clock.due() {
+                "recheck signal: the lease is not renewable; fetching new credentials"
+            } else {
+                "lease is not renewable and nears its end; fetching new credentials"
+            }));
         }
         match self
             .backends
@@ -583,13 +649,19 @@ impl Watcher {
             Ok(renewed) if renewed.duration_secs.saturating_add(1) >= clock.issued_ttl => {
                 Ok(Verdict::Renewed(renewed))
             }
+            // A recheck before the lease was due: a short renewal only says how long the lease
+            // has left (a role whose max TTL is its TTL never renews in full), and the lease is
+            // replaced when that falls due, not on every recheck.
+            Ok(renewed) if now < clock.due() => Ok(Verdict::Renewed(renewed)),
             Ok(_) => Ok(Verdict::changed(
                 "lease nears its max TTL; fetching new credentials",
             )),
             Err(error @ FetchError::Unreachable { .. }) => Err(error),
-            Err(error) => Ok(Verdict::changed(format!(
-                "lease cannot be renewed ({error}); fetching new credentials"
-            ))),
+            Err(error) => Ok(Verdict::Changed {
+                why: format!("lease cannot be renewed ({error}); fetching new credentials"),
+                version_id: None,
+                dead: true,
+            }),
         }
     }
 
@@ -600,6 +672,7 @@ impl Watcher {
         changed: BTreeSet<FetchKey>,
         on_change: &OnChange,
     ) -> Result<(), String> {
+        let dead = std::mem::take(&mut self.dead);
         let partial = resolve_only(
             &self.config,
             &self.backends,
@@ -625,6 +698,12 @@ impl Watcher {
         tracing::info!(variables = ?differing, action = ?on_change, "values changed");
         // Before anything replaces the leases the command still uses.
         let splay = self.splay_limit(&changed);
+        let splay = if changed.iter().any(|key| dead.contains(key)) {
+            tracing::info!("a lease could not be renewed: its credentials are dead; no splay");
+            Duration::ZERO
+        } else {
+            splay
+        };
         match on_change {
             OnChange::None => {
                 self.adopt(&partial);
@@ -644,36 +723,36 @@ impl Watcher {
     }
 
     /// `--on-change exit`: the supervisor stops the child, and envoke exits with 75.
+    ///
+    /// Not [`Watcher::adopt`]: its grace would start before the splay and could revoke the old
+    /// leases while the command still runs on them. The old leases stay held, and envoke revokes
+    /// everything it holds once the command has stopped.
     async fn exit(&mut self, partial: &Resolution, splay: Duration) {
         // Held first: a stop during the splay revokes them with the rest.
-        self.adopt(partial);
-        self.splay(splay).await;
+        lock(&self.held).extend(partial.leases());
+        let _ = self.splay(splay).await;
+        self.remember(partial);
         let _ = self.control.send(Control::Exit);
     }
 
-    /// The longest splay before acting on `changed`: `--splay`, capped at half the time left
-    /// to a lease among them (the command still uses it until it is restarted).
+    /// The longest splay before acting on `changed` (see [`splay_cap`]), the cap logged.
     fn splay_limit(&self, changed: &BTreeSet<FetchKey>) -> Duration {
         let Some(options) = &self.config.watch else {
             return Duration::ZERO;
         };
-        let now = Instant::now();
-        let headroom = changed
-            .iter()
-            .filter_map(|key| self.leases.get(key))
-            .map(|clock| {
-                let ends = clock.since + Duration::from_secs(clock.lease.duration_secs);
-                ends.saturating_duration_since(now) / 2
-            })
-            .min();
-        headroom.map_or(options.splay, |h| h.min(options.splay))
+        let (limit, why) = splay_cap(options.splay, changed, &self.leases, Instant::now());
+        if let Some(why) = why {
+            tracing::info!(splay = ?options.splay, capped_at = ?limit, "the splay is capped: {why}");
+        }
+        limit
     }
 
     /// `--splay`: a uniformly random delay of up to `limit` before a restart or exit. The
-    /// supervisor runs on meanwhile: a TERM during the wait stops envoke as usual.
-    async fn splay(&self, limit: Duration) {
+    /// supervisor runs on meanwhile: a TERM during the wait stops envoke as usual. Whether it
+    /// waited.
+    async fn splay(&self, limit: Duration) -> bool {
         if limit.is_zero() {
-            return;
+            return false;
         }
         let delay = limit.mul_f64(fastrand::f64());
         tracing::info!(
@@ -682,6 +761,7 @@ impl Watcher {
             "waiting a random delay before acting on the change (--splay)"
         );
         tokio::time::sleep(delay).await;
+        true
     }
 
     /// `--on-change signal:SIG`: rewrite the secret files the change touched, then signal. With
@@ -712,8 +792,13 @@ impl Watcher {
     async fn restart(&mut self, partial: &Resolution, splay: Duration) -> Result<(), String> {
         self.revoke(&partial.leases()).await;
         // After the revocation, so that a stop during the wait leaves nothing unheld; before
-        // the resolution, so that the command starts with what is current after it.
-        self.splay(splay).await;
+        // the resolution, so that the command starts with what is current after it. The pins
+        // are what DescribeSecret saw before the wait: a secret that rotated again during it
+        // would start the command on a superseded version, so its followed stage is fetched
+        // afresh (GetSecretValue returns the version id it resolved, and that is remembered).
+        if self.splay(splay).await {
+            self.pins.clear();
+        }
         let full = resolve_only(&self.config, &self.backends, |_| true, &self.pins).await;
         self.reject_if_failed(&full).await?;
         let environment = ChildEnvironment::build(&self.config, &full, self.files.as_deref())
@@ -723,10 +808,14 @@ impl Watcher {
             environment,
             started,
         });
-        if let Ok(pid) = restarted.await {
-            self.child = pid;
-            full.audit(&self.backends, "restart", Some(pid_number(pid)));
-        }
+        let Ok(pid) = restarted.await else {
+            // No restart: envoke is being stopped, and the old command may still be stopping on
+            // the old credentials. Everything stays held, to be revoked once it has exited.
+            lock(&self.held).extend(full.leases());
+            return Ok(());
+        };
+        self.child = pid;
+        full.audit(&self.backends, "restart", Some(pid_number(pid)));
         self.remember(&full);
         let old = std::mem::replace(&mut *lock(&self.held), full.leases());
         self.revoke(&old).await;
@@ -806,7 +895,41 @@ fn stage_verdict(fetched: &Fetched, key: &FetchKey, state: &SecretState) -> Verd
             state.version.as_deref().unwrap_or("-")
         ),
         version_id: state.version.clone(),
+        dead: false,
     }
+}
+
+/// The longest splay before acting on `changed` at `now`: `splay`, capped at half the time left
+/// to a replaced lease (the command uses it until it is restarted), and at the next renewal of
+/// any other lease (the watcher renews nothing while it waits). The cap and why, when it caps.
+fn splay_cap(
+    splay: Duration,
+    changed: &BTreeSet<FetchKey>,
+    leases: &BTreeMap<FetchKey, LeaseClock>,
+    now: Instant,
+) -> (Duration, Option<&'static str>) {
+    let mut limit = (splay, None);
+    for (key, clock) in leases {
+        let cap = if changed.contains(key) {
+            let ends = clock
+                .since
+                .checked_add(Duration::from_secs(clock.lease.duration_secs))
+                .unwrap_or(clock.since);
+            (
+                ends.saturating_duration_since(now) / 2,
+                "half the time a replaced lease has left",
+            )
+        } else {
+            (
+                clock.due().saturating_duration_since(now),
+                "the next renewal of a lease the command uses",
+            )
+        };
+        if cap.0 < limit.0 {
+            limit = (cap.0, Some(cap.1));
+        }
+    }
+    limit
 }
 
 /// A PID as the audit events give it.
@@ -822,6 +945,23 @@ fn needs(error: FetchError, permission: String) -> FetchError {
         }
         error => error,
     }
+}
+
+/// The shortest time between two checks that the recheck signal forces: a loop of signals costs
+/// one check per secret every `RECHECK_GAP`, not back-to-back checks.
+const RECHECK_GAP: Duration = Duration::from_secs(10);
+
+/// When a recheck signal that arrives at `now` is acted on: at once, unless a forced check began
+/// less than [`RECHECK_GAP`] ago (then when the gap ends), or checks are failing (then at the
+/// end of the backoff, `wake`, which it does not cut short). Never later than `wake`.
+fn recheck_at(now: Instant, last_forced: Option<Instant>, failures: u32, wake: Instant) -> Instant {
+    if failures > 0 {
+        return wake;
+    }
+    let gap_ends = last_forced
+        .and_then(|last| last.checked_add(RECHECK_GAP))
+        .unwrap_or(now);
+    gap_ends.max(now).min(wake)
 }
 
 /// `interval` ± 10%.
@@ -842,6 +982,68 @@ fn backoff(failures: u32, interval: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn leased(path: &str, ttl: u64, since: Instant) -> (FetchKey, LeaseClock) {
+        let lease = Lease {
+            id: format!("{path}/lease"),
+            duration_secs: ttl,
+            renewable: true,
+        };
+        let key = FetchKey::Vault(VaultRequest {
+            path: path.to_owned(),
+            version: None,
+        });
+        let mut clock = LeaseClock::new(lease);
+        clock.since = since;
+        (key, clock)
+    }
+
+    #[test]
+    fn the_splay_ends_before_any_held_lease_falls_due() {
+        let now = Instant::now();
+        let hour = Duration::from_secs(3600);
+        let (replaced, old) = leased("database/creds/a", 60, now - Duration::from_secs(40));
+        let (kept, other) = leased("database/creds/b", 30, now);
+        let changed = BTreeSet::from([replaced.clone()]);
+        // The replaced lease has 20 s left: 10 s; the other falls due for renewal in 20 s.
+        let leases = BTreeMap::from([(replaced.clone(), old.clone())]);
+        assert_eq!(
+            splay_cap(hour, &changed, &leases, now).0,
+            Duration::from_secs(10)
+        );
+        let leases = BTreeMap::from([(replaced, old), (kept.clone(), other.clone())]);
+        assert_eq!(
+            splay_cap(hour, &changed, &leases, now).0,
+            Duration::from_secs(10)
+        );
+        // A change of something else: the unchanged lease's renewal caps it alone.
+        let leases = BTreeMap::from([(kept, other)]);
+        let (cap, why) = splay_cap(hour, &BTreeSet::new(), &leases, now);
+        assert_eq!(cap, Duration::from_secs(20));
+        assert_eq!(why, Some("the next renewal of a lease the command uses"));
+        // A short splay is not capped.
+        assert_eq!(
+            splay_cap(Duration::from_secs(5), &BTreeSet::new(), &leases, now),
+            (Duration::from_secs(5), None)
+        );
+    }
+
+    #[test]
+    fn rechecks_come_at_most_every_gap_and_never_cut_a_backoff() {
+        let now = Instant::now();
+        let wake = now + Duration::from_secs(300);
+        let s = Duration::from_secs;
+        // The first, or one after the gap: at once.
+        assert_eq!(recheck_at(now, None, 0, wake), now);
+        assert_eq!(recheck_at(now, Some(now - s(11)), 0, wake), now);
+        // Within the gap: when it ends, unless the poll comes first.
+        assert_eq!(recheck_at(now, Some(now - s(4)), 0, wake), now + s(6));
+        let soon = now + s(2);
+        assert_eq!(recheck_at(now, Some(now - s(4)), 0, soon), soon);
+        // Checks failing: the backoff runs its course.
+        assert_eq!(recheck_at(now, None, 3, wake), wake);
+        assert_eq!(recheck_at(now, Some(now - s(60)), 1, wake), wake);
+    }
 
     #[test]
     fn jitter_stays_within_ten_percent() {

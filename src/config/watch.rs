@@ -13,6 +13,10 @@ pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
 /// The shortest settle window (`--settle`, `[watch] settle`).
 pub const MIN_SETTLE: Duration = Duration::from_millis(100);
 
+/// The longest interval, settle window, sweep period or splay: a year. Longer is a typo, not a
+/// setting, and the watcher's clocks could not add it to the time of day without overflowing.
+pub const MAX_DURATION: Duration = Duration::from_secs(31_557_600); // humantime's `1y`: 365.25 d
+
 /// The default sweep period (`--sweep`, `[watch] sweep`).
 pub const DEFAULT_SWEEP: Duration = Duration::from_secs(3600);
 
@@ -33,18 +37,23 @@ pub struct WatchOptions {
     pub recheck_signal: Option<Signal>,
 }
 
-/// A signal `--recheck-signal` may take: not one that stops, kills or suspends envoke or its
-/// child, reports a child's exit, or reports a fault; `Err` says why not.
+/// A signal `--recheck-signal` may take: HUP, USR1, USR2 or ALRM, the forwarded signals that
+/// only a person or a program sends on purpose. Every other one stops, kills or suspends envoke
+/// or its child, reports a child's exit or a fault, or comes by itself from the terminal (WINCH
+/// at each resize), job control (CONT) or the kernel (URG, IO, XCPU, timers): a full check of
+/// every secret each time. `Err` says why not.
 pub fn recheck_signal(sig: Signal) -> Result<Signal, String> {
     let why = match sig {
+        Signal::SIGHUP | Signal::SIGUSR1 | Signal::SIGUSR2 | Signal::SIGALRM => return Ok(sig),
         Signal::SIGTERM | Signal::SIGINT | Signal::SIGQUIT => {
-            "it stops envoke and the command; pick one the command does not use, e.g. USR2"
+            "it stops envoke and the command; pick one the command does not use"
         }
         Signal::SIGKILL | Signal::SIGSTOP => "it cannot be caught",
         Signal::SIGCHLD => "envoke reaps children on it",
         Signal::SIGTSTP | Signal::SIGTTIN | Signal::SIGTTOU | Signal::SIGCONT => {
             "it is job control"
         }
+        Signal::SIGWINCH => "the terminal sends it at every resize",
         Signal::SIGILL
         | Signal::SIGFPE
         | Signal::SIGSEGV
@@ -53,9 +62,11 @@ pub fn recheck_signal(sig: Signal) -> Result<Signal, String> {
         | Signal::SIGABRT
         | Signal::SIGSYS => "it reports a fault",
         Signal::SIGPIPE => "it reports a closed pipe",
-        _ => return Ok(sig),
+        _ => "the kernel sends it by itself (sockets, timers, resource limits)",
     };
-    Err(format!("{sig} cannot be the recheck signal: {why}"))
+    Err(format!(
+        "{sig} cannot be the recheck signal: {why}; use USR2 (or HUP, USR1, ALRM)"
+    ))
 }
 
 /// `--on-change`: what a changed value does.
@@ -109,7 +120,16 @@ mod tests {
     fn recheck_signals() {
         assert_eq!(recheck_signal(Signal::SIGUSR2), Ok(Signal::SIGUSR2));
         assert_eq!(recheck_signal(Signal::SIGHUP), Ok(Signal::SIGHUP));
+        assert_eq!(recheck_signal(Signal::SIGUSR1), Ok(Signal::SIGUSR1));
+        assert_eq!(recheck_signal(Signal::SIGALRM), Ok(Signal::SIGALRM));
         for sig in [
+            Signal::SIGWINCH,
+            Signal::SIGCONT,
+            Signal::SIGURG,
+            Signal::SIGIO,
+            Signal::SIGXCPU,
+            Signal::SIGVTALRM,
+            Signal::SIGPWR,
             Signal::SIGTERM,
             Signal::SIGINT,
             Signal::SIGKILL,

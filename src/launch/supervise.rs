@@ -280,7 +280,7 @@ impl Supervisor<'_> {
         self.target.send(self.policy.stop_signal);
         Phase::Clearing {
             exit,
-            kill_at: Some(Instant::now() + self.policy.stop_timeout),
+            kill_at: Some(after(self.policy.stop_timeout)),
             give_up_at: None,
             then,
         }
@@ -290,7 +290,7 @@ impl Supervisor<'_> {
         match (phase, event) {
             (phase, SignalEvent::ChildExited) => phase,
             (phase, SignalEvent::Recheck(sig)) => {
-                tracing::info!(signal = %sig, "recheck signal: checking every watched secret now");
+                tracing::info!(signal = %sig, "recheck signal: checking every watched secret");
                 self.recheck.notify_one();
                 phase
             }
@@ -299,7 +299,7 @@ impl Supervisor<'_> {
             (Phase::Running, SignalEvent::Stop(sig)) => {
                 self.forward(sig);
                 Phase::Stopping {
-                    kill_at: Some(Instant::now() + self.policy.stop_timeout),
+                    kill_at: Some(after(self.policy.stop_timeout)),
                     then: Then::PassExit,
                 }
             }
@@ -388,7 +388,7 @@ impl Supervisor<'_> {
         };
         self.target.send(self.policy.stop_signal);
         Phase::Stopping {
-            kill_at: Some(Instant::now() + self.policy.stop_timeout),
+            kill_at: Some(after(self.policy.stop_timeout)),
             then,
         }
     }
@@ -398,6 +398,14 @@ impl Supervisor<'_> {
         tracing::info!(signal = %sig, forwarded_as = %mapped, "forwarding signal");
         self.target.send(mapped);
     }
+}
+
+/// `timeout` from now; a timeout too long to add (`--stop-timeout 300000000000y`) is a year, not
+/// a panic.
+fn after(timeout: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout)
+        .unwrap_or(now + Duration::from_secs(365 * 24 * 3600))
 }
 
 /// envoke itself is being stopped while its child stops: no restart follows.

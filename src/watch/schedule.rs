@@ -74,7 +74,11 @@ pub(super) fn due(
 /// are jittered: a sweep that falls due within half an interval runs at this poll rather than
 /// the next, so sweeps come every `sweep` on average instead of `sweep` plus up to an interval.
 pub(super) fn sweep_due(last: Instant, now: Instant, interval: Duration, sweep: Duration) -> bool {
-    now + interval / 2 >= last + sweep
+    // Durations are bounded at config load; this never overflows whatever they are.
+    match last.checked_add(sweep) {
+        Some(due) => due.saturating_duration_since(now) <= interval / 2,
+        None => false,
+    }
 }
 
 #[cfg(test)]
@@ -192,6 +196,13 @@ mod tests {
             INTERVAL,
             INTERVAL
         ));
+    }
+
+    #[test]
+    fn absurd_durations_do_not_overflow() {
+        let start = Instant::now();
+        assert!(!sweep_due(start, start, INTERVAL, Duration::MAX));
+        assert!(sweep_due(start, start + HOUR, Duration::MAX, HOUR));
     }
 
     /// The cost the watch is built for: over a 30-day rotation period with a 24 h window and the

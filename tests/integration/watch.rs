@@ -435,6 +435,49 @@ fn a_watch_interval_or_settle_below_its_floor_is_an_error_not_a_busy_loop() {
         .assert_code(0);
 }
 
+#[test]
+fn a_watch_duration_above_a_year_is_an_error_not_a_stopped_watch() {
+    // `Instant + 300000000000y` overflowed: the watcher panicked and watching silently stopped.
+    for (flag, error) in [
+        (
+            "--watch",
+            "invalid --watch (ENVOKE_WATCH): 300000000000years is above the ceiling of 1year",
+        ),
+        (
+            "--sweep",
+            "invalid --sweep: 300000000000years is above the ceiling of 1year",
+        ),
+        ("--splay", "invalid --splay: "),
+        ("--settle", "invalid --settle: "),
+    ] {
+        let mut args = vec!["run", "--watch", "1s", flag, "300000000000y", "--", "true"];
+        if flag == "--watch" {
+            args.drain(1..3);
+        }
+        Envoke::new()
+            .run(args)
+            .assert_code(125)
+            .assert_stderr_contains(error)
+            .assert_stderr_contains("above the ceiling of 1year");
+    }
+    Envoke::new()
+        .manifest("[watch]\ninterval = \"1s\"\nsplay = \"2y\"\n")
+        .run(["run", "--", "true"])
+        .assert_code(125)
+        .assert_stderr_contains("invalid setting `[watch] splay` in envoke.toml: 2years is above");
+    Envoke::new()
+        .env("ENVOKE_SWEEP", "400d")
+        .run(["run", "--watch", "1s", "--", "true"])
+        .assert_code(125)
+        .assert_stderr_contains("--sweep");
+    // At the ceiling, watching runs.
+    Envoke::new()
+        .run([
+            "run", "--watch", "1s", "--sweep", "1y", "--splay", "1y", "--", "true",
+        ])
+        .assert_code(0);
+}
+
 /// The recorded Secrets Manager operations named `operation`.
 fn count(moto: &Moto, operation: &str) -> usize {
     moto.recorded_operations()
@@ -559,7 +602,7 @@ fn a_denied_list_secrets_falls_back_to_describe_secret_and_says_so_once() {
 }
 
 #[test]
-fn the_recheck_signal_checks_at_once_and_is_not_forwarded() {
+fn the_recheck_signal_checks_at_once_then_at_most_every_ten_seconds_and_is_not_forwarded() {
     let moto = Moto::start();
     moto.create("rotating", "first");
     let envoke = Envoke::new()
@@ -595,13 +638,25 @@ fn the_recheck_signal_checks_at_once_and_is_not_forwarded() {
         "{:?}",
         sent.elapsed()
     );
-    // Nothing changed since: a recheck describes, finds nothing, restarts nothing.
+    // A burst of rechecks within 10 s of the last: one check, when the 10 s are up. Nothing
+    // changed since: it describes, finds nothing, restarts nothing.
     moto.reset_recording();
-    usr2(watched.pid());
-    wait_until(|| count(&moto, "DescribeSecret") == 1);
+    for _ in 0..5 {
+        usr2(watched.pid());
+        std::thread::sleep(Duration::from_millis(20));
+    }
     std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(count(&moto, "DescribeSecret"), 0, "not before the gap ends");
+    wait_until(|| count(&moto, "DescribeSecret") == 1);
+    assert!(
+        sent.elapsed() >= Duration::from_millis(9900),
+        "{:?}",
+        sent.elapsed()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(count(&moto, "DescribeSecret"), 1, "the burst is one check");
     let (_, logs) = watched.stop();
-    assert!(logs.contains("recheck signal"), "{logs}");
+    assert!(logs.contains("minimum gap between rechecks"), "{logs}");
     assert_eq!(
         read_lines(&envoke.dir().join("child.log")),
         ["first", "second"]
@@ -617,6 +672,41 @@ fn the_recheck_signal_checks_at_once_and_is_not_forwarded() {
         forwarding.wait_lines(2, Duration::from_secs(10)),
         ["second", "usr2"]
     );
+}
+
+#[test]
+fn the_recheck_signal_replaces_revoked_leases_at_once_without_a_splay() {
+    // The incident runbook: revoke the leases, send the recheck signal. The lease is nowhere
+    // near its renewal, and the splay is long: the dead credentials are replaced at once.
+    let (pg, bao, envoke) = crate::support::dynamic_database("1h", "1h");
+    let script = r#"echo "$DB_USER $DB_PASSWORD" >> "$LOG"; exec sleep 1000"#;
+    let flags = [
+        "--watch",
+        "1h",
+        "--settle",
+        "100ms",
+        "--splay",
+        "1h",
+        "--recheck-signal",
+        "USR2",
+    ];
+    let watched = watched(&envoke, &flags, script);
+    let first = watched.lines()[0].clone();
+    let (user, password) = first.split_once(' ').unwrap();
+    bao.api("POST", "sys/leases/revoke-prefix/database/creds/app", None);
+    assert!(!pg.can_log_in(user, password), "revoked");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(watched.pid() as i32),
+        nix::sys::signal::Signal::SIGUSR2,
+    )
+    .unwrap();
+    let lines = watched.wait_lines(2, Duration::from_secs(5));
+    let (new_user, new_password) = lines[1].split_once(' ').unwrap();
+    assert_ne!(new_user, user);
+    assert!(pg.can_log_in(new_user, new_password));
+    let (_, logs) = watched.stop();
+    assert!(logs.contains("lease cannot be renewed"), "{logs}");
+    assert!(!logs.contains("delay_ms="), "{logs}");
 }
 
 #[test]
@@ -657,6 +747,71 @@ fn splay_delays_the_restart_and_a_stop_during_it_is_prompt() {
         "{:?}",
         stopping.elapsed()
     );
+}
+
+#[test]
+fn exit_after_a_splay_leaves_the_command_its_old_credentials_until_it_is_stopped() {
+    // The lease nears its max TTL at 4 s: replaced then, with a splay of up to 1 s (half what
+    // the old lease has left). The command runs on the old credentials until envoke stops it.
+    let (pg, _bao, envoke) = crate::support::dynamic_database("6s", "6s");
+    let script = r#"echo "$DB_USER $DB_PASSWORD" >> "$LOG"; trap 'echo stopped >> "$LOG"; exit 0' TERM; while :; do sleep 0.05; done"#;
+    let flags = [
+        "--watch",
+        "1s",
+        "--settle",
+        "100ms",
+        "--on-change",
+        "exit",
+        "--splay",
+        "1h",
+        "--stop-timeout",
+        "200ms",
+    ];
+    let mut watched = watched(&envoke, &flags, script);
+    let first = watched.lines()[0].clone();
+    let (user, password) = first.split_once(' ').unwrap();
+    wait_for_splay(&watched);
+    let stopped = || watched.lines().iter().any(|line| line == "stopped");
+    // The command writes `stopped` before it exits, and envoke revokes after it exited: a
+    // failed login must come after that line.
+    while !stopped() {
+        if !pg.can_log_in(user, password) {
+            assert!(
+                stopped(),
+                "revoked while the command still ran\n{}",
+                watched.logs()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(watched.wait_exit(Duration::from_secs(5)), Some(75));
+    assert!(!pg.can_log_in(user, password), "revoked at exit");
+    assert!(!watched.logs().contains("WARN"), "{}", watched.logs());
+}
+
+#[test]
+fn a_restart_after_a_splay_starts_the_command_on_what_is_current_after_it() {
+    let moto = Moto::start();
+    moto.create("rotating", "first");
+    let envoke = Envoke::new()
+        .aws(&moto)
+        .manifest("[env]\nVALUE = \"aws-sm://rotating\"\n");
+    let flags = [FAST, &["--splay", "3s"]].concat();
+    let watched = watched(&envoke, &flags, LOGS_VALUE_ON_START);
+    moto.put("rotating", "second");
+    let delay = wait_for_splay(&watched);
+    let logged = Instant::now();
+    // Rotated again during the splay.
+    moto.put("rotating", "third");
+    let put_within_the_splay = logged.elapsed() + Duration::from_millis(100) < delay;
+    let lines = watched.wait_lines(2, Duration::from_secs(10));
+    if put_within_the_splay {
+        assert_eq!(lines, ["first", "third"], "{}", watched.logs());
+    }
+    // And nothing more: the restart remembered the version it started with.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(watched.lines().len(), 2, "{:?}", watched.lines());
+    watched.stop();
 }
 
 /// Waits for the splay's log line; the delay it chose.
@@ -705,6 +860,46 @@ fn bad_sweep_splay_and_recheck_settings_are_errors_naming_them() {
         .run(["run", "--", "true"])
         .assert_code(125)
         .assert_stderr_contains("`[watch] recheck_signal`");
+}
+
+#[test]
+fn winch_cont_and_other_signals_nobody_sends_on_purpose_cannot_be_the_recheck_signal() {
+    // A terminal resize would check every secret.
+    Envoke::new()
+        .run([
+            "run",
+            "--watch",
+            "1s",
+            "--recheck-signal",
+            "WINCH",
+            "--",
+            "true",
+        ])
+        .assert_code(125)
+        .assert_stderr_contains("invalid --recheck-signal (ENVOKE_RECHECK_SIGNAL): SIGWINCH")
+        .assert_stderr_contains("the terminal sends it at every resize");
+    Envoke::new()
+        .env("ENVOKE_RECHECK_SIGNAL", "URG")
+        .run(["run", "--watch", "1s", "--", "true"])
+        .assert_code(125)
+        .assert_stderr_contains("--recheck-signal");
+    Envoke::new()
+        .manifest("[watch]\ninterval = \"1s\"\nrecheck_signal = \"CONT\"\n")
+        .run(["run", "--", "true"])
+        .assert_code(125)
+        .assert_stderr_contains("`[watch] recheck_signal`")
+        .assert_stderr_contains("job control");
+    Envoke::new()
+        .run([
+            "run",
+            "--watch",
+            "1s",
+            "--recheck-signal",
+            "ALRM",
+            "--",
+            "true",
+        ])
+        .assert_code(0);
 }
 
 /// Polls `condition` every 20 ms for up to 15 s.
