@@ -711,16 +711,7 @@ fn the_recheck_signal_replaces_revoked_leases_at_once_without_a_splay() {
 
 #[test]
 fn splay_delays_the_restart_and_a_stop_during_it_is_prompt() {
-    let moto = Moto::start();
-    moto.create("rotating", "first");
-    let envoke = Envoke::new()
-        .aws(&moto)
-        .manifest("[env]\nVALUE = \"aws-sm://rotating\"\n");
-    let flags = [FAST, &["--splay", "3s"]].concat();
-    let watched = watched(&envoke, &flags, LOGS_VALUE_ON_START);
-    moto.put("rotating", "second");
-    let delay = wait_for_splay(&watched);
-    let logged = Instant::now();
+    let (moto, _envoke, watched, delay, logged) = rotated_under_a_splay();
     assert!(delay <= Duration::from_secs(3), "{delay:?}");
     watched.wait_lines(2, Duration::from_secs(15));
     assert!(
@@ -791,16 +782,7 @@ fn exit_after_a_splay_leaves_the_command_its_old_credentials_until_it_is_stopped
 
 #[test]
 fn a_restart_after_a_splay_starts_the_command_on_what_is_current_after_it() {
-    let moto = Moto::start();
-    moto.create("rotating", "first");
-    let envoke = Envoke::new()
-        .aws(&moto)
-        .manifest("[env]\nVALUE = \"aws-sm://rotating\"\n");
-    let flags = [FAST, &["--splay", "3s"]].concat();
-    let watched = watched(&envoke, &flags, LOGS_VALUE_ON_START);
-    moto.put("rotating", "second");
-    let delay = wait_for_splay(&watched);
-    let logged = Instant::now();
+    let (moto, _envoke, watched, delay, logged) = rotated_under_a_splay();
     // Rotated again during the splay.
     moto.put("rotating", "third");
     let put_within_the_splay = logged.elapsed() + Duration::from_millis(100) < delay;
@@ -812,6 +794,21 @@ fn a_restart_after_a_splay_starts_the_command_on_what_is_current_after_it() {
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(watched.lines().len(), 2, "{:?}", watched.lines());
     watched.stop();
+}
+
+/// A command watching secret `rotating` (moto) with `--splay 3s`, rotated once: the moto, the
+/// envoke (its directory), the supervised command, the splay envoke chose and when it said so.
+fn rotated_under_a_splay() -> (Moto, Envoke, Supervised, Duration, Instant) {
+    let moto = Moto::start();
+    moto.create("rotating", "first");
+    let envoke = Envoke::new()
+        .aws(&moto)
+        .manifest("[env]\nVALUE = \"aws-sm://rotating\"\n");
+    let flags = [FAST, &["--splay", "3s"]].concat();
+    let watched = watched(&envoke, &flags, LOGS_VALUE_ON_START);
+    moto.put("rotating", "second");
+    let delay = wait_for_splay(&watched);
+    (moto, envoke, watched, delay, Instant::now())
 }
 
 /// Waits for the splay's log line; the delay it chose.
