@@ -270,12 +270,8 @@ impl Watcher {
             // A recheck signal makes the next check a forced one, and brings it forward as far
             // as `recheck_at` allows; more signals until then are the same request.
             let mut rechecked = false;
+            let mut at = wake;
             let forced = loop {
-                let at = if rechecked {
-                    recheck_at(Instant::now(), last_forced, failures, wake)
-                } else {
-                    wake
-                };
                 tokio::select! {
                     () = tokio::time::sleep_until(at) => break rechecked,
                     // Signals while one waits for its turn are absorbed into it.
@@ -284,7 +280,7 @@ impl Watcher {
                             continue;
                         }
                         rechecked = true;
-                        let at = recheck_at(Instant::now(), last_forced, failures, wake);
+                        at = recheck_at(Instant::now(), last_forced, failures, wake);
                         let wait = at.saturating_duration_since(Instant::now());
                         if !wait.is_zero() {
                             tracing::info!(
@@ -697,12 +693,11 @@ impl Watcher {
         }
         tracing::info!(variables = ?differing, action = ?on_change, "values changed");
         // Before anything replaces the leases the command still uses.
-        let splay = self.splay_limit(&changed);
         let splay = if changed.iter().any(|key| dead.contains(key)) {
             tracing::info!("a lease could not be renewed: its credentials are dead; no splay");
             Duration::ZERO
         } else {
-            splay
+            self.splay_limit(&changed)
         };
         match on_change {
             OnChange::None => {

@@ -57,6 +57,7 @@ use tokio::time::Instant;
 use super::signals::{SignalEvent, Signals};
 use super::{ChildEnvironment, LaunchError};
 use crate::config::process::StopPolicy;
+use crate::config::watch::MAX_DURATION;
 
 /// How long envoke waits for SIGKILLed leftovers to be reaped before it gives up on them.
 const REAP_KILLED_FOR: Duration = Duration::from_secs(2);
@@ -400,12 +401,11 @@ impl Supervisor<'_> {
     }
 }
 
-/// `timeout` from now; a timeout too long to add (`--stop-timeout 300000000000y`) is a year, not
-/// a panic.
+/// `timeout` from now; a timeout too long to add (`--stop-timeout 300000000000y`) is the longest
+/// duration envoke takes elsewhere, a year, not a panic.
 fn after(timeout: Duration) -> Instant {
     let now = Instant::now();
-    now.checked_add(timeout)
-        .unwrap_or(now + Duration::from_secs(365 * 24 * 3600))
+    now.checked_add(timeout).unwrap_or(now + MAX_DURATION)
 }
 
 /// envoke itself is being stopped while its child stops: no restart follows.
