@@ -715,29 +715,42 @@ fn watch_options(
         ),
         (None, None) => None,
     };
-    let interval = match (flags.watch, &section.interval) {
-        (Some(interval), _) => at_least(interval, MIN_INTERVAL, "interval")
-            .and_then(at_most)
-            .map_err(|reason| bad_flag("--watch (ENVOKE_WATCH)", reason))?,
-        (None, Some(text)) => at_least(
-            duration("[watch] interval", text)?,
-            MIN_INTERVAL,
-            "interval",
-        )
-        .and_then(at_most)
-        .map_err(|reason| invalid("[watch] interval", reason))?,
-        (None, None) => {
-            if let Some(sig) = recheck {
-                return Err(bad_flag(
-                    "--recheck-signal (ENVOKE_RECHECK_SIGNAL, [watch] recheck_signal)",
-                    format!(
-                        "{sig} would recheck secrets that nothing watches: add --watch (or \
-                         [watch] interval), or drop it"
-                    ),
-                ));
-            }
-            return Ok(None);
+    // A duration from its flag, else from the manifest's text, passed through `check`; an error
+    // names the flag or the key it came from. `None` when neither gives one.
+    let setting = |flag: Option<Duration>,
+                   flag_name: &str,
+                   text: &Option<String>,
+                   key: &'static str,
+                   check: &dyn Fn(Duration) -> Result<Duration, String>|
+     -> Result<Option<Duration>, ConfigError> {
+        match (flag, text) {
+            (Some(value), _) => check(value)
+                .map(Some)
+                .map_err(|reason| bad_flag(flag_name, reason)),
+            (None, Some(text)) => check(duration(key, text)?)
+                .map(Some)
+                .map_err(|reason| invalid(key, reason)),
+            (None, None) => Ok(None),
         }
+    };
+    let interval = setting(
+        flags.watch,
+        "--watch (ENVOKE_WATCH)",
+        &section.interval,
+        "[watch] interval",
+        &|value| at_least(value, MIN_INTERVAL, "interval").and_then(at_most),
+    )?;
+    let Some(interval) = interval else {
+        if let Some(sig) = recheck {
+            return Err(bad_flag(
+                "--recheck-signal (ENVOKE_RECHECK_SIGNAL, [watch] recheck_signal)",
+                format!(
+                    "{sig} would recheck secrets that nothing watches: add --watch (or \
+                     [watch] interval), or drop it"
+                ),
+            ));
+        }
+        return Ok(None);
     };
     if let Some(sig) = recheck {
         let mapped = flags.signal_map.iter().any(|(from, _)| *from == sig)
@@ -758,33 +771,32 @@ fn watch_options(
         (None, Some(text)) => OnChange::parse(text).map_err(|r| invalid("[watch] on_change", r))?,
         (None, None) => OnChange::Restart,
     };
-    let settle = match (flags.settle, &section.settle) {
-        (Some(settle), _) => at_least(settle, MIN_SETTLE, "settle window")
-            .and_then(at_most)
-            .map_err(|reason| bad_flag("--settle", reason))?,
-        (None, Some(text)) => at_least(
-            duration("[watch] settle", text)?,
-            MIN_SETTLE,
-            "settle window",
-        )
-        .and_then(at_most)
-        .map_err(|reason| invalid("[watch] settle", reason))?,
-        (None, None) => Duration::from_secs(2),
-    };
+    let settle = setting(
+        flags.settle,
+        "--settle",
+        &section.settle,
+        "[watch] settle",
+        &|value| at_least(value, MIN_SETTLE, "settle window").and_then(at_most),
+    )?
+    .unwrap_or(Duration::from_secs(2));
     // A sweep more often than the polls has nothing to do between them: it is the interval.
-    let sweep = match (flags.sweep, &section.sweep) {
-        (Some(sweep), _) => at_most(sweep).map_err(|reason| bad_flag("--sweep", reason))?,
-        (None, Some(text)) => at_most(duration("[watch] sweep", text)?)
-            .map_err(|reason| invalid("[watch] sweep", reason))?,
-        (None, None) => DEFAULT_SWEEP,
-    }
+    let sweep = setting(
+        flags.sweep,
+        "--sweep",
+        &section.sweep,
+        "[watch] sweep",
+        &at_most,
+    )?
+    .unwrap_or(DEFAULT_SWEEP)
     .max(interval);
-    let splay = match (flags.splay, &section.splay) {
-        (Some(splay), _) => at_most(splay).map_err(|reason| bad_flag("--splay", reason))?,
-        (None, Some(text)) => at_most(duration("[watch] splay", text)?)
-            .map_err(|reason| invalid("[watch] splay", reason))?,
-        (None, None) => Duration::ZERO,
-    };
+    let splay = setting(
+        flags.splay,
+        "--splay",
+        &section.splay,
+        "[watch] splay",
+        &at_most,
+    )?
+    .unwrap_or(Duration::ZERO);
     Ok(Some(WatchOptions {
         interval,
         on_change,
