@@ -307,7 +307,8 @@ fn located(program: &OsStr, environment: &ChildEnvironment) -> Option<std::path:
 
 /// The file execvp would run for a `program` without a slash: the first regular file of that
 /// name in the child's PATH that envoke may execute (execvp skips the others and goes on).
-/// `None` for a path, or when there is no PATH or no such file.
+/// `None` for a path, when there is no PATH or no such file, or when a candidate before it would
+/// end execvp's search (a symlink loop).
 fn executable_in_path(
     program: &OsStr,
     environment: &ChildEnvironment,
@@ -316,8 +317,27 @@ fn executable_in_path(
     if program.is_empty() || program.as_bytes().contains(&b'/') {
         return None;
     }
-    path_candidates(program, environment)?
-        .find(|candidate| is_file(candidate) && access(candidate, AccessFlags::X_OK).is_ok())
+    for candidate in path_candidates(program, environment)? {
+        match candidate.metadata() {
+            Ok(meta) if meta.is_file() && access(&candidate, AccessFlags::X_OK).is_ok() => {
+                return Some(candidate);
+            }
+            // What execvp skips: nothing there (ENOENT, ENOTDIR), or nothing it may run there
+            // (EACCES: a directory, a FIFO, a file without the execute bit).
+            Ok(_) => {}
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    std::io::ErrorKind::NotFound
+                        | std::io::ErrorKind::NotADirectory
+                        | std::io::ErrorKind::PermissionDenied
+                ) => {}
+            // Anything else (a symlink loop, an I/O error) ends execvp's search with that
+            // error: execvp itself gives it.
+            Err(_) => return None,
+        }
+    }
+    None
 }
 
 /// `DIR/program` for each directory of the child's PATH, in order (an empty entry is the working

@@ -101,6 +101,14 @@ fn commands_in_path_start_as_execvp_would_start_them() {
             "{args}"
         );
     }
+    // A symlink loop first in PATH ends execvp's search with ELOOP: no later `looped` runs.
+    std::os::unix::fs::symlink("looped", envoke.dir().join("a/looped")).unwrap();
+    let later = envoke.dir().join("b/looped");
+    std::fs::write(&later, "#!/bin/sh\necho should-not-run\n").unwrap();
+    std::fs::set_permissions(&later, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let output = run_with_no_core_limit(&envoke, &path, "run -- looped");
+    assert_eq!(output.status.code(), Some(126));
+    assert!(String::from_utf8_lossy(&output.stdout).is_empty());
 }
 
 #[test]
