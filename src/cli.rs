@@ -11,9 +11,20 @@ use crate::config::process::{parse_signal, parse_signal_mapping};
 use crate::config::watch::OnChange;
 use crate::logging::LogFormat;
 
+/// What `envoke --version` prints: the version, the commit and the target it was built for
+/// (build.rs), all a bug report needs to name the build.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("ENVOKE_COMMIT"),
+    ", ",
+    env!("ENVOKE_TARGET"),
+    ")"
+);
+
 /// Start a command with its secrets from AWS Secrets Manager and Vault in its environment.
 #[derive(Debug, Parser)]
-#[command(name = "envoke", version, about, max_term_width = 100)]
+#[command(name = "envoke", version = VERSION, about, max_term_width = 100)]
 pub struct Args {
     /// More log output on stderr: -v info, -vv debug, -vvv trace (RUST_LOG also works).
     #[arg(short, long, action = ArgAction::Count, global = true)]

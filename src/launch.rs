@@ -442,7 +442,7 @@ pub fn become_subreaper() {
     if nix::unistd::getpid().as_raw() == 1 {
         return;
     }
-    if let Err(error) = nix::sys::prctl::set_child_subreaper(true) {
+    if let Err(error) = crate::platform::become_subreaper() {
         tracing::debug!(%error, "cannot become a child subreaper");
     }
 }

@@ -13,7 +13,7 @@
 //!
 //! 1. `reference` (the `aws-sm://` / `vault://` grammar), `secret` (the zeroizing, redacting
 //!    value type), `manifest` (the `envoke.toml` schema), `sanitize` (outside text made safe to
-//!    show), `logging`.
+//!    show), `logging`, `platform` (every call only some operating systems have, behind a cfg).
 //! 2. `config`: flags + manifest + environment → one validated `Config`; every settings type.
 //! 3. `provider`: the AWS Secrets Manager and Vault clients, connected as references need them.
 //! 4. `resolve`: references → values, per variable.
@@ -36,6 +36,7 @@ mod import;
 mod launch;
 mod logging;
 mod manifest;
+mod platform;
 mod policy;
 mod provider;
 mod reference;

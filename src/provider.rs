@@ -234,6 +234,40 @@ pub(crate) fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
     one_line(&current.to_string())
 }
 
+/// A connection's failure, with the fix when it is that the server's certificate was not
+/// verified against any trusted CA (rustls's `UnknownIssuer`). `ca_setting` names where this
+/// backend takes a company's own CA.
+pub(crate) fn connection_failure(cause: String, ca_setting: &str) -> String {
+    if !cause.contains("UnknownIssuer") {
+        return cause;
+    }
+    match no_trust_roots(ca_setting) {
+        Some(advice) => format!("{cause}: {advice}"),
+        None => format!(
+            "{cause}: the server's certificate is not signed by a CA this system trusts; for a \
+             company's own CA, set {ca_setting} to its PEM file"
+        ),
+    }
+}
+
+/// When the system has no trusted CA certificate at all, what to do about it. Most often a
+/// `FROM scratch` or distroless/static image, which has no CA bundle; envoke builds in no roots
+/// of its own, so that which CAs are trusted stays the image's decision (docs/install.md).
+/// Loads the trust store: only on an error path (it costs a third of a launch's CPU time).
+pub(crate) fn no_trust_roots(ca_setting: &str) -> Option<String> {
+    rustls_native_certs::load_native_certs()
+        .certs
+        .is_empty()
+        .then(|| {
+            format!(
+                "no trusted CA certificates were found on this system (none at SSL_CERT_FILE, \
+                 SSL_CERT_DIR or /etc/ssl, as in a scratch or distroless/static image); set \
+                 SSL_CERT_FILE to a CA bundle, such as the one the envoke image carries at \
+                 /etc/ssl/certs/ca-certificates.crt, or {ca_setting} to the server's own CA"
+            )
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -129,6 +129,7 @@ mod tests {
             Signal::SIGIO,
             Signal::SIGXCPU,
             Signal::SIGVTALRM,
+            #[cfg(target_os = "linux")]
             Signal::SIGPWR,
             Signal::SIGTERM,
             Signal::SIGINT,

@@ -2,7 +2,7 @@
 //!
 //! The files live in a private directory (0700) — under `$XDG_RUNTIME_DIR` when set, else
 //! `/dev/shm`, else the temporary directory — one file per variable (0600). That base must be on
-//! a tmpfs or ramfs (checked with statfs), so that no value reaches a disk; any other filesystem
+//! a tmpfs or ramfs (checked with statfs; crate::platform), so that no value reaches a disk; any other filesystem
 //! is refused unless `--allow-disk-files` says otherwise.
 //!
 //! The directory is opened once, and every later operation is relative to that descriptor
@@ -25,13 +25,9 @@ use std::path::{Path, PathBuf};
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, openat, renameat};
 use nix::sys::stat::Mode;
-use nix::sys::statfs::{FsType, TMPFS_MAGIC, statfs};
 use nix::unistd::{UnlinkatFlags, unlinkat};
 
 use crate::config::Variable;
-
-/// ramfs's statfs magic number (linux/magic.h); nix names only tmpfs's.
-const RAMFS_MAGIC: FsType = FsType(0x8584_58f6);
 
 /// Why secret files cannot be written.
 #[derive(Debug, thiserror::Error)]
@@ -39,11 +35,10 @@ pub enum FilesError {
     /// The directory for them is not on a filesystem in memory.
     #[error(
         "secret files would be written under {}, which is not on a tmpfs or ramfs, so the values \
-         would reach a disk; set XDG_RUNTIME_DIR to a directory on a tmpfs (such as \
-         /run/user/{} or /dev/shm), or pass --allow-disk-files (ENVOKE_ALLOW_DISK_FILES=1) to \
+         would reach a disk; {}, or pass --allow-disk-files (ENVOKE_ALLOW_DISK_FILES=1) to \
          accept a disk",
         .dir.display(),
-        nix::unistd::getuid()
+        crate::platform::IN_MEMORY_HINT
     )]
     OnDisk { dir: PathBuf },
     #[error("cannot write secret files: {0}")]
@@ -71,10 +66,7 @@ impl SecretFiles {
     }
 
     fn create_in(base: &Path, allow_disk: bool) -> Result<SecretFiles, FilesError> {
-        let kind = statfs(base)
-            .map_err(std::io::Error::from)?
-            .filesystem_type();
-        if kind != TMPFS_MAGIC && kind != RAMFS_MAGIC {
+        if !crate::platform::is_in_memory(base)? {
             if !allow_disk {
                 return Err(FilesError::OnDisk {
                     dir: base.to_path_buf(),
@@ -263,8 +255,7 @@ mod tests {
     fn a_base_directory_on_disk_is_refused_unless_allowed() {
         // The crate's own directory is on a disk here, not on a tmpfs.
         let base = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let kind = statfs(base).unwrap().filesystem_type();
-        if kind == TMPFS_MAGIC || kind == RAMFS_MAGIC {
+        if crate::platform::is_in_memory(base).unwrap() {
             eprintln!("SKIPPED: {} is on a tmpfs here", base.display());
             return;
         }

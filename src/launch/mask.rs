@@ -41,7 +41,6 @@ use std::io::{self, Write};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use nix::fcntl::OFlag;
 use tokio::net::unix::pipe;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -257,7 +256,7 @@ impl OutputMask {
 /// child inherits either end; the child's copy of the write end becomes its stdout or stderr
 /// (dup2 clears the flag there).
 fn pipe_pair() -> io::Result<(pipe::Receiver, Stdio)> {
-    let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+    let (read, write) = crate::platform::pipe_cloexec()?;
     Ok((pipe::Receiver::from_owned_fd(read)?, Stdio::from(write)))
 }
 

@@ -38,7 +38,7 @@ pub fn protect_self() {
     {
         let _ = ORIGINAL_CORE_LIMIT.set((soft, hard));
     }
-    let _ = nix::sys::prctl::set_dumpable(false);
+    crate::platform::deny_tracing();
 }
 
 /// Gives the command the core-file limit envoke started with. Without a limit to restore (it was
@@ -63,13 +63,7 @@ pub fn restore_for_command(command: &mut Command) {
 /// Gives the heap's free pages back to the kernel. Called once the command runs and the values
 /// are dropped: resolution's buffers (answers, TLS records, the parsed manifest) were freed, and
 /// zeroed by the allocator, but glibc keeps the pages of a fragmented heap resident for the
-/// months a supervisor may idle. Only the memory use changes, so a libc without `malloc_trim`
-/// (musl) simply skips it.
+/// months a supervisor may idle.
 pub fn release_free_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only walks glibc's own arenas under their locks; it takes no pointer
-    // of ours and is safe to call at any time from any thread.
-    unsafe {
-        libc::malloc_trim(0);
-    }
+    crate::platform::release_free_memory();
 }

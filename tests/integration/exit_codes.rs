@@ -55,7 +55,7 @@ fn run_with_no_core_limit(envoke: &Envoke, path: &str, args: &str) -> std::proce
     std::process::Command::new("sh")
         .arg("-c")
         .arg(format!("ulimit -c 0; exec \"$0\" {args}"))
-        .arg(env!("CARGO_BIN_EXE_envoke"))
+        .arg(crate::support::envoke_binary())
         .current_dir(envoke.dir())
         .env_clear()
         .envs(envoke.environment().iter().map(|(k, v)| (k, v)))

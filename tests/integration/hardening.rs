@@ -69,7 +69,7 @@ fn with_unlimited_core(envoke: &Envoke, args: &[&str]) -> Command {
         .current_dir(envoke.dir())
         .env_clear()
         .envs(envoke.environment().iter().map(|(k, v)| (k, v)))
-        .env("ENVOKE", env!("CARGO_BIN_EXE_envoke"))
+        .env("ENVOKE", crate::support::envoke_binary())
         .stdin(Stdio::null());
     command
 }
@@ -175,7 +175,7 @@ fn the_same_user_cannot_read_envokes_memory_but_can_read_the_commands() {
     let mut command = Command::new("setpriv");
     command
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(env!("CARGO_BIN_EXE_envoke"))
+        .arg(crate::support::envoke_binary())
         .args(["run", "--", "sh", "-c", WRITES_PID])
         .current_dir(shared.path())
         .env_clear()

@@ -147,3 +147,34 @@ fn completions_for_every_shell_and_the_man_page_come_from_the_same_definitions()
         );
     }
 }
+
+#[test]
+fn version_names_the_commit_and_the_target_for_bug_reports() {
+    let version = Envoke::new().run(["--version"]);
+    version.assert_code(0);
+    let line = version.stdout.trim();
+    let rest = line
+        .strip_prefix(concat!("envoke ", env!("CARGO_PKG_VERSION"), " (commit "))
+        .unwrap_or_else(|| panic!("no version and commit in {line:?}"));
+    let (commit, target) = rest
+        .strip_suffix(')')
+        .and_then(|inner| inner.split_once(", "))
+        .unwrap_or_else(|| panic!("no commit and target in {line:?}"));
+    // The binary was built from this checkout's HEAD (build.rs, or scripts/release's
+    // ENVOKE_COMMIT).
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("git runs");
+    assert_eq!(
+        commit,
+        String::from_utf8_lossy(&head.stdout).trim(),
+        "{line}"
+    );
+    let arch = std::env::consts::ARCH;
+    assert!(
+        target.starts_with(&format!("{arch}-unknown-linux-")),
+        "the target in {line:?} is not this machine's"
+    );
+}

@@ -6,6 +6,7 @@ mod support;
 mod auth;
 mod aws;
 mod check;
+mod container;
 mod docs;
 mod environment;
 mod errors;

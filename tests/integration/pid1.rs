@@ -37,11 +37,12 @@ fn pid1(envoke: &Envoke, args: &[&str]) -> Option<crate::support::Output> {
         );
         return None;
     }
+    let binary = crate::support::envoke_binary();
     let mut full = vec![
         "--pid",
         "--fork",
         "--mount-proc",
-        env!("CARGO_BIN_EXE_envoke"),
+        binary.to_str().expect("the envoke binary's path is UTF-8"),
     ];
     full.extend_from_slice(args);
     let mut unshare = Command::new("unshare");

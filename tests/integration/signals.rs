@@ -110,8 +110,8 @@ fn on_a_terminal_ctrl_c_reaches_the_child_once() {
     let ready = envoke.dir().join("ready");
     let child_script = r#"trap 'echo INT >> "$LOG"; exit 5' INT; echo ready > "$READY"; while :; do sleep 0.05; done"#;
     let inner = format!(
-        "exec {} run -- sh -c '{}'",
-        env!("CARGO_BIN_EXE_envoke"),
+        "exec '{}' run -- sh -c '{}'",
+        crate::support::envoke_binary().display(),
         child_script.replace('\'', r"'\''")
     );
     // script(1) gives envoke a pseudo-terminal as stdin, so the child stays in the foreground.

@@ -34,6 +34,9 @@ pub(super) const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// The longest a connection may take to open (TCP and TLS).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Where a Vault server's own CA is given, for messages.
+const VAULT_CA_SETTING: &str = "VAULT_CACERT (or `ca_cert` under [vault])";
+
 /// A client for one Vault server.
 pub(super) struct VaultHttp {
     client: reqwest::Client,
@@ -80,9 +83,16 @@ impl VaultHttp {
         if let Some(identity) = identity {
             builder = builder.identity(identity);
         }
-        let client = builder
-            .build()
-            .map_err(|e| FetchError::Other(format!("cannot set up the Vault client: {e}")))?;
+        let client = builder.build().map_err(|e| {
+            // reqwest's verifier refuses to be built over an empty trust store.
+            let advice = (base.scheme() == "https" && settings.ca_cert.is_none())
+                .then(|| crate::provider::no_trust_roots(VAULT_CA_SETTING))
+                .flatten();
+            FetchError::Other(format!(
+                "cannot set up the Vault client: {}",
+                advice.unwrap_or_else(|| crate::provider::root_cause(&e))
+            ))
+        })?;
         let namespace = settings
             .namespace
             .as_deref()
@@ -187,7 +197,10 @@ impl VaultHttp {
     }
 
     fn unreachable(&self, error: &reqwest::Error) -> FetchError {
-        let cause = crate::provider::root_cause(error);
+        let cause = crate::provider::connection_failure(
+            crate::provider::root_cause(error),
+            VAULT_CA_SETTING,
+        );
         FetchError::Unreachable {
             address: self.address().to_owned(),
             detail: if self.default_address {

@@ -13,6 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod auth;
+pub mod container;
 pub mod hostile;
 pub mod postgres;
 pub mod proxy;
@@ -24,6 +25,25 @@ use serde_json::{Value, json};
 
 /// The root token of every dev OpenBao server the tests start.
 pub const ROOT_TOKEN: &str = "envoke-test-root";
+
+/// The envoke binary under test: the one cargo built for this test run, or the one
+/// `ENVOKE_TEST_BINARY` names (scripts/test runs the suite again against the static release
+/// binary that way). A relative path is taken from the project root.
+pub fn envoke_binary() -> PathBuf {
+    match std::env::var_os("ENVOKE_TEST_BINARY") {
+        Some(path) if !path.is_empty() => {
+            let path = project_root().join(path);
+            assert!(
+                path.is_file(),
+                "ENVOKE_TEST_BINARY names {}, which is not a file (scripts/release builds \
+                 dist/envoke-x86_64-unknown-linux-musl)",
+                path.display()
+            );
+            path
+        }
+        _ => PathBuf::from(env!("CARGO_BIN_EXE_envoke")),
+    }
+}
 
 fn project_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -1096,7 +1116,7 @@ impl Envoke {
         I: IntoIterator<Item = S>,
         S: AsRef<std::ffi::OsStr>,
     {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_envoke"));
+        let mut command = Command::new(envoke_binary());
         command
             .args(args)
             .current_dir(self.dir.path())
