@@ -229,16 +229,32 @@ pub enum LaunchError {
     Output(std::io::Error),
 }
 
-/// The one place a child process is described: `program` is the file to run (`None`: argv[0],
-/// searched in the child's PATH by execvp). `std::process::Command` copies the environment
+/// How a child is started: by the file found for argv[0] in the child's PATH, the ordinary way
+/// (argv[0] searched by execvp), or a script without `#!` handed to /bin/sh.
+#[derive(Debug, Clone, Copy)]
+enum Program<'a> {
+    Found(&'a std::path::Path),
+    Search,
+    Shell(&'a std::path::Path),
+}
+
+/// The one place a child process is described. `std::process::Command` copies the environment
 /// into buffers of its own that it does not zeroize; see SECURITY.md.
-fn command(
-    argv: &[OsString],
-    program: Option<&std::path::Path>,
-    environment: &ChildEnvironment,
-) -> Command {
-    let mut command = Command::new(program.map_or(argv[0].as_os_str(), |p| p.as_os_str()));
-    command.arg0(&argv[0]);
+fn command(argv: &[OsString], program: Program<'_>, environment: &ChildEnvironment) -> Command {
+    let mut command = match program {
+        Program::Found(path) => Command::new(path),
+        Program::Search => Command::new(&argv[0]),
+        Program::Shell(_) => Command::new(SHELL),
+    };
+    match program {
+        Program::Found(_) | Program::Search => {
+            command.arg0(&argv[0]);
+        }
+        // As glibc's execvp does it: `/bin/sh FILE ARGS...`, the shell's own argv[0].
+        Program::Shell(script) => {
+            command.arg(script);
+        }
+    }
     command.args(&argv[1..]).env_clear();
     protect::restore_for_command(&mut command);
     for (name, value) in &environment.entries {
@@ -246,6 +262,9 @@ fn command(
     }
     command
 }
+
+/// The shell a script without `#!` is handed to (POSIX execvp; `_PATH_BSHELL`).
+const SHELL: &str = "/bin/sh";
 
 /// Runs `start` with the file execvp would find for argv[0] in the child's PATH, and again the
 /// ordinary way (execvp) when that fails.
@@ -255,20 +274,30 @@ fn command(
 /// search a PATH other than envoke's own, which is always the case once the child's environment
 /// is built: 69 fewer page faults and about 0.3 ms per launch (docs/benchmarks.md). On any
 /// failure the second, ordinary start decides, so execvp's own behaviour is kept where the two
-/// differ: a script without `#!` run by /bin/sh (ENOEXEC), the next PATH entry tried after an
-/// ENOENT or EACCES, and the error reported.
+/// differ: the next PATH entry tried after an ENOENT or EACCES, and the error reported.
+///
+/// A script without `#!` (execve's ENOEXEC) is run by /bin/sh, as glibc's execvp and POSIX
+/// do. musl's execvp does not (its authors' choice), so envoke does it itself: the static
+/// binary starts such a script as the glibc build does.
 fn start_by_path<T>(
     argv: &[OsString],
     environment: &ChildEnvironment,
-    mut start: impl FnMut(Option<&std::path::Path>) -> Result<std::io::Result<T>, LaunchError>,
+    mut start: impl FnMut(Program<'_>) -> Result<std::io::Result<T>, LaunchError>,
 ) -> Result<std::io::Result<T>, LaunchError> {
     if let Some(path) = executable_in_path(&argv[0], environment) {
-        let started = start(Some(&path))?;
+        let started = start(Program::Found(&path))?;
         if started.is_ok() {
             return Ok(started);
         }
     }
-    start(None)
+    let started = start(Program::Search)?;
+    if let Err(error) = &started
+        && error.raw_os_error() == Some(libc::ENOEXEC)
+        && let Some(script) = located(&argv[0], environment)
+    {
+        return start(Program::Shell(&script));
+    }
+    Ok(started)
 }
 
 fn launch_error(

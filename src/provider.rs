@@ -235,17 +235,18 @@ pub(crate) fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// A connection's failure, with the fix when it is that the server's certificate was not
-/// verified against any trusted CA (rustls's `UnknownIssuer`). `ca_setting` names where this
-/// backend takes a company's own CA.
-pub(crate) fn connection_failure(cause: String, ca_setting: &str) -> String {
+/// verified against any trusted CA (rustls's `UnknownIssuer`). `own_ca` names where this backend
+/// takes a server's own CA besides the system's trust store, if anywhere.
+pub(crate) fn connection_failure(cause: String, own_ca: Option<&str>) -> String {
     if !cause.contains("UnknownIssuer") {
         return cause;
     }
-    match no_trust_roots(ca_setting) {
+    match no_trust_roots(own_ca) {
         Some(advice) => format!("{cause}: {advice}"),
         None => format!(
             "{cause}: the server's certificate is not signed by a CA this system trusts; for a \
-             company's own CA, set {ca_setting} to its PEM file"
+             company's own CA, set {} to its PEM file",
+            own_ca.unwrap_or("SSL_CERT_FILE")
         ),
     }
 }
@@ -254,7 +255,10 @@ pub(crate) fn connection_failure(cause: String, ca_setting: &str) -> String {
 /// `FROM scratch` or distroless/static image, which has no CA bundle; envoke builds in no roots
 /// of its own, so that which CAs are trusted stays the image's decision (docs/install.md).
 /// Loads the trust store: only on an error path (it costs a third of a launch's CPU time).
-pub(crate) fn no_trust_roots(ca_setting: &str) -> Option<String> {
+pub(crate) fn no_trust_roots(own_ca: Option<&str>) -> Option<String> {
+    let or_own = own_ca
+        .map(|setting| format!(", or {setting} to the server's own CA"))
+        .unwrap_or_default();
     rustls_native_certs::load_native_certs()
         .certs
         .is_empty()
@@ -263,7 +267,7 @@ pub(crate) fn no_trust_roots(ca_setting: &str) -> Option<String> {
                 "no trusted CA certificates were found on this system (none at SSL_CERT_FILE, \
                  SSL_CERT_DIR or /etc/ssl, as in a scratch or distroless/static image); set \
                  SSL_CERT_FILE to a CA bundle, such as the one the envoke image carries at \
-                 /etc/ssl/certs/ca-certificates.crt, or {ca_setting} to the server's own CA"
+                 /etc/ssl/certs/ca-certificates.crt{or_own}"
             )
         })
 }

@@ -797,7 +797,7 @@ impl AwsProvider {
             SdkError::DispatchFailure(failure) if failure.is_io() || failure.is_timeout() => {
                 FetchError::Unreachable {
                     address: self.address(call.region),
-                    detail: crate::provider::connection_failure(root_cause(error), "SSL_CERT_FILE"),
+                    detail: crate::provider::connection_failure(root_cause(error), None),
                 }
             }
             _ => {

@@ -122,3 +122,30 @@ fn every_test_security_md_names_exists() {
         );
     }
 }
+
+/// The Dockerfile snippets of README.md and docs/install.md cannot be built here (their base
+/// images are not pulled), but examples/Dockerfile is, by the container tests: every line they
+/// take from the release image, and their entrypoint, must be the tested example's.
+#[test]
+fn the_install_snippets_copy_what_the_built_example_copies() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let example = std::fs::read_to_string(format!("{root}/examples/Dockerfile")).unwrap();
+    let example_lines: Vec<&str> = example.lines().collect();
+    for page in ["README.md", "docs/install.md"] {
+        let text = std::fs::read_to_string(format!("{root}/{page}")).unwrap();
+        let snippets: Vec<&str> = text
+            .split("```dockerfile\n")
+            .skip(1)
+            .map(|rest| rest.split("```").next().unwrap())
+            .collect();
+        assert!(!snippets.is_empty(), "{page} shows no Dockerfile");
+        for line in snippets.iter().flat_map(|s| s.lines()) {
+            if line.starts_with("COPY --from=envoke") || line.starts_with("ENTRYPOINT") {
+                assert!(
+                    example_lines.contains(&line),
+                    "{page}: `{line}` is not in examples/Dockerfile, which the tests build"
+                );
+            }
+        }
+    }
+}

@@ -86,7 +86,7 @@ impl VaultHttp {
         let client = builder.build().map_err(|e| {
             // reqwest's verifier refuses to be built over an empty trust store.
             let advice = (base.scheme() == "https" && settings.ca_cert.is_none())
-                .then(|| crate::provider::no_trust_roots(VAULT_CA_SETTING))
+                .then(|| crate::provider::no_trust_roots(Some(VAULT_CA_SETTING)))
                 .flatten();
             FetchError::Other(format!(
                 "cannot set up the Vault client: {}",
@@ -199,7 +199,7 @@ impl VaultHttp {
     fn unreachable(&self, error: &reqwest::Error) -> FetchError {
         let cause = crate::provider::connection_failure(
             crate::provider::root_cause(error),
-            VAULT_CA_SETTING,
+            Some(VAULT_CA_SETTING),
         );
         FetchError::Unreachable {
             address: self.address().to_owned(),
