@@ -100,19 +100,17 @@ impl Patterns {
     /// Masks `input`; returns how much of it was consumed. Without `end`, stops where a value
     /// may begin but the input ends before it can tell (the rest is a proper prefix of a value);
     /// with `end`, the input is the end of the stream and all of it is consumed.
+    ///
+    /// Unmasked bytes are copied a whole span at a time, up to the next value or the end: a
+    /// byte that only might begin a value does not end the span (one copy per span, not one
+    /// per such byte, which made musl's memcpy a fifth of the time with a common first byte).
     fn mask(&self, input: &[u8], end: bool, out: &mut Vec<u8>) -> usize {
+        // input[..copied] is in `out`; `at` is where a value may begin next.
+        let mut copied = 0;
         let mut at = 0;
-        while at < input.len() {
+        while let Some(offset) = input[at..].iter().position(|&b| self.first[usize::from(b)]) {
+            at += offset;
             let rest = &input[at..];
-            let plain = rest
-                .iter()
-                .position(|&b| self.first[usize::from(b)])
-                .unwrap_or(rest.len());
-            if plain > 0 {
-                out.extend_from_slice(&rest[..plain]);
-                at += plain;
-                continue;
-            }
             let mut matched = 0;
             for value in &self.values {
                 if rest.len() >= value.len() {
@@ -122,18 +120,21 @@ impl Patterns {
                         break;
                     }
                 } else if !end && value.starts_with(rest) {
+                    out.extend_from_slice(&input[copied..at]);
                     return at;
                 }
             }
             if matched > 0 {
+                out.extend_from_slice(&input[copied..at]);
                 out.extend_from_slice(MASK);
                 at += matched;
+                copied = at;
             } else {
-                out.push(rest[0]);
                 at += 1;
             }
         }
-        at
+        out.extend_from_slice(&input[copied..]);
+        input.len()
     }
 }
 
