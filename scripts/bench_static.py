@@ -4,8 +4,9 @@
 Runs dist/envoke-x86_64-unknown-linux-musl (scripts/release) and target/release/envoke (cargo
 build --release) against the same local OpenBao and moto (bench.py's servers), in interleaved
 rounds so that background load falls on both alike, and measures:
-  - launch time of `envoke run -- true` with 1 and 100 secrets (half AWS, half Vault) and with no
-    references, next to `true` alone (the overhead),
+  - launch time of `envoke run -- true` with 1 and 100 secrets (half AWS, half Vault), and
+    envoke's CPU time for it (wait4: less shaken by the servers sharing the two cores), and with
+    no references, next to `true` alone (the overhead),
   - the idle supervisor's private memory (RssAnon) and peak RSS, 100 references resolved,
   - `--mask` throughput: 64 MiB of text from the command through envoke's masking pump,
   - the binary's size.
@@ -71,11 +72,15 @@ def main():
             for command in launches.values():
                 bench.launch(command, env, workdir)  # warm the servers' caches
             times = {label: [] for label in launches}
+            cpu = {label: [] for label in launches}
             for _ in range(RUNS):
                 for label, command in launches.items():
                     time.sleep(0.1)
-                    times[label].append(bench.launch(command, env, workdir)[0])
+                    wall, used = bench.launch(command, env, workdir)
+                    times[label].append(wall)
+                    cpu[label].append(used)
             median = {label: statistics.median(t) for label, t in times.items()}
+            cpu = {label: statistics.median(c) for label, c in cpu.items()}
             memory = {name: idle_memory(binary, env, workdir) for name, binary in BINARIES.items()}
             mask = {name: mask_throughput(binary, env, workdir)
                     for name, binary in BINARIES.items()}
@@ -96,6 +101,7 @@ def main():
     for n in (1, 100):
         row(f"launch, {n} secret{'s' if n > 1 else ''}", median[("glibc", n)],
             median[("static", n)])
+        row(f"... envoke's CPU for it (user + system)", cpu[("glibc", n)], cpu[("static", n)])
     row("launch, no references", median[("glibc", 0)], median[("static", 0)])
     row(f"overhead over `true` ({bench.ms(true)})", median[("glibc", 0)] - true,
         median[("static", 0)] - true)

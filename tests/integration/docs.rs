@@ -140,11 +140,17 @@ fn the_install_snippets_copy_what_the_built_example_copies() {
             .collect();
         assert!(!snippets.is_empty(), "{page} shows no Dockerfile");
         for line in snippets.iter().flat_map(|s| s.lines()) {
-            if line.starts_with("COPY --from=envoke") || line.starts_with("ENTRYPOINT") {
+            if line.starts_with("COPY --from=envoke") {
                 assert!(
                     example_lines.contains(&line),
                     "{page}: `{line}` is not in examples/Dockerfile, which the tests build"
                 );
+            }
+            // The exec form the example uses, with or without the command after `--`.
+            if let Some(entrypoint) = line.strip_prefix("ENTRYPOINT ") {
+                let argv: Vec<String> = serde_json::from_str(entrypoint)
+                    .unwrap_or_else(|_| panic!("{page}: `{line}` is not in exec form"));
+                assert_eq!(argv[..3], ["envoke", "run", "--"], "{page}: `{line}`");
             }
         }
     }
