@@ -2,8 +2,8 @@
 //!
 //! The files live in a private directory (0700) — under `$XDG_RUNTIME_DIR` when set, else
 //! `/dev/shm`, else the temporary directory — one file per variable (0600). That base must be on
-//! a tmpfs or ramfs (checked with statfs; crate::platform), so that no value reaches a disk; any other filesystem
-//! is refused unless `--allow-disk-files` says otherwise.
+//! a tmpfs or ramfs (checked with statfs, in `platform`), so that no value reaches a disk; any
+//! other filesystem is refused unless `--allow-disk-files` says otherwise.
 //!
 //! The directory is opened once, and every later operation is relative to that descriptor
 //! (openat, renameat, unlinkat) and never follows a symlink (O_NOFOLLOW, O_EXCL): a symlink or a

@@ -45,4 +45,9 @@ fn a_corporate_ca_in_ssl_cert_file_or_ssl_cert_dir_is_trusted_and_nothing_else()
         "{}",
         untrusted.stderr
     );
+    // ... and what to do: the store has CAs, just not this one.
+    untrusted.assert_stderr_contains(
+        "the server's certificate is not signed by a CA this system trusts; for a company's own \
+         CA, set SSL_CERT_FILE to its PEM file",
+    );
 }
