@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::support::container::{Container, podman_ok};
+use crate::support::dns::Dns;
 use crate::support::tls::TlsMoto;
 use crate::support::{Bao, Moto, REGION, ROOT_TOKEN};
 
@@ -63,6 +64,32 @@ fn as_pid_1_the_command_gets_its_secrets_from_openbao_and_moto() {
     output.assert_code(0);
     // The command is envoke's child and envoke is PID 1.
     output.assert_stdout_contains("parent=1 vault=vault-in-a-box aws=aws-in-a-box");
+}
+
+#[test]
+fn names_resolve_through_resolv_conf_a_nameserver_and_a_search_domain() {
+    let Some(container) = Container::new() else {
+        return;
+    };
+    let dns = Dns::start("envoke.test");
+    let bao = Bao::start();
+    bao.kv2_put("secret", "app", json!({ "password": "found-by-dns" }));
+    // `vault` has no dot: the search domain makes it vault.envoke.test, which only the DNS
+    // server knows (podman writes both into the container's /etc/resolv.conf).
+    let output = container
+        .option(format!("--dns={}", dns.address))
+        .option("--dns-search=envoke.test")
+        .env("VAULT_ADDR", format!("http://vault:{}", port(&bao.addr)))
+        .env("VAULT_TOKEN", ROOT_TOKEN)
+        .env("DB_PASSWORD", "vault://secret/app#password")
+        .run(&["run", "--", "sh", "-c", r#"echo "db=$DB_PASSWORD""#]);
+    output.assert_code(0);
+    output.assert_stdout_contains("db=found-by-dns");
+    assert!(
+        dns.asked().iter().any(|name| name == "vault.envoke.test"),
+        "the DNS server was not asked: {:?}",
+        dns.asked()
+    );
 }
 
 #[test]

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 pub mod auth;
 pub mod container;
+pub mod dns;
 pub mod hostile;
 pub mod postgres;
 pub mod proxy;
