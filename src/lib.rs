@@ -27,6 +27,18 @@
 //!    load, resolve, start, supervise, clean up.
 #![warn(missing_docs)]
 
+/// A unit test that cannot run on this machine fails, saying why, unless
+/// `ENVOKE_TEST_ALLOW_SKIP=1` lets it skip (as the integration tests' `cannot_run_here`).
+#[cfg(test)]
+#[track_caller]
+fn cannot_run_here(reason: &str) {
+    if std::env::var("ENVOKE_TEST_ALLOW_SKIP").as_deref() == Ok("1") {
+        eprintln!("SKIPPED (ENVOKE_TEST_ALLOW_SKIP=1): {reason}");
+    } else {
+        panic!("{reason}; set ENVOKE_TEST_ALLOW_SKIP=1 to skip such tests on this machine");
+    }
+}
+
 mod check;
 mod cli;
 mod config;

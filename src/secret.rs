@@ -372,7 +372,18 @@ mod tests {
                 .contains_key(&page)
         };
         if !locked(interior) {
-            eprintln!("SKIPPED: mlock is not allowed here (RLIMIT_MEMLOCK); values stay unlocked");
+            // Not locked is a failure where the limit allows a page: only a limit below one page
+            // (RLIMIT_MEMLOCK) may explain it.
+            let (soft, _) =
+                nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_MEMLOCK)
+                    .unwrap();
+            assert!(
+                soft < 1024 * 1024,
+                "RLIMIT_MEMLOCK is {soft} bytes, yet the value's page was not locked"
+            );
+            crate::cannot_run_here(
+                "mlock is not allowed here (RLIMIT_MEMLOCK); values stay unlocked",
+            );
             return;
         }
         drop(value);

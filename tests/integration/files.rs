@@ -16,7 +16,7 @@ fn disk_directory() -> Option<tempfile::TempDir> {
         .unwrap()
         .filesystem_type();
     if kind == nix::sys::statfs::TMPFS_MAGIC {
-        eprintln!("SKIPPED: the project is on a tmpfs here; no disk to refuse");
+        crate::support::cannot_run_here("the project is on a tmpfs here; no disk to refuse");
         return None;
     }
     Some(dir)

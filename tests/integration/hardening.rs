@@ -98,10 +98,10 @@ fn envoke_has_no_core_limit_and_the_command_gets_the_original_one_back() {
 fn a_crashing_envoke_writes_no_core_file() {
     let pattern = std::fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap_or_default();
     if pattern.trim_start().starts_with('|') || pattern.contains('/') {
-        eprintln!(
-            "SKIPPED: core files go to {pattern:?} here, not the working directory; \
-             the core limit itself is tested above"
-        );
+        crate::support::cannot_run_here(&format!(
+            "core files go to {pattern:?} here, not the working directory; the core limit \
+             itself is tested above"
+        ));
         return;
     }
     let envoke = Envoke::new();
@@ -157,9 +157,9 @@ fn owner_of_proc(pid: u32) -> u32 {
 #[test]
 fn the_same_user_cannot_read_envokes_memory_but_can_read_the_commands() {
     if !nix::unistd::geteuid().is_root() {
-        eprintln!(
-            "SKIPPED: switching to `nobody` needs root; envoke's dumpable state is not tested on \
-             this machine"
+        crate::support::cannot_run_here(
+            "switching to `nobody` needs root; envoke's dumpable state is not tested on this \
+             machine",
         );
         return;
     }

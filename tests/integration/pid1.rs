@@ -31,9 +31,9 @@ fn can_unshare() -> bool {
 
 fn pid1(envoke: &Envoke, args: &[&str]) -> Option<crate::support::Output> {
     if !can_unshare() {
-        eprintln!(
-            "SKIPPED: `unshare --pid --fork --mount-proc` is not permitted here (needs root); \
-             envoke's PID 1 behaviour is not tested on this machine"
+        crate::support::cannot_run_here(
+            "`unshare --pid --fork --mount-proc` is not permitted here (needs root); envoke's \
+             PID 1 behaviour is not tested on this machine",
         );
         return None;
     }

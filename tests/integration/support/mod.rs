@@ -27,6 +27,17 @@ use serde_json::{Value, json};
 /// The root token of every dev OpenBao server the tests start.
 pub const ROOT_TOKEN: &str = "envoke-test-root";
 
+/// A test that cannot run on this machine fails, saying why, unless `ENVOKE_TEST_ALLOW_SKIP=1`
+/// lets it skip: a skip that nobody asked for hides a feature that is not tested.
+#[track_caller]
+pub fn cannot_run_here(reason: &str) {
+    if std::env::var("ENVOKE_TEST_ALLOW_SKIP").as_deref() == Ok("1") {
+        eprintln!("SKIPPED (ENVOKE_TEST_ALLOW_SKIP=1): {reason}");
+    } else {
+        panic!("{reason}; set ENVOKE_TEST_ALLOW_SKIP=1 to skip such tests on this machine");
+    }
+}
+
 /// The envoke binary under test: the one cargo built for this test run, or the one
 /// `ENVOKE_TEST_BINARY` names (scripts/test runs the suite again against the static release
 /// binary that way). A relative path is taken from the project root.
