@@ -600,13 +600,18 @@ def main():
                f"hour ≈ {fleet_calls * 730:,.0f} a month ≈ **${fleet_calls * 730 * 0.05 / 10_000:,.0f} a "
                f"month**, against {10_000 * before:,} an hour ≈ ${10_000 * before * 730 * 0.05 / 10_000:,.0f} "
                "a month before.\n")
+    write_section("measured", out)
+
+
+def write_section(name, lines):
+    """Replaces the part of docs/benchmarks.md between `<!-- NAME:start -->` and
+    `<!-- NAME:end -->` with `lines`, and prints them."""
     doc = ROOT / "docs" / "benchmarks.md"
-    text = doc.read_text()
-    start, end = "<!-- measured:start -->", "<!-- measured:end -->"
-    head, rest = text.split(start, 1)
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    head, rest = doc.read_text().split(start, 1)
     _, tail = rest.split(end, 1)
-    doc.write_text(head + start + "\n" + "\n".join(out) + "\n" + end + tail)
-    print("\n".join(out))
+    doc.write_text(head + start + "\n" + "\n".join(lines) + "\n" + end + tail)
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":

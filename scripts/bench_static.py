@@ -114,13 +114,7 @@ def main():
     row("binary size", BINARIES["glibc"].stat().st_size, BINARIES["static"].stat().st_size,
         lambda size: f"{size / 1e6:.1f} MB")
     out.append("")
-    doc = ROOT / "docs" / "benchmarks.md"
-    text = doc.read_text()
-    start, end = "<!-- static:start -->", "<!-- static:end -->"
-    head, rest = text.split(start, 1)
-    _, tail = rest.split(end, 1)
-    doc.write_text(head + start + "\n" + "\n".join(out) + "\n" + end + tail)
-    print("\n".join(out))
+    bench.write_section("static", out)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ use serde_json::json;
 use crate::support::container::{Container, podman_ok};
 use crate::support::dns::Dns;
 use crate::support::tls::TlsMoto;
-use crate::support::{Bao, Moto, REGION, ROOT_TOKEN};
+use crate::support::{Bao, Moto, ROOT_TOKEN};
 
 /// The port of an `http://127.0.0.1:PORT` or `https://127.0.0.1:PORT` address.
 fn port(address: &str) -> &str {
@@ -27,19 +27,11 @@ fn port(address: &str) -> &str {
 fn pointed_at(container: Container, bao: &Bao, moto: &Moto) -> Container {
     container
         .option("--add-host=secrets.envoke.test:127.0.0.1")
-        .env(
-            "VAULT_ADDR",
-            format!("http://localhost:{}", port(&bao.addr)),
-        )
-        .env("VAULT_TOKEN", ROOT_TOKEN)
-        .env(
-            "AWS_ENDPOINT_URL",
-            format!("http://secrets.envoke.test:{}", port(&moto.endpoint)),
-        )
-        .env("AWS_REGION", REGION)
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .vault(format!("http://localhost:{}", port(&bao.addr)))
+        .aws(format!(
+            "http://secrets.envoke.test:{}",
+            port(&moto.endpoint)
+        ))
 }
 
 #[test]
@@ -79,8 +71,7 @@ fn names_resolve_through_resolv_conf_a_nameserver_and_a_search_domain() {
     let output = container
         .option(format!("--dns={}", dns.address))
         .option("--dns-search=envoke.test")
-        .env("VAULT_ADDR", format!("http://vault:{}", port(&bao.addr)))
-        .env("VAULT_TOKEN", ROOT_TOKEN)
+        .vault(format!("http://vault:{}", port(&bao.addr)))
         .env("DB_PASSWORD", "vault://secret/app#password")
         .run(&["run", "--", "sh", "-c", r#"echo "db=$DB_PASSWORD""#]);
     output.assert_code(0);
@@ -107,15 +98,10 @@ fn over_tls_with_the_companys_own_ca_the_secrets_arrive() {
     let output = container
         .file("vault-ca.pem", &vault_ca)
         .file("moto-ca.pem", &moto_ca)
-        .env("VAULT_ADDR", &bao.addr)
-        .env("VAULT_TOKEN", ROOT_TOKEN)
+        .vault(&bao.addr)
         .env("VAULT_CACERT", "/work/vault-ca.pem")
-        .env("AWS_ENDPOINT_URL", &moto.endpoint)
+        .aws(&moto.endpoint)
         .env("SSL_CERT_FILE", "/work/moto-ca.pem")
-        .env("AWS_REGION", REGION)
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("DB_PASSWORD", "vault://secret/app#password")
         .env("SHOP_DB", "aws-sm://shop/db")
         .run(&[
@@ -137,8 +123,7 @@ fn podman_stop_delivers_one_term_and_the_containers_exit_code_is_the_commands() 
     let bao = Bao::start();
     bao.kv2_put("secret", "app", json!({ "password": "p" }));
     let running = container
-        .env("VAULT_ADDR", &bao.addr)
-        .env("VAULT_TOKEN", ROOT_TOKEN)
+        .vault(&bao.addr)
         .env("DB_PASSWORD", "vault://secret/app#password")
         .start(&[
             "run",
@@ -163,8 +148,7 @@ fn a_rotation_under_watch_restarts_the_command_inside_the_container() {
     let bao = Bao::start();
     bao.kv2_put("secret", "app", json!({ "password": "before" }));
     let running = container
-        .env("VAULT_ADDR", &bao.addr)
-        .env("VAULT_TOKEN", ROOT_TOKEN)
+        .vault(&bao.addr)
         .env("DB_PASSWORD", "vault://secret/app#password")
         .start(&[
             "run",
@@ -240,8 +224,7 @@ fn secret_files_land_on_the_tmpfs_and_are_gone_after_stop() {
         )
         .option(format!("--volume={}:/run/secrets", shm.path().display()))
         .env("XDG_RUNTIME_DIR", "/run/secrets")
-        .env("VAULT_ADDR", &bao.addr)
-        .env("VAULT_TOKEN", ROOT_TOKEN)
+        .vault(&bao.addr)
         .start(&[
             "run",
             "-m",
@@ -290,8 +273,7 @@ fn bad_input_in_the_container_is_exit_125_with_a_clear_line_never_a_panic() {
     };
     let bao = Bao::start();
     let output = container
-        .env("VAULT_ADDR", &bao.addr)
-        .env("VAULT_TOKEN", ROOT_TOKEN)
+        .vault(&bao.addr)
         .env("DB_PASSWORD", "vault://secret/missing#password")
         .run(&["run", "--", "sh", "-c", "echo started"]);
     output.assert_code(125);
@@ -329,13 +311,8 @@ fn with_no_trust_roots_in_the_image_an_https_endpoint_fails_naming_the_fix() {
     let output = container
         .option("--tmpfs=/etc/ssl:notmpcopyup")
         .option("--unsetenv=SSL_CERT_FILE")
-        .env("VAULT_ADDR", &bao.addr)
-        .env("VAULT_TOKEN", ROOT_TOKEN)
-        .env("AWS_ENDPOINT_URL", &moto.endpoint)
-        .env("AWS_REGION", REGION)
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .vault(&bao.addr)
+        .aws(&moto.endpoint)
         .env("SHOP_DB", "aws-sm://shop/db")
         .env("DB_PASSWORD", "vault://secret/app#password")
         .run(&["run", "--", "true"]);

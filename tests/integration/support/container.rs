@@ -151,6 +151,21 @@ impl Container {
         self
     }
 
+    /// Points envoke at a Vault server with the root token.
+    pub fn vault(self, address: impl AsRef<str>) -> Container {
+        self.env("VAULT_ADDR", address)
+            .env("VAULT_TOKEN", super::ROOT_TOKEN)
+    }
+
+    /// Points envoke at a Secrets Manager endpoint with test credentials.
+    pub fn aws(self, endpoint: impl AsRef<str>) -> Container {
+        self.env("AWS_ENDPOINT_URL", endpoint)
+            .env("AWS_REGION", super::REGION)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+    }
+
     /// Adds a podman option (a mount, `--add-host`, `--tmpfs`, `--unsetenv`).
     pub fn option(mut self, option: impl Into<OsString>) -> Container {
         self.options.push(option.into());
