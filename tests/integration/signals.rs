@@ -77,6 +77,32 @@ fn each_signal_is_forwarded_exactly_once() {
     );
 }
 
+/// docs/process.md promises the signal to the command's whole process group, not only the
+/// command: a worker the command started (a shell's background job, a server's workers) gets it
+/// too, once.
+#[test]
+fn a_forwarded_signal_reaches_the_whole_process_group_once() {
+    let envoke = Envoke::new();
+    let script = r#"
+        sh -c 'trap "echo worker-USR1 >> \"$LOG\"" USR1
+               trap "exit 0" TERM
+               echo ready > "$READY"
+               while :; do sleep 0.05; done' &
+        trap 'echo command-USR1 >> "$LOG"' USR1
+        trap 'kill $!; wait; exit 0' TERM
+        while :; do sleep 0.05; done
+    "#;
+    let (mut child, log) = start(&envoke, &[], script);
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGUSR1).unwrap();
+    let mut lines = wait_lines(&log, 2, Duration::from_secs(5));
+    lines.sort();
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+    child.wait().unwrap();
+    assert_eq!(lines, ["command-USR1", "worker-USR1"]);
+    // Once each: nothing arrived after the two lines.
+    assert_eq!(read_lines(&log).len(), 2, "{:?}", read_lines(&log));
+}
+
 #[test]
 fn signal_map_translates_what_the_child_receives() {
     let script = r#"
