@@ -388,3 +388,37 @@ fn a_command_that_cannot_start_leaves_no_login_behind() {
         .assert_code(127);
     assert_eq!(bao.token_accessors().len(), before, "the login was revoked");
 }
+
+/// The way a container ends (`docker stop`, a rolling update): TERM while the command runs. The
+/// login is revoked then too, not only after the command exits by itself.
+#[test]
+fn a_term_while_the_command_runs_revokes_the_login() {
+    let bao = Bao::start();
+    server_with_app_secret(&bao);
+    let (role_id, secret_id) = bao.approle("app", "app", "1h", "2h");
+    let envoke = logging_in(
+        &bao,
+        &format!(
+            "[vault]\nauth = \"approle\"\nrole_id = \"{role_id}\"\nsecret_id = \"{secret_id}\""
+        ),
+    );
+    let before = bao.token_accessors().len();
+    let running = Supervised::start(
+        &envoke,
+        &[],
+        r#"echo "$APP_TOKEN" >> "$LOG"; exec sleep 600"#,
+    );
+    running.wait_lines(1, Duration::from_secs(30));
+    assert_eq!(
+        bao.token_accessors().len(),
+        before + 1,
+        "logged in while the command runs"
+    );
+    let (code, logs) = running.stop();
+    assert_eq!(code, Some(128 + 15), "{logs}");
+    assert_eq!(
+        bao.token_accessors().len(),
+        before,
+        "the login is revoked after TERM\n{logs}"
+    );
+}
