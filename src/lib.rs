@@ -295,7 +295,7 @@ async fn run(args: RunArgs) -> Result<Exit, Error> {
     );
     // The watcher kept versions and hashes; the values themselves go now.
     drop(resolution);
-    launch::protect::release_free_memory();
+    platform::release_free_memory();
     let login = tokio::spawn({
         let backends = Arc::clone(&backends);
         async move { backends.keep_login_alive().await }

@@ -86,7 +86,10 @@ pub fn pipe_cloexec() -> io::Result<(OwnedFd, OwnedFd)> {
 }
 
 /// Gives the heap's free pages back to the kernel, where the allocator can (glibc); elsewhere
-/// nothing to do (musl's allocator returns large blocks by itself).
+/// nothing to do (musl's allocator returns large blocks by itself). Called once the command runs
+/// and the values are dropped: resolution's buffers (answers, TLS records, the parsed manifest)
+/// were freed, and zeroed by the allocator, but glibc keeps the pages of a fragmented heap
+/// resident for the months a supervisor may idle.
 pub fn release_free_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only walks glibc's own arenas under their locks; it takes no pointer

@@ -59,11 +59,3 @@ pub fn restore_for_command(command: &mut Command) {
         });
     }
 }
-
-/// Gives the heap's free pages back to the kernel. Called once the command runs and the values
-/// are dropped: resolution's buffers (answers, TLS records, the parsed manifest) were freed, and
-/// zeroed by the allocator, but glibc keeps the pages of a fragmented heap resident for the
-/// months a supervisor may idle.
-pub fn release_free_memory() {
-    crate::platform::release_free_memory();
-}
