@@ -28,6 +28,17 @@ fn logging_in(bao: &Bao, vault_section: &str) -> Envoke {
         ))
 }
 
+/// An envoke that logs in with a new AppRole `app` (its secret_id in the manifest).
+fn logging_in_with_approle(bao: &Bao) -> Envoke {
+    let (role_id, secret_id) = bao.approle("app", "app", "1h", "2h");
+    logging_in(
+        bao,
+        &format!(
+            "[vault]\nauth = \"approle\"\nrole_id = \"{role_id}\"\nsecret_id = \"{secret_id}\""
+        ),
+    )
+}
+
 #[test]
 fn approle_with_a_secret_id_file_logs_in_and_nothing_of_it_reaches_the_child() {
     let bao = Bao::start();
@@ -375,13 +386,7 @@ fn a_watch_that_is_denied_says_so_once_with_the_permission_it_needs() {
 fn a_command_that_cannot_start_leaves_no_login_behind() {
     let bao = Bao::start();
     server_with_app_secret(&bao);
-    let (role_id, secret_id) = bao.approle("app", "app", "1h", "2h");
-    let envoke = logging_in(
-        &bao,
-        &format!(
-            "[vault]\nauth = \"approle\"\nrole_id = \"{role_id}\"\nsecret_id = \"{secret_id}\""
-        ),
-    );
+    let envoke = logging_in_with_approle(&bao);
     let before = bao.token_accessors().len();
     envoke
         .run(["run", "--", "no-such-command-for-envoke"])
@@ -395,13 +400,7 @@ fn a_command_that_cannot_start_leaves_no_login_behind() {
 fn a_term_while_the_command_runs_revokes_the_login() {
     let bao = Bao::start();
     server_with_app_secret(&bao);
-    let (role_id, secret_id) = bao.approle("app", "app", "1h", "2h");
-    let envoke = logging_in(
-        &bao,
-        &format!(
-            "[vault]\nauth = \"approle\"\nrole_id = \"{role_id}\"\nsecret_id = \"{secret_id}\""
-        ),
-    );
+    let envoke = logging_in_with_approle(&bao);
     let before = bao.token_accessors().len();
     let running = Supervised::start(
         &envoke,

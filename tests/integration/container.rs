@@ -133,7 +133,7 @@ fn podman_stop_delivers_one_term_and_the_containers_exit_code_is_the_commands() 
             "trap 'echo TERM >> /work/signals; exit 3' TERM; echo ready > /work/ready; \
              while :; do sleep 0.1; done",
         ]);
-    running.wait_file("ready", Duration::from_secs(30));
+    running.wait_lines("ready", 1, Duration::from_secs(30));
     let code = running.stop(Duration::from_secs(20));
     assert_eq!(code, 3, "{}", running.logs());
     let signals = std::fs::read_to_string(running.work().join("signals")).unwrap();
@@ -162,23 +162,15 @@ fn a_rotation_under_watch_restarts_the_command_inside_the_container() {
             r#"echo "$DB_PASSWORD" >> /work/starts; exec sleep 600"#,
         ]);
     assert_eq!(
-        running.wait_file("starts", Duration::from_secs(30)),
-        "before\n"
+        running.wait_lines("starts", 1, Duration::from_secs(30)),
+        ["before"]
     );
     bao.kv2_put("secret", "app", json!({ "password": "after" }));
-    let start = std::time::Instant::now();
-    loop {
-        let starts = std::fs::read_to_string(running.work().join("starts")).unwrap();
-        if starts == "before\nafter\n" {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "no restart with the new value: {starts:?}\n{}",
-            running.logs()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    assert_eq!(
+        running.wait_lines("starts", 2, Duration::from_secs(30)),
+        ["before", "after"],
+        "restarted once, with the new value"
+    );
     // `exec sleep` ends with TERM: 128 + 15.
     assert_eq!(running.stop(Duration::from_secs(20)), 143);
 }
@@ -235,7 +227,9 @@ fn secret_files_land_on_the_tmpfs_and_are_gone_after_stop() {
             r#"cat "$TLS_KEY_FILE" > /work/key; echo "$TLS_KEY_FILE" > /work/path;
                while :; do sleep 0.1; done"#,
         ]);
-    let path = running.wait_file("path", Duration::from_secs(30));
+    let path = running
+        .wait_lines("path", 1, Duration::from_secs(30))
+        .remove(0);
     assert!(path.starts_with("/run/secrets/"), "{path}");
     assert_eq!(
         std::fs::read_to_string(running.work().join("key")).unwrap(),

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::{Output, project_root};
 
@@ -247,24 +247,13 @@ impl Running {
         )
     }
 
-    /// Waits until the file `name` in /work exists and is not empty; its text.
+    /// Waits until the file `name` in /work has `count` lines; its lines. Fails showing the
+    /// container's logs.
     #[track_caller]
-    pub fn wait_file(&self, name: &str, timeout: Duration) -> String {
-        let path = self.work().join(name);
-        let start = Instant::now();
-        loop {
-            if let Ok(text) = std::fs::read_to_string(&path)
-                && !text.is_empty()
-            {
-                return text;
-            }
-            assert!(
-                start.elapsed() < timeout,
-                "/work/{name} did not appear within {timeout:?}\n--- container logs\n{}",
-                self.logs()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+    pub fn wait_lines(&self, name: &str, count: usize, timeout: Duration) -> Vec<String> {
+        super::wait_lines_or_explain(&self.work().join(name), count, timeout, || {
+            format!("--- container logs\n{}", self.logs())
+        })
     }
 
     /// `podman stop`: TERM to PID 1 (envoke), KILL after `grace`. The container's exit code.
