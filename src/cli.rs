@@ -1,4 +1,5 @@
-//! Command-line definitions (clap). No logic: [`crate::config`] turns these into a `Config`.
+//! Command-line definitions (clap), and their one conversion into [`Flags`]. No logic:
+//! [`crate::config`] turns flags, the manifest and the environment into a `Config`.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -7,6 +8,7 @@ use std::time::Duration;
 use clap::{ArgAction, Args as ClapArgs, Parser, Subcommand, ValueEnum};
 use nix::sys::signal::Signal;
 
+use crate::config::Flags;
 use crate::config::process::{parse_signal, parse_signal_mapping};
 use crate::config::watch::OnChange;
 use crate::logging::LogFormat;
@@ -91,18 +93,37 @@ pub struct ImportArgs {
     pub force: bool,
 }
 
-/// `envoke run`
+/// Which manifest, and whether envoke's own environment adds references: shared by `run`,
+/// `check` and `policy`.
 #[derive(Debug, ClapArgs)]
-pub struct RunArgs {
+pub struct ManifestArgs {
     /// The manifest [default: envoke.toml here or in the nearest directory above, up to the repository's root].
     #[arg(short, long, value_name = "FILE", env = "ENVOKE_MANIFEST")]
     pub manifest: Option<PathBuf>,
+    /// Ignore references found in envoke's own environment (NAME=aws-sm://...).
+    #[arg(long, env = "ENVOKE_NO_ENV_REFS", value_parser = clap::builder::FalseyValueParser::new())]
+    pub no_env_refs: bool,
+}
+
+impl ManifestArgs {
+    /// The settings these arguments give; every other setting at its default.
+    pub fn flags(&self) -> Flags {
+        Flags {
+            manifest: self.manifest.clone(),
+            no_env_refs: self.no_env_refs,
+            ..Flags::default()
+        }
+    }
+}
+
+/// `envoke run`
+#[derive(Debug, ClapArgs)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub manifest: ManifestArgs,
     /// Replace envoke with CMD (execve) instead of supervising it.
     #[arg(long, env = "ENVOKE_EXEC", value_parser = clap::builder::FalseyValueParser::new())]
     pub exec: bool,
-    /// Don't resolve references found in envoke's own environment.
-    #[arg(long, env = "ENVOKE_NO_ENV_REFS", value_parser = clap::builder::FalseyValueParser::new())]
-    pub no_env_refs: bool,
     /// Apply the manifest's [profiles.NAME] (staging, production, ...).
     #[arg(long, value_name = "NAME", env = "ENVOKE_PROFILE")]
     pub profile: Option<String>,
@@ -168,15 +189,36 @@ pub struct RunArgs {
     pub command: Vec<OsString>,
 }
 
+impl RunArgs {
+    /// The settings `run` hands to [`crate::config`]: the command line's (and their ENVOKE_*
+    /// variables'), which win over the manifest.
+    pub fn flags(&self) -> Flags {
+        Flags {
+            profile: self.profile.clone(),
+            exec: self.exec,
+            stop_signal: self.stop_signal,
+            stop_timeout: self.stop_timeout,
+            signal_map: self.signal_map.clone(),
+            watch: self.watch,
+            on_change: self.on_change.clone(),
+            settle: self.settle,
+            sweep: self.sweep,
+            splay: self.splay,
+            recheck_signal: self.recheck_signal,
+            no_revoke: self.no_revoke,
+            mask: self.mask,
+            pass_env: self.pass_env.clone(),
+            allow_disk_files: self.allow_disk_files,
+            ..self.manifest.flags()
+        }
+    }
+}
+
 /// `envoke check`
 #[derive(Debug, ClapArgs)]
 pub struct CheckArgs {
-    /// The manifest [default: envoke.toml here or in the nearest directory above, up to the repository's root].
-    #[arg(short, long, value_name = "FILE", env = "ENVOKE_MANIFEST")]
-    pub manifest: Option<PathBuf>,
-    /// Don't resolve references found in envoke's own environment.
-    #[arg(long, env = "ENVOKE_NO_ENV_REFS", value_parser = clap::builder::FalseyValueParser::new())]
-    pub no_env_refs: bool,
+    #[command(flatten)]
+    pub manifest: ManifestArgs,
     /// Check the manifest as its [profiles.NAME] makes it.
     #[arg(long, value_name = "NAME", env = "ENVOKE_PROFILE")]
     pub profile: Option<String>,
@@ -204,12 +246,8 @@ pub struct PolicyArgs {
     /// policy says so.
     #[arg(long)]
     pub vault: bool,
-    /// The manifest [default: envoke.toml here or in the nearest directory above, up to the repository's root].
-    #[arg(short, long, value_name = "FILE", env = "ENVOKE_MANIFEST")]
-    pub manifest: Option<PathBuf>,
-    /// Don't include references found in envoke's own environment.
-    #[arg(long, env = "ENVOKE_NO_ENV_REFS", value_parser = clap::builder::FalseyValueParser::new())]
-    pub no_env_refs: bool,
+    #[command(flatten)]
+    pub manifest: ManifestArgs,
     /// Also grant what `run --watch` needs. A manifest's [watch] turns this on too.
     #[arg(long, env = "ENVOKE_WATCH", value_parser = clap::builder::FalseyValueParser::new())]
     pub watch: bool,

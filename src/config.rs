@@ -8,7 +8,6 @@
 //! at the first one, so `run` can report them all and `check` can show each as `invalid`.
 
 pub mod aws;
-pub mod file;
 pub mod process;
 pub mod template;
 pub mod vault;
@@ -32,6 +31,7 @@ use self::watch::{
 use crate::manifest::{EnvEntry, LongEntry, Manifest, ProcessSection, WatchSection};
 use crate::reference::{Reference, ReferenceError};
 use crate::sanitize::{escaped, one_line, redacted};
+use crate::untrusted_file;
 
 /// The manifest file looked for in the working directory.
 const DEFAULT_MANIFEST: &str = "envoke.toml";
@@ -259,11 +259,23 @@ pub struct Flags {
     /// `--pass-env NAME`: envoke's own credentials that the child gets anyway.
     pub pass_env: Vec<String>,
     pub allow_disk_files: bool,
+}
+
+/// What the configuration is loaded for: the subcommands need slightly different things of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// `envoke run`.
+    Run,
+    /// `envoke check`.
+    Check,
     /// `envoke policy`: a Vault login's missing credentials are not an error (the policy needs
     /// the method and its mount, not a way to log in).
-    pub credentials_optional: bool,
-    /// `envoke import` to Vault: load the Vault settings though no reference needs them.
-    pub load_vault: bool,
+    Policy,
+    /// `envoke import`; to Vault, the Vault settings are loaded though no reference needs them.
+    Import {
+        /// The destination is Vault.
+        to_vault: bool,
+    },
 }
 
 /// envoke's own environment, as the settings read it: a variable that is unset, empty or not
@@ -286,6 +298,7 @@ impl Config {
     /// and `environment` (envoke's own, passed in so tests can drive it).
     pub fn load(
         flags: &Flags,
+        purpose: Purpose,
         environment: Vec<(OsString, OsString)>,
         home: Option<&Path>,
         working_dir: &Path,
@@ -325,12 +338,12 @@ impl Config {
         let uses_vault = variables
             .iter()
             .any(|v| matches!(v.source, Source::Reference(Reference::Vault(_))));
-        let vault = if uses_vault || flags.load_vault {
+        let vault = if uses_vault || purpose == (Purpose::Import { to_vault: true }) {
             Some(VaultSettings::load(
                 &manifest.vault,
                 &Environment(&environment),
                 home,
-                flags.credentials_optional,
+                purpose == Purpose::Policy,
             )?)
         } else {
             None
@@ -502,21 +515,21 @@ fn check_found_manifest(candidate: &Path, shown: &Path) -> Result<(), ConfigErro
 }
 
 /// Reads a manifest that is a regular file of at most [`MANIFEST_CAP`] bytes of UTF-8 text
-/// ([`file::read_bounded`]).
+/// ([`untrusted_file::read`]).
 fn read_manifest_text(path: &Path) -> Result<String, ConfigError> {
     let read_error = |source| ConfigError::ReadManifest {
         path: path.to_path_buf(),
         source,
     };
-    let bytes = file::read_bounded(path, MANIFEST_CAP).map_err(|error| match error {
-        file::ReadError::NotRegular(kind) => ConfigError::ManifestNotAFile {
+    let bytes = untrusted_file::read(path, MANIFEST_CAP).map_err(|error| match error {
+        untrusted_file::ReadError::NotRegular(kind) => ConfigError::ManifestNotAFile {
             path: path.to_path_buf(),
             kind,
         },
-        file::ReadError::TooLarge(_) => ConfigError::ManifestTooLarge {
+        untrusted_file::ReadError::TooLarge(_) => ConfigError::ManifestTooLarge {
             path: path.to_path_buf(),
         },
-        file::ReadError::Io(source) => read_error(source),
+        untrusted_file::ReadError::Io(source) => read_error(source),
     })?;
     String::from_utf8(bytes.to_vec()).map_err(|_| {
         read_error(std::io::Error::new(

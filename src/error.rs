@@ -15,11 +15,12 @@ use std::fmt;
 
 use nix::sys::signal::Signal;
 
+use crate::command::import::ImportError;
+use crate::command::policy::PolicyError;
 use crate::config::{ConfigError, VariableProblem};
 use crate::launch::LaunchError;
 use crate::launch::files::FilesError;
 use crate::launch::supervise::{ChildExit, Finish};
-use crate::policy::PolicyError;
 
 /// Everything that can stop envoke.
 #[derive(Debug, thiserror::Error)]
@@ -43,8 +44,14 @@ pub enum Error {
     #[error(transparent)]
     Policy(#[from] PolicyError),
     /// `envoke import` cannot read the file, or cannot store or write what it must.
-    #[error("{0}")]
-    Import(String),
+    #[error(transparent)]
+    Import(#[from] ImportError),
+    /// What envoke prints (the man page) cannot be written.
+    #[error("cannot write {what}: {source}")]
+    Output {
+        what: &'static str,
+        source: std::io::Error,
+    },
 }
 
 /// How envoke ends when nothing went wrong on its side.
@@ -54,6 +61,9 @@ pub enum Exit {
     Success,
     /// A usage error, already printed (by clap).
     Usage,
+    /// The reader of envoke's output went away before all of it was written (`envoke man |
+    /// head`): nothing to say, but not a success either.
+    OutputClosed,
     /// `check` found variables that do not resolve, or whose watch would be denied; the report
     /// says which.
     Unresolved,
@@ -63,20 +73,36 @@ pub enum Exit {
     Supervised(Finish),
 }
 
+/// The exit codes envoke gives itself (every other is the command's, or 128 + a signal's).
+pub mod code {
+    /// Done, successfully.
+    pub const SUCCESS: u8 = 0;
+    /// `--on-change exit`: a secret changed and envoke stopped the command (EX_TEMPFAIL).
+    pub const SECRET_CHANGED: u8 = 75;
+    /// envoke itself failed; the command was not started.
+    pub const FAILED: u8 = 125;
+    /// The command was found but cannot be executed.
+    pub const CANNOT_EXECUTE: u8 = 126;
+    /// The command (or its interpreter) was not found.
+    pub const NOT_FOUND: u8 = 127;
+    /// Added to a signal's number: the command was killed by it, or it stopped envoke.
+    pub const SIGNALLED: i32 = 128;
+}
+
 /// The one exit-code table.
 pub fn exit_code(result: &Result<Exit, Error>) -> u8 {
-    const FAILED: u8 = 125;
+    use code::{CANNOT_EXECUTE, FAILED, NOT_FOUND, SECRET_CHANGED, SIGNALLED, SUCCESS};
     match result {
-        Ok(Exit::Success) => 0,
+        Ok(Exit::Success) => SUCCESS,
         Ok(Exit::Supervised(Finish::Child(ChildExit::Code(code)))) => (code & 0xff) as u8,
         Ok(Exit::Supervised(Finish::Child(ChildExit::Signal(sig))) | Exit::Interrupted(sig)) => {
-            (128 + *sig as i32) as u8
+            (SIGNALLED + *sig as i32) as u8
         }
-        Ok(Exit::Supervised(Finish::Changed)) => 75,
-        Ok(Exit::Usage | Exit::Unresolved) => FAILED,
-        Err(Error::Launch(LaunchError::CannotExecute { .. })) => 126,
+        Ok(Exit::Supervised(Finish::Changed)) => SECRET_CHANGED,
+        Ok(Exit::Usage | Exit::OutputClosed | Exit::Unresolved) => FAILED,
+        Err(Error::Launch(LaunchError::CannotExecute { .. })) => CANNOT_EXECUTE,
         Err(Error::Launch(LaunchError::NotFound(_) | LaunchError::MissingInterpreter { .. })) => {
-            127
+            NOT_FOUND
         }
         Err(
             Error::Launch(LaunchError::Output(_))
@@ -86,7 +112,8 @@ pub fn exit_code(result: &Result<Exit, Error>) -> u8 {
             | Error::Files(_)
             | Error::Runtime(_)
             | Error::Policy(_)
-            | Error::Import(_),
+            | Error::Import(_)
+            | Error::Output { .. },
         ) => FAILED,
     }
 }

@@ -18,9 +18,9 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::time::Instant;
 use zeroize::Zeroizing;
 
-use crate::config::file::{ReadError, read_bounded as read_bounded_file};
 use crate::config::vault::TokenSource;
 use crate::provider::FetchError;
+use crate::untrusted_file::{self, ReadError};
 
 /// No token, secret id or JWT file is larger; a larger one is refused, not read.
 pub(super) const MAX_FILE: u64 = 64 * 1024;
@@ -189,10 +189,10 @@ pub(super) fn read_secret_file(path: &Path) -> Result<SecretString, FileError> {
     Ok(SecretString::from(text.to_owned()))
 }
 
-/// [`crate::config::file::read_bounded`], with this module's errors (a missing file is told
+/// [`untrusted_file::read`], with this module's errors (a missing file is told
 /// apart: a missing ~/.vault-token means "no token", not a failure).
 pub(super) fn read_bounded(path: &Path, cap: u64) -> Result<Zeroizing<Vec<u8>>, FileError> {
-    read_bounded_file(path, cap).map_err(|error| match error {
+    untrusted_file::read(path, cap).map_err(|error| match error {
         ReadError::NotRegular(_) => FileError::NotRegular,
         ReadError::TooLarge(cap) => FileError::TooLarge(cap),
         ReadError::Io(error) if error.kind() == std::io::ErrorKind::NotFound => FileError::Missing,

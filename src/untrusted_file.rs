@@ -17,11 +17,12 @@ pub enum ReadError {
     NotRegular(&'static str),
     /// It holds more than the cap (the cap).
     TooLarge(u64),
+    /// It cannot be opened or read.
     Io(std::io::Error),
 }
 
 /// The file's bytes, in zeroizing memory (it may hold secrets).
-pub fn read_bounded(path: &Path, cap: u64) -> Result<Zeroizing<Vec<u8>>, ReadError> {
+pub fn read(path: &Path, cap: u64) -> Result<Zeroizing<Vec<u8>>, ReadError> {
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())

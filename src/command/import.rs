@@ -10,16 +10,22 @@
 //! Without `--write` nothing is stored and no secret value is printed: the manifest shows
 //! references and those literals only. The `.env` file is never changed.
 
+use std::path::{Path, PathBuf};
+
 use secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroizing;
 
-use crate::config::Config;
+use crate::cli::ImportArgs;
+use crate::config::{Config, Flags, Purpose};
+use crate::dotenv;
+use crate::error::{Error, Exit};
 use crate::provider::FetchError;
 use crate::provider::aws::AwsProvider;
 use crate::provider::vault::VaultProvider;
 use crate::reference::Reference;
 use crate::sanitize::escaped;
 use crate::secret::SecretValue;
+use crate::untrusted_file;
 
 /// Where the secrets go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,9 +36,99 @@ pub enum Destination {
     Vault { path: String },
 }
 
+/// The largest `.env` file envoke reads.
+const DOTENV_CAP: u64 = 4 * 1024 * 1024;
+
+/// `envoke import`: reads the `.env` file, prints the manifest (and with `--write` stores the
+/// values and writes it).
+pub async fn import(args: ImportArgs) -> Result<Exit, Error> {
+    let source = args.file.display().to_string();
+    let text = read_dotenv(&args.file)?;
+    let variables = dotenv::parse(&text).map_err(|e| ImportError::ReadFile {
+        path: escaped(&source),
+        why: e.to_string(),
+    })?;
+    drop(text);
+    let Some(to) = &args.to else {
+        return Err(ImportError::NoDestination.into());
+    };
+    let destination = Destination::parse(to, args.split)?;
+    let plan = Plan::new(variables, destination.clone());
+    for (name, _, why) in &plan.literals {
+        eprintln!("envoke: kept {name} as a literal: {why}");
+    }
+    let manifest = plan.manifest(&source);
+    if !args.write {
+        print!("{manifest}");
+        eprintln!(
+            "envoke: nothing was stored; with --write, the {} secret values go to {destination} \
+             and this manifest to {}",
+            plan.secrets.len(),
+            args.output.display()
+        );
+        return Ok(Exit::Success);
+    }
+    if args.output.symlink_metadata().is_ok() && !args.force {
+        return Err(ImportError::ManifestExists(args.output).into());
+    }
+    let purpose = Purpose::Import {
+        to_vault: matches!(destination, Destination::Vault { .. }),
+    };
+    let config = super::load_config(&Flags::default(), purpose)?;
+    plan.store(&config).await?;
+    std::fs::write(&args.output, &manifest).map_err(|source| ImportError::WriteManifest {
+        path: args.output.clone(),
+        source,
+    })?;
+    eprintln!(
+        "envoke: stored {} secret values at {destination} and wrote {}\n\
+         next: check with `envoke check -m {}`, then delete {} (envoke never changes it) and add \
+         it to .gitignore",
+        plan.secrets.len(),
+        args.output.display(),
+        args.output.display(),
+        escaped(&source),
+    );
+    Ok(Exit::Success)
+}
+
+/// A `.env` file: a regular file of at most [`DOTENV_CAP`] bytes, read into zeroizing memory.
+fn read_dotenv(path: &Path) -> Result<Zeroizing<String>, ImportError> {
+    let fail = |why: String| ImportError::ReadFile {
+        path: path.display().to_string(),
+        why,
+    };
+    let bytes = untrusted_file::read(path, DOTENV_CAP).map_err(|error| match error {
+        untrusted_file::ReadError::NotRegular(kind) => {
+            fail(format!("not a regular file but {kind}"))
+        }
+        untrusted_file::ReadError::TooLarge(_) => fail("larger than 4 MiB".to_owned()),
+        untrusted_file::ReadError::Io(error) => fail(error.to_string()),
+    })?;
+    String::from_utf8(bytes.to_vec())
+        .map(Zeroizing::new)
+        .map_err(|_| fail("not UTF-8 text".to_owned()))
+}
+
 /// Why an import cannot be made.
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
+    /// The `.env` file cannot be read or parsed.
+    #[error("cannot read {path}: {why}")]
+    ReadFile { path: String, why: String },
+    #[error("say where the secrets go: --to aws-sm://PREFIX or --to vault://MOUNT/PATH")]
+    NoDestination,
+    /// `--write` would replace an existing manifest.
+    #[error(
+        "{} exists; envoke does not overwrite it without --force (or choose another with -o)",
+        .0.display()
+    )]
+    ManifestExists(PathBuf),
+    #[error("stored the secrets, but cannot write {}: {source}", .path.display())]
+    WriteManifest {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(
         "`--to {0}` is not a destination: give --to aws-sm://PREFIX or --to vault://MOUNT/PATH \
          (no ?query, no #key)"

@@ -12,20 +12,56 @@ use std::collections::BTreeMap;
 use futures::future::join_all;
 use serde::Serialize;
 
-use crate::config::Config;
+use crate::cli::{CheckArgs, Format};
+use crate::config::{Config, ConfigError, Flags, Purpose};
+use crate::error::{Error, Exit};
 use crate::provider::{Backends, DocumentKind, FetchError};
-use crate::resolve::{FetchKey, Fetched, Resolution};
+use crate::resolve::{FetchKey, Fetched, Resolution, resolve};
 use crate::sanitize::{escaped, one_line};
 
 /// The status of a variable that resolves but whose watch would be denied.
 const WATCH_DENIED: &str = "watch denied";
 
+/// `envoke check`: resolves everything, gives back what it fetched, prints the report.
+pub async fn check(args: CheckArgs) -> Result<Exit, Error> {
+    let config = super::load_config(
+        &Flags {
+            profile: args.profile.clone(),
+            ..args.manifest.flags()
+        },
+        Purpose::Check,
+    )?;
+    if config.found_nothing() && !args.allow_empty {
+        return Err(ConfigError::NothingToCheck.into());
+    }
+    let backends = Backends::connect(&config).await;
+    let resolution = resolve(&config, &backends).await;
+    // What watching would ask, asked now (a lease renewal among it), before the leases go.
+    let watch_denials = if args.watch || config.watch.is_some() {
+        Some(watch_denials(&backends, &resolution).await)
+    } else {
+        None
+    };
+    resolution.audit(&backends, "check", None);
+    // A check must not leave dynamic credentials, or a login, behind.
+    backends.revoke_all(&resolution.leases()).await;
+    backends.logout().await;
+    let report = Report::new(&config, &resolution, watch_denials.as_ref());
+    let text = match args.format {
+        Format::Text => report.to_text(),
+        Format::Json => report.to_json() + "\n",
+    };
+    print!("{text}");
+    Ok(if report.ok {
+        Exit::Success
+    } else {
+        Exit::Unresolved
+    })
+}
+
 /// What watching would be denied, per fetched secret: the permission it needs. Pinned references
 /// are never watched and not asked about.
-pub async fn watch_denials(
-    backends: &Backends,
-    resolution: &Resolution,
-) -> BTreeMap<FetchKey, String> {
+async fn watch_denials(backends: &Backends, resolution: &Resolution) -> BTreeMap<FetchKey, String> {
     let probes = resolution
         .fetched
         .iter()

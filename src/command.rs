@@ -1,0 +1,50 @@
+//! The subcommands, one module each: [`run`] (resolve, start, supervise), [`check`] (the report
+//! of what resolves), [`policy`] (the least-privilege policy), [`import`] (a `.env` file's move
+//! into a backend) and [`generate`] (completions and the man page). Each takes its clap arguments
+//! and returns how envoke ends ([`Exit`]) or why it failed ([`Error`]); `lib.rs` only picks one.
+//!
+//! [`Exit`]: crate::error::Exit
+//! [`Error`]: crate::error::Error
+
+pub mod check;
+pub mod generate;
+pub mod import;
+pub mod policy;
+pub mod run;
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use crate::config::{Config, Flags, Purpose};
+use crate::error::Error;
+
+/// The configuration from these flags, the manifest and envoke's own environment, for `purpose`.
+fn load_config(flags: &Flags, purpose: Purpose) -> Result<Config, Error> {
+    let environment: Vec<(OsString, OsString)> = std::env::vars_os().collect();
+    let working_dir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let config = Config::load(
+        flags,
+        purpose,
+        environment,
+        home_dir().as_deref(),
+        &working_dir,
+    )?;
+    if let Some(manifest) = &config.manifest {
+        tracing::info!(manifest = %manifest.display(), "using the manifest");
+    }
+    // python-dotenv, dotenv for Node and the like load it themselves, over what envoke set.
+    if Path::new(".env").exists() {
+        tracing::warn!(
+            "a .env file is in the working directory: the application may still load it and \
+             override what envoke set; move its values into secrets and delete it"
+        );
+    }
+    Ok(config)
+}
+
+/// `$HOME`, when it is set and not empty (the Vault CLI's token helper file lives there).
+fn home_dir() -> Option<PathBuf> {
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
+}
