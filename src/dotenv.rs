@@ -7,7 +7,7 @@
 use secrecy::SecretString;
 use zeroize::Zeroizing;
 
-use crate::config::is_valid_name;
+use crate::manifest::is_variable_name;
 
 /// Why a `.env` file cannot be read. Names the line, never shows a value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -39,7 +39,7 @@ pub fn parse(text: &str) -> Result<Vec<(String, SecretString)>, DotenvError> {
             .split_once('=')
             .ok_or(error("no `=`: expected NAME=value"))?;
         let name = name.trim_end();
-        if !is_valid_name(name) {
+        if !is_variable_name(name) {
             return Err(error(
                 "the name is not a variable name (letters, digits and `_`)",
             ));

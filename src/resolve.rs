@@ -7,7 +7,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use crate::config::{Config, Expansion, Variable, VariableProblem, is_valid_name};
+use crate::config::{Config, Expansion, Variable, VariableProblem};
+use crate::manifest::is_variable_name;
 use crate::provider::aws::AwsRequest;
 use crate::provider::vault::VaultRequest;
 use crate::provider::{Backends, Document, DocumentKind, FetchError, Lease};
@@ -373,7 +374,7 @@ fn expand(
                         variable.name
                     ))),
                 )
-            } else if !is_valid_name(&name) {
+            } else if !is_variable_name(&name) {
                 (
                     None,
                     Err(Failure::Expand(format!(

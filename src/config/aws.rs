@@ -1,5 +1,6 @@
 //! `[aws]`: what overrides aws-config's default chain (environment, profiles, roles).
 
+use super::OwnEnvironment;
 use crate::manifest::AwsSection;
 
 /// The role session name when the manifest gives none.
@@ -27,7 +28,7 @@ pub struct AssumeRole {
     pub session_name: String,
 }
 
-/// A manifest key that only means something with `role_arn`, given without it (the setting).
+/// A manifest key of `[aws]` that only means something with `role_arn`, given without it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoleKeyWithoutRole(pub &'static str);
 
@@ -47,8 +48,8 @@ impl AwsSettings {
                 external_id,
                 session_name: session_name.unwrap_or_else(|| DEFAULT_SESSION_NAME.to_owned()),
             }),
-            None if external_id.is_some() => return Err(RoleKeyWithoutRole("[aws] external_id")),
-            None if session_name.is_some() => return Err(RoleKeyWithoutRole("[aws] session_name")),
+            None if external_id.is_some() => return Err(RoleKeyWithoutRole("external_id")),
+            None if session_name.is_some() => return Err(RoleKeyWithoutRole("session_name")),
             None => None,
         };
         Ok(AwsSettings {
@@ -56,6 +57,16 @@ impl AwsSettings {
             endpoint,
             profile,
             assume_role,
+        })
+    }
+
+    /// The region envoke asks: `[aws] region`, else `AWS_REGION`, else `AWS_DEFAULT_REGION` (of
+    /// envoke's own environment); `None` leaves it to the AWS profile, if any.
+    pub fn region_in(&self, environment: &OwnEnvironment<'_>) -> Option<String> {
+        self.region.clone().or_else(|| {
+            environment
+                .get("AWS_REGION")
+                .or_else(|| environment.get("AWS_DEFAULT_REGION"))
         })
     }
 

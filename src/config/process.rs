@@ -6,6 +6,10 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
+use super::layer::{Given, Layers, duration};
+use super::{ConfigError, Flags};
+use crate::manifest::ProcessSection;
+
 /// How signals from outside map to what the child receives (`--signal-map FROM:TO`).
 pub type SignalMap = HashMap<Signal, Signal>;
 
@@ -26,6 +30,46 @@ impl Default for StopPolicy {
             stop_timeout: Duration::from_secs(10),
             signal_map: SignalMap::new(),
         }
+    }
+}
+
+impl StopPolicy {
+    /// The flags (and their `ENVOKE_*` variables) first, then the manifest's `[process]`, then
+    /// the defaults. Signal mappings add up: the manifest's, then the flags' over them.
+    pub(super) fn load(
+        flags: &Flags,
+        section: &ProcessSection,
+        layers: &Layers<'_>,
+    ) -> Result<StopPolicy, ConfigError> {
+        let defaults = StopPolicy::default();
+        let stop_signal = layers.first(
+            vec![
+                Given::Flag("--stop-signal (ENVOKE_STOP_SIGNAL)", flags.stop_signal),
+                Given::Manifest("process", "stop_signal", section.stop_signal.as_deref()),
+            ],
+            parse_signal,
+        )?;
+        let stop_timeout = layers.first(
+            vec![
+                Given::Flag("--stop-timeout (ENVOKE_STOP_TIMEOUT)", flags.stop_timeout),
+                Given::Manifest("process", "stop_timeout", section.stop_timeout.as_deref()),
+            ],
+            duration,
+        )?;
+        let mut signal_map = SignalMap::new();
+        for text in &section.signal_map {
+            let mapping = layers.first(
+                vec![Given::Manifest("process", "signal_map", Some(text))],
+                parse_signal_mapping,
+            )?;
+            signal_map.extend(mapping.map(|found| found.value));
+        }
+        signal_map.extend(flags.signal_map.iter().copied());
+        Ok(StopPolicy {
+            stop_signal: stop_signal.map_or(defaults.stop_signal, |found| found.value),
+            stop_timeout: stop_timeout.map_or(defaults.stop_timeout, |found| found.value),
+            signal_map,
+        })
     }
 }
 

@@ -67,7 +67,7 @@ impl Template {
                     Some((name, filter)) => (name, Some(filter)),
                     None => (&after[..end], None),
                 };
-                if !super::is_valid_name(name) {
+                if !crate::manifest::is_variable_name(name) {
                     return Err(TemplateError::BadName(crate::sanitize::escaped(
                         &after[..end],
                     )));

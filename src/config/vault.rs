@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 
 use secrecy::SecretString;
 
-use super::{ConfigError, Environment};
+use super::ConfigError;
+use super::layer::{Found, Given, Layers, text};
 use crate::manifest::VaultSection;
 
 /// The vault CLI's default address.
@@ -96,29 +97,10 @@ pub enum Credential {
 /// Reads settings from `[vault]` and the environment, and names where each was found.
 struct Lookup<'a> {
     section: &'a VaultSection,
-    environment: &'a Environment<'a>,
+    layers: &'a Layers<'a>,
     /// A missing credential (role id, secret id, JWT file, client certificate) is empty instead
     /// of an error: `envoke policy` needs the method and its mount, not the means to log in.
     credentials_optional: bool,
-}
-
-/// A setting's value and where it was found, for errors that must name it.
-struct Found {
-    value: String,
-    from: String,
-}
-
-impl Found {
-    /// The value, when it has no control character.
-    fn checked(self) -> Result<String, ConfigError> {
-        if self.value.chars().any(char::is_control) {
-            return Err(ConfigError::BadValue {
-                setting: self.from,
-                reason: "contains a control character (a trailing newline?); remove it".to_owned(),
-            });
-        }
-        Ok(self.value)
-    }
 }
 
 impl Lookup<'_> {
@@ -126,31 +108,24 @@ impl Lookup<'_> {
     fn find(
         &self,
         manifest: &Option<String>,
-        key: &str,
+        key: &'static str,
         variables: &[&'static str],
-    ) -> Option<Found> {
-        if let Some(value) = manifest {
-            return Some(Found {
-                value: value.clone(),
-                from: format!("`{key}` in [vault]"),
-            });
-        }
-        variables.iter().find_map(|name| {
-            Some(Found {
-                value: self.environment.get(name)?,
-                from: (*name).to_owned(),
-            })
-        })
+    ) -> Option<Found<String>> {
+        let mut order = vec![Given::Manifest("vault", key, manifest.as_deref())];
+        order.extend(variables.iter().map(|name| Given::Environment(name)));
+        // Text is never refused here: `checked` decides what a value may hold.
+        self.layers.first(order, text).ok().flatten()
     }
 
+    /// Like `find`, refusing a value with a control character.
     fn checked(
         &self,
         manifest: &Option<String>,
-        key: &str,
+        key: &'static str,
         variables: &[&'static str],
     ) -> Result<Option<String>, ConfigError> {
         self.find(manifest, key, variables)
-            .map(Found::checked)
+            .map(|found| found.check(self.layers, without_control_characters))
             .transpose()
     }
 
@@ -172,8 +147,13 @@ impl Lookup<'_> {
         })
     }
 
-    fn path(&self, manifest: &Option<String>, variables: &[&'static str]) -> Option<PathBuf> {
-        self.find(manifest, "", variables)
+    fn path(
+        &self,
+        manifest: &Option<String>,
+        key: &'static str,
+        variables: &[&'static str],
+    ) -> Option<PathBuf> {
+        self.find(manifest, key, variables)
             .map(|found| PathBuf::from(found.value))
     }
 }
@@ -181,13 +161,13 @@ impl Lookup<'_> {
 impl VaultSettings {
     pub(super) fn load(
         section: &VaultSection,
-        environment: &Environment,
+        layers: &Layers<'_>,
         home: Option<&Path>,
         credentials_optional: bool,
     ) -> Result<VaultSettings, ConfigError> {
         let lookup = Lookup {
             section,
-            environment,
+            layers,
             credentials_optional,
         };
         let address = lookup.checked(&section.address, "address", &["VAULT_ADDR", "BAO_ADDR"])?;
@@ -199,7 +179,7 @@ impl VaultSettings {
             &["VAULT_NAMESPACE", "BAO_NAMESPACE"],
         )?;
         let ca_cert = lookup
-            .path(&section.ca_cert, &["VAULT_CACERT", "BAO_CACERT"])
+            .path(&section.ca_cert, "ca_cert", &["VAULT_CACERT", "BAO_CACERT"])
             .map(|p| p.to_string_lossy().into_owned());
         let skip_verify = section.skip_verify.unwrap_or_else(|| {
             lookup
@@ -236,12 +216,12 @@ fn auth(lookup: &Lookup<'_>, home: Option<&Path>) -> Result<VaultAuth, ConfigErr
         "kubernetes" => LoginMethod::Kubernetes {
             role: role("kubernetes")?,
             jwt_file: lookup
-                .path(&section.jwt_file, &[])
+                .path(&section.jwt_file, "jwt_file", &[])
                 .unwrap_or_else(|| PathBuf::from(KUBERNETES_JWT_FILE)),
         },
         "jwt" => LoginMethod::Jwt {
             role: role("jwt")?,
-            jwt_file: match lookup.path(&section.jwt_file, &[]) {
+            jwt_file: match lookup.path(&section.jwt_file, "jwt_file", &[]) {
                 Some(path) => path,
                 None if lookup.credentials_optional => PathBuf::new(),
                 None => {
@@ -272,7 +252,7 @@ fn auth(lookup: &Lookup<'_>, home: Option<&Path>) -> Result<VaultAuth, ConfigErr
             return Err(ConfigError::BadValue {
                 setting: lookup
                     .find(&section.auth, "auth", &["ENVOKE_VAULT_AUTH"])
-                    .map_or_else(|| "auth".to_owned(), |found| found.from),
+                    .map_or_else(|| "auth".to_owned(), |found| found.place.name()),
                 reason: format!(
                     "unknown auth method `{other}` (use token, approle, kubernetes, jwt or cert)"
                 ),
@@ -289,9 +269,14 @@ fn auth(lookup: &Lookup<'_>, home: Option<&Path>) -> Result<VaultAuth, ConfigErr
 /// VAULT_TOKEN (or BAO_TOKEN), then `token_file` / VAULT_TOKEN_FILE, then ~/.vault-token.
 fn token(lookup: &Lookup<'_>, home: Option<&Path>) -> Result<TokenSource, ConfigError> {
     if let Some(found) = lookup.find(&None, "token", &["VAULT_TOKEN", "BAO_TOKEN"]) {
-        return Ok(TokenSource::Value(SecretString::from(found.checked()?)));
+        let token = found.check(lookup.layers, without_control_characters)?;
+        return Ok(TokenSource::Value(SecretString::from(token)));
     }
-    if let Some(path) = lookup.path(&lookup.section.token_file, &["VAULT_TOKEN_FILE"]) {
+    if let Some(path) = lookup.path(
+        &lookup.section.token_file,
+        "token_file",
+        &["VAULT_TOKEN_FILE"],
+    ) {
         return Ok(TokenSource::File {
             path,
             explicit: true,
@@ -309,7 +294,11 @@ fn token(lookup: &Lookup<'_>, home: Option<&Path>) -> Result<TokenSource, Config
 /// `secret_id_file` / VAULT_SECRET_ID_FILE, else `secret_id` / VAULT_SECRET_ID.
 fn secret_id(lookup: &Lookup<'_>) -> Result<Credential, ConfigError> {
     let section = lookup.section;
-    if let Some(path) = lookup.path(&section.secret_id_file, &["VAULT_SECRET_ID_FILE"]) {
+    if let Some(path) = lookup.path(
+        &section.secret_id_file,
+        "secret_id_file",
+        &["VAULT_SECRET_ID_FILE"],
+    ) {
         return Ok(Credential::File(path));
     }
     lookup
@@ -328,7 +317,7 @@ fn required_path(
     key: &'static str,
     variable: &'static str,
 ) -> Result<PathBuf, ConfigError> {
-    let found = lookup.path(manifest, &[variable]);
+    let found = lookup.path(manifest, key, &[variable]);
     if lookup.credentials_optional {
         return Ok(found.unwrap_or_default());
     }
@@ -337,6 +326,14 @@ fn required_path(
         setting: key,
         variables: variable.to_owned(),
     })
+}
+
+/// A value that can go into an HTTP header: no control character.
+fn without_control_characters(value: String) -> Result<String, String> {
+    if value.chars().any(char::is_control) {
+        return Err("contains a control character (a trailing newline?); remove it".to_owned());
+    }
+    Ok(value)
 }
 
 fn truthy(value: &str) -> bool {
@@ -358,7 +355,11 @@ mod tests {
             .iter()
             .map(|(k, v)| (OsString::from(k), OsString::from(v)))
             .collect();
-        VaultSettings::load(&section, &Environment(&environment), None, false)
+        let layers = Layers {
+            manifest: None,
+            environment: crate::config::OwnEnvironment(&environment),
+        };
+        VaultSettings::load(&section, &layers, None, false)
     }
 
     #[test]

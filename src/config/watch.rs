@@ -4,7 +4,10 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use super::process::parse_signal;
+use super::layer::{Given, Layers, duration};
+use super::process::{parse_signal, parse_signal_mapping};
+use super::{ConfigError, Flags};
+use crate::manifest::{ProcessSection, WatchSection};
 
 /// The shortest poll interval (`--watch`, `[watch] interval`): anything shorter is a busy loop
 /// against the backends, not rotation watching (docs/rotation.md).
@@ -35,6 +38,160 @@ pub struct WatchOptions {
     pub splay: Duration,
     /// The signal that makes envoke check every secret at once, instead of forwarding it.
     pub recheck_signal: Option<Signal>,
+}
+
+impl WatchOptions {
+    /// `--watch` and the other flags (and their `ENVOKE_*` variables) first, then the
+    /// manifest's `[watch]`, then the defaults; watching is on when either sets an interval.
+    pub(super) fn load(
+        flags: &Flags,
+        section: &WatchSection,
+        process: &ProcessSection,
+        layers: &Layers<'_>,
+    ) -> Result<Option<WatchOptions>, ConfigError> {
+        let recheck = recheck(flags, section, layers)?;
+        let interval = layers
+            .first(
+                vec![
+                    Given::Flag("--watch (ENVOKE_WATCH)", flags.watch),
+                    Given::Manifest("watch", "interval", section.interval.as_deref()),
+                ],
+                duration,
+            )?
+            .map(|found| {
+                found.check(layers, |value| {
+                    at_least(value, MIN_INTERVAL, "interval").and_then(at_most)
+                })
+            })
+            .transpose()?;
+        let Some(interval) = interval else {
+            return match recheck {
+                Some(sig) => Err(recheck_error(format!(
+                    "{sig} would recheck secrets that nothing watches: add --watch (or [watch] \
+                     interval), or drop it"
+                ))),
+                None => Ok(None),
+            };
+        };
+        if let Some(sig) = recheck
+            && is_mapped(sig, flags, process)
+        {
+            return Err(recheck_error(format!(
+                "{sig} is also mapped by --signal-map; it cannot be both"
+            )));
+        }
+        let on_change = layers
+            .first(
+                vec![
+                    Given::Flag("--on-change (ENVOKE_ON_CHANGE)", flags.on_change.clone()),
+                    Given::Manifest("watch", "on_change", section.on_change.as_deref()),
+                ],
+                OnChange::parse,
+            )?
+            .map_or(OnChange::Restart, |found| found.value);
+        let duration_setting =
+            |flag: &'static str,
+             value,
+             key,
+             text: &Option<String>,
+             check: &dyn Fn(Duration) -> Result<Duration, String>| {
+                layers
+                    .first(
+                        vec![
+                            Given::Flag(flag, value),
+                            Given::Manifest("watch", key, text.as_deref()),
+                        ],
+                        duration,
+                    )?
+                    .map(|found| found.check(layers, check))
+                    .transpose()
+            };
+        let settle = duration_setting("--settle", flags.settle, "settle", &section.settle, &|v| {
+            at_least(v, MIN_SETTLE, "settle window").and_then(at_most)
+        })?
+        .unwrap_or(Duration::from_secs(2));
+        // A sweep more often than the polls has nothing to do between them: it is the interval.
+        let sweep = duration_setting("--sweep", flags.sweep, "sweep", &section.sweep, &at_most)?
+            .unwrap_or(DEFAULT_SWEEP)
+            .max(interval);
+        let splay = duration_setting("--splay", flags.splay, "splay", &section.splay, &at_most)?
+            .unwrap_or(Duration::ZERO);
+        Ok(Some(WatchOptions {
+            interval,
+            on_change,
+            settle,
+            sweep,
+            splay,
+            recheck_signal: recheck,
+        }))
+    }
+}
+
+/// `--recheck-signal` or `[watch] recheck_signal`, when one is set and may be one.
+fn recheck(
+    flags: &Flags,
+    section: &WatchSection,
+    layers: &Layers<'_>,
+) -> Result<Option<Signal>, ConfigError> {
+    layers
+        .first(
+            vec![
+                Given::Flag(
+                    "--recheck-signal (ENVOKE_RECHECK_SIGNAL)",
+                    flags.recheck_signal,
+                ),
+                Given::Manifest("watch", "recheck_signal", section.recheck_signal.as_deref()),
+            ],
+            parse_signal,
+        )?
+        .map(|found| found.check(layers, recheck_signal))
+        .transpose()
+}
+
+/// Whether `--signal-map` or `[process] signal_map` maps `sig` (then it cannot be the recheck
+/// signal too).
+fn is_mapped(sig: Signal, flags: &Flags, process: &ProcessSection) -> bool {
+    flags.signal_map.iter().any(|(from, _)| *from == sig)
+        || process
+            .signal_map
+            .iter()
+            .filter_map(|text| parse_signal_mapping(text).ok())
+            .any(|(from, _)| from == sig)
+}
+
+/// The recheck signal cannot be used, wherever it was set.
+fn recheck_error(reason: String) -> ConfigError {
+    ConfigError::BadValue {
+        setting: "--recheck-signal (ENVOKE_RECHECK_SIGNAL, [watch] recheck_signal)".to_owned(),
+        reason,
+    }
+}
+
+/// `value` when it is at least `floor`; else why not (`what` names the setting in the reason).
+fn at_least(value: Duration, floor: Duration, what: &str) -> Result<Duration, String> {
+    if value < floor {
+        return Err(format!(
+            "{} is below the floor of {} (a shorter {what} makes a busy loop, not a watch); use {} \
+             or more",
+            humantime::format_duration(value),
+            humantime::format_duration(floor),
+            humantime::format_duration(floor),
+        ));
+    }
+    Ok(value)
+}
+
+/// `value` when it is at most [`MAX_DURATION`]; else why not.
+fn at_most(value: Duration) -> Result<Duration, String> {
+    if value > MAX_DURATION {
+        return Err(format!(
+            "{} is above the ceiling of {}; use {} or less",
+            humantime::format_duration(value),
+            humantime::format_duration(MAX_DURATION),
+            humantime::format_duration(MAX_DURATION),
+        ));
+    }
+    Ok(value)
 }
 
 /// A signal `--recheck-signal` may take: HUP, USR1, USR2 or ALRM, the forwarded signals that

@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 use serde::Serialize;
 
 use super::{Policy, PolicyError, refuse_problems, refuse_widening};
-use crate::config::{Config, Environment};
+use crate::config::{Config, OwnEnvironment};
 use crate::reference::{AwsVersion, Reference};
 
 /// In IAM resource ARNs, `*` and `?` are wildcards.
@@ -48,12 +48,7 @@ enum IamResource {
 /// The IAM policy for the `aws-sm://` references of `config`.
 pub fn policy(config: &Config, watch: bool) -> Result<Policy, PolicyError> {
     refuse_problems(config)?;
-    let configured_region = config
-        .aws
-        .region
-        .clone()
-        .or_else(|| Environment(&config.inherited).get("AWS_REGION"))
-        .or_else(|| Environment(&config.inherited).get("AWS_DEFAULT_REGION"));
+    let configured_region = config.aws.region_in(&OwnEnvironment(&config.inherited));
     let mut read = BTreeSet::new();
     let mut describe = BTreeSet::new();
     let mut batch = false;

@@ -1,0 +1,118 @@
+//! What can be wrong with a configuration: a problem with one variable (collected, so that all
+//! are reported at once), or an error that stops the configuration as a whole.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use super::discover::MANIFEST_CAP;
+use crate::sanitize::{escaped, one_line, redacted};
+
+/// A variable that could not be accepted or resolved. Its `Display` is the one place that
+/// writes `NAME (REF): reason`.
+#[derive(Debug, Clone)]
+pub struct VariableProblem {
+    /// The variable name as written.
+    pub name: String,
+    /// The text that was meant as a reference, when there is one.
+    pub reference: Option<String>,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl VariableProblem {
+    /// A problem with the text meant as a reference shown [`redacted`]: a connection string
+    /// written where a reference was expected must not be printed with its password.
+    pub fn new(name: &str, reference: Option<&str>, reason: String) -> VariableProblem {
+        VariableProblem {
+            name: name.to_owned(),
+            reference: reference.map(redacted),
+            reason,
+        }
+    }
+}
+
+impl fmt::Display for VariableProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", escaped(&self.name))?;
+        if let Some(reference) = &self.reference {
+            write!(f, " ({reference})")?;
+        }
+        write!(f, ": {}", one_line(&self.reason))
+    }
+}
+
+/// A configuration that cannot be used at all.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read manifest {path}: {source}")]
+    ReadManifest {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// A FIFO, a device, a directory, a socket: never read, so it cannot hang envoke.
+    #[error("manifest {path} is {kind}, not a regular file")]
+    ManifestNotAFile { path: PathBuf, kind: &'static str },
+    #[error("manifest {path} is larger than {} MiB", MANIFEST_CAP / 1024 / 1024)]
+    ManifestTooLarge { path: PathBuf },
+    /// The manifest is not valid TOML or does not fit the schema.
+    #[error("invalid manifest {path}: {source}")]
+    ParseManifest {
+        path: PathBuf,
+        /// The parse error, with line and column.
+        source: crate::manifest::ManifestError,
+    },
+    #[error("invalid setting `{setting}` in {path}: {reason}")]
+    InvalidSetting {
+        path: PathBuf,
+        /// The setting, e.g. `[process] stop_timeout`.
+        setting: String,
+        reason: String,
+    },
+    /// A setting from the manifest or the environment has a value that cannot be used.
+    #[error("invalid {setting}: {reason}")]
+    BadValue {
+        /// Where it was found: `VAULT_TOKEN`, `` `namespace` in [vault] ``.
+        setting: String,
+        reason: String,
+    },
+    #[error("{needed_by} needs `{setting}`{}", or_variables(.variables))]
+    MissingSetting {
+        needed_by: String,
+        setting: &'static str,
+        variables: String,
+    },
+    #[error(
+        "found {path}, but {reason}: not trusted (it chooses where tokens go); \
+         name it with -m if you mean it"
+    )]
+    UntrustedManifest { path: PathBuf, reason: String },
+    #[error("no profile `{name}` in the manifest (its profiles: {known})")]
+    UnknownProfile { name: String, known: String },
+    /// `check` found neither a manifest nor a reference in the environment.
+    #[error(
+        "no envoke.toml here or in a directory above (up to the repository's root), and no \
+         reference in the environment: nothing to check; give one with -m FILE, or --allow-empty \
+         when that is intended"
+    )]
+    NothingToCheck,
+    /// `--exec` with something only a supervising envoke can do.
+    #[error(
+        "--exec leaves no envoke behind to watch secrets or remove secret files; \
+         drop --exec, or --watch and `file = true`"
+    )]
+    ExecCannotSupervise,
+    /// `--exec` with `--mask`.
+    #[error(
+        "--mask needs envoke between the command and its output, and --exec leaves no envoke \
+         behind; drop --exec or --mask"
+    )]
+    ExecCannotMask,
+}
+
+fn or_variables(variables: &str) -> String {
+    if variables.is_empty() {
+        " in [vault]".to_owned()
+    } else {
+        format!(" in [vault] or {variables}")
+    }
+}

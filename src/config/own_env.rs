@@ -1,0 +1,48 @@
+//! envoke's own environment: how settings read it, and which of its variables are envoke's own
+//! (credentials and settings the child does not inherit).
+
+use std::ffi::OsString;
+
+/// envoke's own environment, as the settings read it: a variable that is unset, empty or not
+/// UTF-8 is absent.
+pub struct OwnEnvironment<'a>(pub &'a [(OsString, OsString)]);
+
+impl OwnEnvironment<'_> {
+    pub fn get(&self, name: &str) -> Option<String> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| v.to_str())
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    }
+}
+
+/// envoke's own credentials and settings, which the child does not inherit unless `--pass-env`
+/// names them: a child that needs Vault gets a token of its own, not envoke's. Every `ENVOKE_*`
+/// variable is envoke's too. AWS credentials pass through: the child may need them as well.
+pub const ENVOKE_OWN: &[&str] = &[
+    "VAULT_TOKEN",
+    "BAO_TOKEN",
+    "VAULT_TOKEN_FILE",
+    "VAULT_ROLE_ID",
+    "VAULT_SECRET_ID",
+    "VAULT_SECRET_ID_FILE",
+    "VAULT_CLIENT_KEY",
+];
+
+pub(super) fn without_envokes_own(
+    environment: Vec<(OsString, OsString)>,
+    pass: &[String],
+) -> Vec<(OsString, OsString)> {
+    environment
+        .into_iter()
+        .filter(|(name, _)| {
+            let Some(name) = name.to_str() else {
+                return true;
+            };
+            let own = ENVOKE_OWN.contains(&name) || name.starts_with("ENVOKE_");
+            !own || pass.iter().any(|p| p == name)
+        })
+        .collect()
+}
