@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::support::auth::{client_certificate, now, rsa_key, signed_jwt, token_reviewer};
-use crate::support::{Bao, Envoke, ROOT_TOKEN, Supervised};
+use crate::support::{Bao, Envoke, ROOT_TOKEN, Supervised, poll_until};
 
 fn doc_example(method: &str, replace: &[(&str, &str)]) -> String {
     crate::support::doc_example("authentication.md", method, replace)
@@ -306,7 +306,8 @@ fn the_login_is_renewed_then_replaced_while_the_child_keeps_running() {
         LOGS_START,
     );
     running.wait_lines(1, Duration::from_secs(10));
-    // Past the first token's max TTL: only a fresh login can still read the metadata.
+    // Past the first token's max TTL: only a fresh login can still read the metadata (a sleep:
+    // the clock has to pass it, and the child must not restart meanwhile).
     std::thread::sleep(Duration::from_secs(10));
     assert_eq!(
         running.lines().len(),
@@ -350,8 +351,9 @@ fn a_rewritten_token_file_is_followed_during_a_watch() {
     let next = envoke.dir().join("agent/token.new");
     std::fs::write(&next, format!("{long}\n")).unwrap();
     std::fs::rename(&next, envoke.dir().join("agent/token")).unwrap();
-    std::thread::sleep(Duration::from_secs(4));
-    assert!(!bao.token_is_valid(&short), "the first token has expired");
+    poll_until(Duration::from_secs(10), "the first token to expire", || {
+        !bao.token_is_valid(&short)
+    });
     bao.kv2_put("secret", "app", json!({"token": "rotated-value"}));
     let lines = running.wait_lines(2, Duration::from_secs(10));
     assert!(lines[1].ends_with(" rotated-value"), "{lines:?}");

@@ -1,5 +1,8 @@
 //! Every AWS Secrets Manager reference form, against moto.
 
+use std::time::Duration;
+
+use crate::support::proxy::Proxy;
 use crate::support::{Envoke, Moto};
 
 #[test]
@@ -66,7 +69,13 @@ fn distinct_secrets_cost_one_batch_call_per_twenty() {
         // The same secret named again, whole and by key, costs nothing more.
         manifest.push_str(&format!("W{i} = \"aws-sm://bulk/s{i}\"\n"));
     }
-    let envoke = Envoke::new().aws(&moto).manifest(&manifest);
+    // Each answer held back 200 ms: calls sent together are seen in flight together.
+    let proxy = Proxy::start(moto.endpoint.trim_start_matches("http://"));
+    proxy.delay_answers(Duration::from_millis(200));
+    let envoke = Envoke::new()
+        .aws(&moto)
+        .env("AWS_ENDPOINT_URL", &proxy.addr)
+        .manifest(&manifest);
     moto.reset_recording();
     let (output, env) = envoke.child_env(&[]);
     output.assert_code(0);
@@ -79,6 +88,7 @@ fn distinct_secrets_cost_one_batch_call_per_twenty() {
         vec!["BatchGetSecretValue"; 3],
         "45 distinct secrets = ceil(45/20) = 3 calls"
     );
+    assert_eq!(proxy.most_in_flight(), 3, "all calls at once");
 }
 
 #[test]

@@ -3,12 +3,12 @@
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::support::{Envoke, wait_lines};
+use crate::support::{Envoke, wait_for_exit, wait_lines};
 
 /// Writes the command's pid to `$PIDS`, then waits.
 const WRITES_PID: &str = r#"echo $$ > "$PIDS.new"; mv "$PIDS.new" "$PIDS"; exec sleep 60"#;
@@ -42,7 +42,8 @@ impl Running {
 impl Drop for Running {
     fn drop(&mut self) {
         let _ = kill(Pid::from_raw(self.command as i32), Signal::SIGKILL);
-        let _ = kill(Pid::from_raw(self.supervisor.id() as i32), Signal::SIGKILL);
+        // `Child::kill` sends nothing once the child was reaped (its pid may be another's).
+        let _ = self.supervisor.kill();
         let _ = self.supervisor.wait();
     }
 }
@@ -106,22 +107,13 @@ fn a_crashing_envoke_writes_no_core_file() {
     }
     let envoke = Envoke::new();
     let pids = envoke.dir().join("pids");
-    let running = Running::start(
+    let mut running = Running::start(
         with_unlimited_core(&envoke, &["run", "--", "sh", "-c", WRITES_PID]),
         &pids,
     );
     kill(Pid::from_raw(running.envoke() as i32), Signal::SIGABRT).unwrap();
-    let start = Instant::now();
-    while Path::new(&format!("/proc/{}/stat", running.envoke())).exists()
-        && std::fs::read_to_string(format!("/proc/{}/stat", running.envoke()))
-            .is_ok_and(|stat| !stat.contains(") Z "))
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "envoke did not abort"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    // The kernel writes a core file before the process ends: once it has exited, any is there.
+    wait_for_exit(&mut running.supervisor, Duration::from_secs(10)).expect("envoke did not abort");
     drop(running);
     let cores: Vec<String> = std::fs::read_dir(envoke.dir())
         .unwrap()

@@ -3,11 +3,11 @@
 //! value, never a credential. docs/logging.md describes what these tests check.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{Bao, Envoke, Moto, ROOT_TOKEN, Supervised};
+use crate::support::{Bao, Envoke, Moto, ROOT_TOKEN, Supervised, poll};
 
 /// Every line of `stderr` as a JSON object; fails naming the line that is not one, or that lacks
 /// `timestamp`, `level` or `message`.
@@ -243,20 +243,16 @@ fn a_run_audits_each_variable_with_reference_backend_version_identity_and_the_ch
 /// Waits until envoke's JSON logs hold an event that `wanted` accepts; returns them all.
 #[track_caller]
 fn wait_event(supervised: &Supervised, wanted: impl Fn(&Value) -> bool) -> Vec<Value> {
-    let start = Instant::now();
-    loop {
+    let events = poll(Duration::from_secs(15), || {
         let logs = supervised.logs();
         // The last line may be half written.
         let complete = &logs[..logs.rfind('\n').map_or(0, |i| i + 1)];
         let events = json_lines(complete);
-        if events.iter().any(&wanted) {
-            return events;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(15),
-            "no such event\n{logs}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
+        events.iter().any(&wanted).then_some(events)
+    });
+    match events {
+        Some(events) => events,
+        None => panic!("no such event within 15 s\n{}", supervised.logs()),
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use serde_json::json;
 
-use crate::support::{Bao, Envoke, Supervised};
+use crate::support::{Bao, Envoke, Supervised, wait_for_exit};
 
 /// An envoke whose manifest gives the child `PW` (a secret, `abcdef`) and `LITERAL` (a plain
 /// value from the manifest).
@@ -143,17 +143,7 @@ fn a_reader_that_goes_away_ends_a_writing_child_as_without_mask() {
     stdout.read_line(&mut line).unwrap();
     assert_eq!(line, "****\n");
     drop(stdout);
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "envoke did not end"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = wait_for_exit(&mut child, Duration::from_secs(10)).expect("envoke did not end");
     // `yes` dies of SIGPIPE, as it would writing to the closed pipe itself.
     assert_eq!(status.code(), Some(128 + Signal::SIGPIPE as i32));
 }

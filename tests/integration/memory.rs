@@ -3,13 +3,13 @@
 
 use std::io::{Read, Seek, SeekFrom};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::json;
 
-use crate::support::{Bao, Envoke, Moto};
+use crate::support::{Bao, Envoke, Moto, poll, poll_until};
 
 /// Every writable mapping of process `pid` that holds `needle` (heap, stacks, anonymous
 /// memory, data sections: where a value fetched at run time can be; read-only mappings hold only
@@ -56,23 +56,30 @@ fn the_supervising_envoke_keeps_no_copy_of_a_value() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let started = Instant::now();
-    while !ready.exists() {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "the command never started"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    // envoke drops the child's environment as soon as the spawn returns.
-    std::thread::sleep(Duration::from_millis(200));
-    let in_vault = mappings_holding(supervisor.id(), vault_value.as_bytes());
-    let in_aws = mappings_holding(supervisor.id(), aws_value.as_bytes());
+    poll_until(Duration::from_secs(10), "the command to start", || {
+        ready.exists()
+    });
+    // envoke drops the child's environment as soon as the spawn returns, a moment after the
+    // command wrote $READY: wait for that drop (a copy it keeps never goes).
+    let held = || {
+        (
+            mappings_holding(supervisor.id(), vault_value.as_bytes()),
+            mappings_holding(supervisor.id(), aws_value.as_bytes()),
+        )
+    };
+    let (in_vault, in_aws) = poll(Duration::from_secs(5), || {
+        let (in_vault, in_aws) = held();
+        (in_vault.is_empty() && in_aws.is_empty()).then_some((in_vault, in_aws))
+    })
+    .unwrap_or_else(held);
     let _ = kill(Pid::from_raw(supervisor.id() as i32), Signal::SIGTERM);
     supervisor.wait().unwrap();
     assert!(
         in_vault.is_empty(),
-        "the Vault value is still in {in_vault:?}"
+        "the Vault value is still in {in_vault:?} after 5 s"
     );
-    assert!(in_aws.is_empty(), "the AWS value is still in {in_aws:?}");
+    assert!(
+        in_aws.is_empty(),
+        "the AWS value is still in {in_aws:?} after 5 s"
+    );
 }

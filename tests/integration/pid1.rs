@@ -4,7 +4,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::support::Envoke;
+use crate::support::{Envoke, poll_until};
 
 /// Starts orphans (re-parented to PID 1 or to the subreaper), lets them exit, then counts the
 /// zombies whose parent is envoke ($PPID) and exits with that count (0 = all reaped).
@@ -134,6 +134,10 @@ fn a_leftover_that_ignores_the_stop_signal_is_killed_after_the_timeout() {
         .trim()
         .parse()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(100));
-    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
+    // Killed before envoke exited; gone once its new parent reaped it.
+    poll_until(
+        Duration::from_secs(5),
+        &format!("the leftover {pid} to be gone"),
+        || !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+    );
 }

@@ -2,7 +2,7 @@
 //! what watching will ask: the policies are given to real servers and used.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
@@ -227,7 +227,14 @@ fn aws_policy_is_enough_and_watching_needs_its_watch_form() {
         "echo up >> \"$LOG\"; sleep 30",
     );
     run.wait_lines(1, Duration::from_secs(20));
-    std::thread::sleep(Duration::from_millis(2500));
+    let window = Instant::now();
+    run.wait_until(
+        Duration::from_secs(15),
+        "a poll that finds no change",
+        || run.logs().contains("no change"),
+    );
+    // A sleep: the rest of a 2.5 s window (a few polls) without a denial.
+    std::thread::sleep(Duration::from_millis(2500).saturating_sub(window.elapsed()));
     let (_, logs) = run.stop();
     assert!(
         !logs.contains("denied") && !logs.contains("will retry"),
@@ -291,7 +298,12 @@ DB_USER     = "vault://database/creds/app#username"
         "echo \"$DB_PASSWORD\" >> \"$LOG\"; sleep 30",
     );
     assert_eq!(run.wait_lines(1, Duration::from_secs(20)), ["pw-vault-2"]);
-    std::thread::sleep(Duration::from_secs(4));
+    let window = Instant::now();
+    run.wait_until(Duration::from_secs(15), "a lease renewal", || {
+        run.logs().contains("lease renewed")
+    });
+    // A sleep: the rest of a 4 s window (a few polls) without a restart or a denial.
+    std::thread::sleep(Duration::from_secs(4).saturating_sub(window.elapsed()));
     assert_eq!(run.lines().len(), 1, "restarted: {}", run.logs());
     let (_, logs) = run.stop();
     for denial in ["denied", "permission", "will retry", "cannot revoke"] {

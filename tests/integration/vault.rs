@@ -1,5 +1,7 @@
 //! Every Vault reference form, against a real OpenBao dev server.
 
+use std::time::Duration;
+
 use serde_json::json;
 
 use crate::support::proxy::Proxy;
@@ -57,6 +59,8 @@ fn many_paths_share_a_few_connections() {
         manifest += &format!("S{i} = \"vault://secret/svc/s{i}#v\"\n");
     }
     let proxy = Proxy::start(bao.addr.trim_start_matches("http://"));
+    // Each answer held back 50 ms: reads sent together are seen in flight together.
+    proxy.delay_answers(Duration::from_millis(50));
     let envoke = Envoke::new()
         .vault(&bao)
         .env("VAULT_ADDR", &proxy.addr)
@@ -67,6 +71,11 @@ fn many_paths_share_a_few_connections() {
         assert_eq!(env[&format!("S{i}")], format!("value-{i}"));
     }
     // 60 reads and a mount lookup; at most 16 in flight, over kept-alive connections.
+    let in_flight = proxy.most_in_flight();
+    assert!(
+        (2..=16).contains(&in_flight),
+        "{in_flight} requests in flight at once"
+    );
     let connections = proxy.connections();
     assert!(
         (1..=17).contains(&connections),

@@ -62,7 +62,7 @@ fn an_aws_stage_moved_by_update_secret_version_stage_restarts_the_child() {
         .aws(&moto)
         .manifest("[env]\nVALUE = \"aws-sm://staged\"\n");
     let watched = watched(&envoke, FAST, LOGS_VALUE_ON_START);
-    // A pending version alone changes nothing.
+    // A pending version alone changes nothing (a sleep: no restart over a poll or more).
     std::thread::sleep(Duration::from_millis(1200));
     assert_eq!(watched.lines(), ["one"]);
     moto.block_on(
@@ -94,12 +94,17 @@ fn a_new_kv_v2_version_restarts_the_child_and_unrelated_changes_do_not() {
     // An unreferenced key and an unreferenced secret change: no restart.
     bao.kv2_put("secret", "app", json!({"token": "t1", "other": "o2"}));
     bao.kv2_put("secret", "unrelated", json!({"x": "2"}));
-    std::thread::sleep(Duration::from_millis(2000));
+    // The poll that sees the new version fetches it again, compares, and says so.
+    watched.wait_until(
+        Duration::from_secs(15),
+        "envoke to find no variable changed",
+        || watched.logs().contains("no variable's value did"),
+    );
     assert_eq!(watched.lines(), ["t1"], "{}", watched.logs());
-    assert!(watched.logs().contains("no variable's value did"));
     // The referenced key changes: one restart.
     bao.kv2_put("secret", "app", json!({"token": "t2", "other": "o2"}));
     assert_eq!(watched.wait_lines(2, Duration::from_secs(10)), ["t1", "t2"]);
+    // A sleep: no second restart over the next polls.
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(watched.lines().len(), 2, "exactly one restart");
     let (_, logs) = watched.stop();
@@ -186,16 +191,14 @@ fn a_backend_outage_keeps_the_child_running_and_watching_recovers() {
     proxy.fail();
     // The secret rotates during the outage; envoke cannot see it yet.
     bao.kv2_put("secret", "app", json!({"token": "tok-after-9f"}));
-    std::thread::sleep(Duration::from_millis(2500));
+    // Two failed checks: envoke acted on the first one before it made the second.
+    watched.wait_until(Duration::from_secs(15), "two failed checks", || {
+        watched.logs().matches("cannot check for a change").count() >= 2
+    });
     assert_eq!(
         watched.lines(),
         ["tok-before-9f"],
         "the child keeps running"
-    );
-    assert!(
-        watched.logs().contains("cannot check for a change"),
-        "{}",
-        watched.logs()
     );
     proxy.recover();
     assert_eq!(
@@ -216,12 +219,18 @@ fn a_lease_that_cannot_be_renewed_during_an_outage_is_retried_with_backoff() {
     let envoke = envoke.env("VAULT_ADDR", &proxy.addr);
     let watched = watched(&envoke, &["--watch", "10s"], LOGS_VALUE_ON_START);
     proxy.fail();
+    let failed = Instant::now();
     // The renewal falls due 2 s in and fails; retries back off (1-2 s, 2-4 s, ...), not spin.
-    std::thread::sleep(Duration::from_secs(6));
+    watched.wait_until(Duration::from_secs(15), "a failed renewal", || {
+        watched.logs().contains("cannot check for a change")
+    });
+    // A sleep: the rest of a 6 s window in which retries must not pile up.
+    std::thread::sleep(Duration::from_secs(6).saturating_sub(failed.elapsed()));
+    let window = failed.elapsed();
     let retries = watched.logs().matches("cannot check for a change").count();
     assert!(
         (1..=6).contains(&retries),
-        "{retries} failed checks in 6 s\n{}",
+        "{retries} failed checks in {window:?}\n{}",
         watched
             .logs()
             .lines()
@@ -240,7 +249,8 @@ fn dynamic_credentials_are_renewed_replaced_before_max_ttl_and_revoked_on_exit()
     let watched = watched(&envoke, &["--watch", "1s", "--settle", "100ms"], script);
     let first = watched.lines()[0].clone();
     let (user, password) = first.split_once(' ').unwrap();
-    // Past default_ttl, the renewed lease keeps the credentials alive.
+    // Past default_ttl, the renewed lease keeps the credentials alive (a sleep: the clock has to
+    // pass the TTL; the renewal itself shows only in that the login still works).
     std::thread::sleep(Duration::from_millis(4500).saturating_sub(started.elapsed()));
     assert!(
         pg.can_log_in(user, password),
@@ -370,14 +380,11 @@ fn a_signalled_command_keeps_its_replaced_credentials_for_the_stop_timeout() {
         "revoked before the command could reload\n{}",
         watched.logs()
     );
-    while pg.can_log_in(user, password) {
-        assert!(
-            signalled.elapsed() < Duration::from_secs(4),
-            "not revoked after the stop timeout\n{}",
-            watched.logs()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    watched.wait_until(
+        Duration::from_secs(4).saturating_sub(signalled.elapsed()),
+        "the old credentials to be revoked after the stop timeout",
+        || !pg.can_log_in(user, password),
+    );
     let (code, logs) = watched.stop();
     assert_eq!(code, Some(143), "{logs}");
     assert!(logs.contains("revoked lease"), "{logs}");
@@ -504,15 +511,30 @@ fn a_secret_whose_rotation_is_far_away_is_not_described_at_every_poll_and_a_due_
         r#"echo "$SOON $FAR" >> "$LOG"; exec sleep 1000"#,
     );
     // The first poll describes both (no schedule known yet).
-    wait_until(|| {
-        moto.recorded_secret_ids("DescribeSecret")
-            .contains(&"far".to_owned())
-    });
+    watched.wait_until(
+        Duration::from_secs(15),
+        "the first poll to describe `far`",
+        || {
+            moto.recorded_secret_ids("DescribeSecret")
+                .contains(&"far".to_owned())
+        },
+    );
     moto.reset_recording();
-    std::thread::sleep(Duration::from_secs(3));
+    // Three polls later (each describes `soon`), `far` was described at none of them.
+    watched.wait_until(
+        Duration::from_secs(15),
+        "three more descriptions of `soon`",
+        || {
+            moto.recorded_secret_ids("DescribeSecret")
+                .iter()
+                .filter(|id| *id == "soon")
+                .count()
+                >= 3
+        },
+    );
     let described = moto.recorded_secret_ids("DescribeSecret");
     assert!(
-        !described.is_empty() && described.iter().all(|id| id == "soon"),
+        described.iter().all(|id| id == "soon"),
         "{described:?}\n{}",
         watched.logs()
     );
@@ -542,7 +564,9 @@ fn the_sweep_finds_a_manual_change_of_a_quiet_secret_with_list_secrets() {
         .manifest("[env]\nVALUE = \"aws-sm://quiet\"\n");
     let flags = ["--watch", "1s", "--settle", "100ms", "--sweep", "2s"];
     let watched = watched(&envoke, &flags, LOGS_VALUE_ON_START);
-    wait_until(|| count(&moto, "DescribeSecret") > 0);
+    watched.wait_until(Duration::from_secs(15), "a first DescribeSecret", || {
+        count(&moto, "DescribeSecret") > 0
+    });
     moto.reset_recording();
     moto.put("quiet", "quiet-2");
     assert_eq!(
@@ -580,7 +604,9 @@ fn a_denied_list_secrets_falls_back_to_describe_secret_and_says_so_once() {
         .manifest("[env]\nVALUE = \"aws-sm://quiet\"\n");
     let flags = ["--watch", "1s", "--settle", "100ms", "--sweep", "1s"];
     let watched = watched(&envoke, &flags, LOGS_VALUE_ON_START);
-    wait_until(|| watched.logs().contains("ListSecrets is denied"));
+    watched.wait_until(Duration::from_secs(15), "a denied ListSecrets", || {
+        watched.logs().contains("ListSecrets is denied")
+    });
     let admin = moto.client_as(&admin_key, &admin_secret);
     moto.block_on(
         admin
@@ -594,6 +620,7 @@ fn a_denied_list_secrets_falls_back_to_describe_secret_and_says_so_once() {
         watched.wait_lines(2, Duration::from_secs(10)),
         ["quiet-1", "quiet-2"]
     );
+    // A sleep: more sweeps, none of which says the denial again.
     std::thread::sleep(Duration::from_millis(1500));
     let (_, logs) = watched.stop();
     assert!(logs.contains("(seen by DescribeSecret)"), "{logs}");
@@ -643,16 +670,23 @@ fn the_recheck_signal_checks_at_once_then_at_most_every_ten_seconds_and_is_not_f
     moto.reset_recording();
     for _ in 0..5 {
         usr2(watched.pid());
+        // Apart, so that they arrive as five signals rather than merge into one pending one.
         std::thread::sleep(Duration::from_millis(20));
     }
+    // A sleep: no check for the burst while the gap lasts.
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(count(&moto, "DescribeSecret"), 0, "not before the gap ends");
-    wait_until(|| count(&moto, "DescribeSecret") == 1);
+    watched.wait_until(
+        Duration::from_secs(15),
+        "the one check at the end of the gap",
+        || count(&moto, "DescribeSecret") == 1,
+    );
     assert!(
         sent.elapsed() >= Duration::from_millis(9900),
         "{:?}",
         sent.elapsed()
     );
+    // A sleep: no second check for the same burst.
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(count(&moto, "DescribeSecret"), 1, "the burst is one check");
     let (_, logs) = watched.stop();
@@ -765,7 +799,7 @@ fn exit_after_a_splay_leaves_the_command_its_old_credentials_until_it_is_stopped
     let stopped = || watched.lines().iter().any(|line| line == "stopped");
     // The command writes `stopped` before it exits, and envoke revokes after it exited: a
     // failed login must come after that line.
-    while !stopped() {
+    watched.wait_until(Duration::from_secs(15), "the command to be stopped", || {
         if !pg.can_log_in(user, password) {
             assert!(
                 stopped(),
@@ -773,8 +807,8 @@ fn exit_after_a_splay_leaves_the_command_its_old_credentials_until_it_is_stopped
                 watched.logs()
             );
         }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        stopped()
+    });
     assert_eq!(watched.wait_exit(Duration::from_secs(5)), Some(75));
     assert!(!pg.can_log_in(user, password), "revoked at exit");
     assert!(!watched.logs().contains("WARN"), "{}", watched.logs());
@@ -790,7 +824,8 @@ fn a_restart_after_a_splay_starts_the_command_on_what_is_current_after_it() {
     if put_within_the_splay {
         assert_eq!(lines, ["first", "third"], "{}", watched.logs());
     }
-    // And nothing more: the restart remembered the version it started with.
+    // And nothing more: the restart remembered the version it started with (a sleep: no
+    // further restart over the next polls).
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(watched.lines().len(), 2, "{:?}", watched.lines());
     watched.stop();
@@ -813,7 +848,9 @@ fn rotated_under_a_splay() -> (Moto, Envoke, Supervised, Duration, Instant) {
 
 /// Waits for the splay's log line; the delay it chose.
 fn wait_for_splay(watched: &Supervised) -> Duration {
-    wait_until(|| watched.logs().contains("delay_ms="));
+    watched.wait_until(Duration::from_secs(15), "the splay's log line", || {
+        watched.logs().contains("delay_ms=")
+    });
     let logs = watched.logs();
     let at = logs.find("delay_ms=").unwrap() + "delay_ms=".len();
     let digits: String = logs[at..]
@@ -899,16 +936,6 @@ fn winch_cont_and_other_signals_nobody_sends_on_purpose_cannot_be_the_recheck_si
         .assert_code(0);
 }
 
-/// Polls `condition` every 20 ms for up to 15 s.
-#[track_caller]
-fn wait_until(condition: impl Fn() -> bool) {
-    let start = Instant::now();
-    while !condition() {
-        assert!(start.elapsed() < Duration::from_secs(15), "timed out");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn a_name_that_begins_hundreds_of_others_is_described_not_listed_page_after_page() {
     // ListSecrets filters by name prefix: `dup` finds dup-0 ... dup-499 first, more than the
@@ -928,14 +955,28 @@ fn a_name_that_begins_hundreds_of_others_is_described_not_listed_page_after_page
         &flags,
         r#"echo "$DUP $SOLO" >> "$LOG"; exec sleep 1000"#,
     );
-    wait_until(|| {
+    watched.wait_until(Duration::from_secs(15), "`dup` to be given up on", || {
         watched
             .logs()
             .contains("too many other secrets by this name")
     });
+    // A sleep that orders: the poll that said so may still be reading pages (it logs nothing
+    // when it ends); the count below starts after it.
     std::thread::sleep(Duration::from_millis(1200));
     moto.reset_recording();
-    std::thread::sleep(Duration::from_millis(2500));
+    let window = Instant::now();
+    watched.wait_until(
+        Duration::from_secs(15),
+        "a sweep and a description of `dup`",
+        || {
+            count(&moto, "ListSecrets") >= 1
+                && moto
+                    .recorded_secret_ids("DescribeSecret")
+                    .contains(&"dup".to_owned())
+        },
+    );
+    // A sleep: the rest of a 2.5 s window in which sweeps must not read page after page.
+    std::thread::sleep(Duration::from_millis(2500).saturating_sub(window.elapsed()));
     let polls = count(&moto, "ListSecrets");
     let described = moto.recorded_secret_ids("DescribeSecret");
     assert!(

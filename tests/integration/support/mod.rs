@@ -9,7 +9,7 @@
 use std::ffi::OsString;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod auth;
@@ -120,19 +120,14 @@ impl Server {
     /// Waits until `ready()`; `false` when the server exited first: its port, free when it was
     /// picked, was taken meanwhile (an outgoing connection of a parallel test, say).
     fn wait_ready(&mut self, timeout: Duration, mut ready: impl FnMut() -> bool) -> bool {
-        let start = Instant::now();
-        while !ready() {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return false;
+        poll(timeout, || {
+            if ready() {
+                Some(true)
+            } else {
+                self.child.try_wait().ok().flatten().map(|_| false)
             }
-            assert!(
-                start.elapsed() < timeout,
-                "{} did not become ready within {timeout:?}",
-                self.name
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        true
+        })
+        .unwrap_or_else(|| panic!("{} did not become ready within {timeout:?}", self.name))
     }
 }
 
@@ -285,16 +280,14 @@ impl Bao {
     /// non-versioned to versioned data" for a moment after start. Ready when a read of a missing
     /// secret is a plain 404.
     fn wait_for_kv2(&self) {
-        let start = Instant::now();
-        loop {
-            match self.api_as(ROOT_TOKEN, "GET", "secret/data/envoke-test-probe", None) {
-                Err(error) if error.starts_with("HTTP 404") => return,
-                _ if start.elapsed() > Duration::from_secs(15) => {
-                    panic!("bao's secret/ mount did not become usable")
-                }
-                _ => std::thread::sleep(Duration::from_millis(20)),
-            }
-        }
+        poll_until(
+            Duration::from_secs(15),
+            "bao's secret/ mount to become usable",
+            || {
+                self.api_as(ROOT_TOKEN, "GET", "secret/data/envoke-test-probe", None)
+                    .is_err_and(|error| error.starts_with("HTTP 404"))
+            },
+        );
     }
 
     /// A raw API call with the root token; panics on a non-2xx answer.
@@ -960,18 +953,19 @@ impl Supervised {
     /// `timeout`.
     #[track_caller]
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code();
-            }
-            assert!(
-                start.elapsed() < timeout,
-                "envoke did not exit\n{}",
-                self.logs()
-            );
-            std::thread::sleep(Duration::from_millis(20));
+        match wait_for_exit(&mut self.child, timeout) {
+            Some(status) => status.code(),
+            None => panic!("envoke did not exit within {timeout:?}\n{}", self.logs()),
         }
+    }
+
+    /// Waits until `condition` holds; fails after `timeout`, saying what it waited for and
+    /// showing envoke's logs.
+    #[track_caller]
+    pub fn wait_until(&self, timeout: Duration, what: &str, condition: impl FnMut() -> bool) {
+        poll_until_or_explain(timeout, what, condition, || {
+            format!("--- envoke stderr\n{}", self.logs())
+        });
     }
 
     /// Stops envoke with TERM; its exit code and stderr.
@@ -1027,20 +1021,62 @@ pub fn wait_lines_or_explain(
     timeout: Duration,
     explain: impl Fn() -> String,
 ) -> Vec<String> {
+    let lines = poll(timeout, || {
+        let lines = read_lines(path);
+        (lines.len() >= count).then_some(lines)
+    });
+    // Not `unwrap_or_else`: #[track_caller] does not reach into a closure.
+    match lines {
+        Some(lines) => lines,
+        None => panic!(
+            "{} has {:?}, waited {timeout:?} for {count} lines\n{}",
+            path.display(),
+            read_lines(path),
+            explain()
+        ),
+    }
+}
+
+/// How often the waits below look again.
+const POLL_INTERVAL: Duration = Duration::from_millis(20);
+
+/// Calls `attempt` every [`POLL_INTERVAL`] until it gives `Some`; `None` once `timeout` has
+/// passed. The one polling loop of the suite: every wait for an event goes through it.
+pub fn poll<T>(timeout: Duration, mut attempt: impl FnMut() -> Option<T>) -> Option<T> {
     let start = Instant::now();
     loop {
-        let lines = read_lines(path);
-        if lines.len() >= count {
-            return lines;
+        if let Some(value) = attempt() {
+            return Some(value);
         }
-        assert!(
-            start.elapsed() < timeout,
-            "{} has {lines:?}, waited for {count} lines\n{}",
-            path.display(),
-            explain()
-        );
-        std::thread::sleep(Duration::from_millis(10));
+        if start.elapsed() >= timeout {
+            return None;
+        }
+        std::thread::sleep(POLL_INTERVAL);
     }
+}
+
+/// Waits until `condition` holds; fails after `timeout`, saying `what` it waited for.
+#[track_caller]
+pub fn poll_until(timeout: Duration, what: &str, condition: impl FnMut() -> bool) {
+    poll_until_or_explain(timeout, what, condition, String::new);
+}
+
+/// [`poll_until`], with `explain()` (envoke's stderr, say) in the message when it times out.
+#[track_caller]
+pub fn poll_until_or_explain(
+    timeout: Duration,
+    what: &str,
+    mut condition: impl FnMut() -> bool,
+    explain: impl FnOnce() -> String,
+) {
+    if poll(timeout, || condition().then_some(())).is_none() {
+        panic!("waited {timeout:?} for {what}, in vain\n{}", explain());
+    }
+}
+
+/// Waits up to `timeout` for `child` to exit: its status, `None` while it still runs.
+pub fn wait_for_exit(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    poll(timeout, || child.try_wait().expect("waitpid on the child"))
 }
 
 /// Runs the envoke binary in a scratch directory with a controlled environment: PATH, HOME (the

@@ -1,11 +1,18 @@
 //! A loopback TCP proxy that can fail on demand: an outage without stopping (and losing) the
-//! server behind it, and without giving its port away.
+//! server behind it, and without giving its port away. It also counts the requests in flight
+//! through it, and can hold each answer back, so that a test sees concurrency happen rather
+//! than infer it.
+//!
+//! A request is in flight from its first byte until the first byte of its answer (held back
+//! by the delay): HTTP/1.1 clients send no second request on a connection before the answer
+//! to the first (no pipelining), so bytes from the client after an answer start a new one.
 
-use std::io::copy;
+use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
+use std::time::Duration;
 
 /// A proxy to one target address.
 pub struct Proxy {
@@ -14,6 +21,28 @@ pub struct Proxy {
     up: Arc<AtomicBool>,
     open: Arc<Mutex<Vec<TcpStream>>>,
     accepted: Arc<AtomicUsize>,
+    requests: Arc<InFlight>,
+}
+
+/// The requests in flight now, the most there were at one moment, and how long each answer is
+/// held back.
+#[derive(Default)]
+struct InFlight {
+    now: AtomicUsize,
+    most: AtomicUsize,
+    delay_ms: AtomicU64,
+}
+
+impl InFlight {
+    fn start(&self) {
+        let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most.fetch_max(now, Ordering::SeqCst);
+    }
+
+    fn answer(&self) {
+        thread::sleep(Duration::from_millis(self.delay_ms.load(Ordering::SeqCst)));
+        self.now.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Proxy {
@@ -25,8 +54,13 @@ impl Proxy {
         let open: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
         let target = target.to_owned();
         let accepted = Arc::new(AtomicUsize::new(0));
-        let (up_flag, open_list, count) =
-            (Arc::clone(&up), Arc::clone(&open), Arc::clone(&accepted));
+        let requests = Arc::new(InFlight::default());
+        let (up_flag, open_list, count, in_flight) = (
+            Arc::clone(&up),
+            Arc::clone(&open),
+            Arc::clone(&accepted),
+            Arc::clone(&requests),
+        );
         thread::spawn(move || {
             for client in listener.incoming().flatten() {
                 count.fetch_add(1, Ordering::SeqCst);
@@ -42,15 +76,31 @@ impl Proxy {
                     open.push(client.try_clone().unwrap());
                     open.push(server.try_clone().unwrap());
                 }
+                // Whether this connection's request awaits its answer.
+                let waiting = Arc::new(AtomicBool::new(false));
                 let (mut c_read, mut s_write) =
                     (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let (asking, requests) = (Arc::clone(&waiting), Arc::clone(&in_flight));
                 thread::spawn(move || {
-                    let _ = copy(&mut c_read, &mut s_write);
+                    forward(&mut c_read, &mut s_write, || {
+                        if !asking.swap(true, Ordering::SeqCst) {
+                            requests.start();
+                        }
+                    });
                     let _ = s_write.shutdown(Shutdown::Write);
                 });
                 let (mut s_read, mut c_write) = (server, client);
+                let requests = Arc::clone(&in_flight);
                 thread::spawn(move || {
-                    let _ = copy(&mut s_read, &mut c_write);
+                    forward(&mut s_read, &mut c_write, || {
+                        if waiting.swap(false, Ordering::SeqCst) {
+                            requests.answer();
+                        }
+                    });
+                    // A connection cut before its answer: no longer in flight either.
+                    if waiting.swap(false, Ordering::SeqCst) {
+                        requests.now.fetch_sub(1, Ordering::SeqCst);
+                    }
                     let _ = c_write.shutdown(Shutdown::Write);
                 });
             }
@@ -60,12 +110,25 @@ impl Proxy {
             up,
             open,
             accepted,
+            requests,
         }
     }
 
     /// How many connections clients have opened through the proxy so far.
     pub fn connections(&self) -> usize {
         self.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Holds the answer to each request back by `delay` from now on, so that requests sent
+    /// together are seen in flight together.
+    pub fn delay_answers(&self, delay: Duration) {
+        let millis = u64::try_from(delay.as_millis()).unwrap();
+        self.requests.delay_ms.store(millis, Ordering::SeqCst);
+    }
+
+    /// The most requests that were in flight through the proxy at one moment.
+    pub fn most_in_flight(&self) -> usize {
+        self.requests.most.load(Ordering::SeqCst)
     }
 
     /// Refuses new connections and cuts the open ones.
@@ -79,5 +142,21 @@ impl Proxy {
     /// Forwards again.
     pub fn recover(&self) {
         self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Copies `from` to `to` until either ends, calling `before` ahead of each chunk it passes on.
+fn forward(from: &mut TcpStream, to: &mut TcpStream, mut before: impl FnMut()) {
+    let mut buffer = [0; 16 * 1024];
+    loop {
+        match from.read(&mut buffer) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                before();
+                if to.write_all(&buffer[..n]).is_err() {
+                    return;
+                }
+            }
+        }
     }
 }
