@@ -47,12 +47,10 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
+use self::aws::{AwsSettings, RoleKeyWithoutRole};
 pub use self::error::{ConfigError, VariableProblem};
 use self::layer::{Layers, Place};
 pub use self::own_env::OwnEnvironment;
-// The name provider/aws.rs still imports; goes once the provider split lands.
-use self::aws::{AwsSettings, RoleKeyWithoutRole};
-pub use self::own_env::OwnEnvironment as Environment;
 use self::process::StopPolicy;
 use self::template::Template;
 pub use self::variables::{Expansion, Origin, Source, Variable};

@@ -20,7 +20,7 @@ use aws_sdk_secretsmanager::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_smithy_types::body::SdkBody;
 
 use super::{AwsProvider, http};
-use crate::config::Environment;
+use crate::config::OwnEnvironment;
 use crate::config::aws::{AssumeRole, AwsSettings};
 use crate::provider::FetchError;
 use crate::sanitize::one_line;
@@ -133,16 +133,13 @@ fn loader(settings: &AwsSettings, environment: &[(OsString, OsString)]) -> Confi
                 .operation_timeout(Duration::from_secs(30))
                 .build(),
         );
-    let env = Environment(environment);
+    let env = OwnEnvironment(environment);
     // aws-config's default chains look at the environment first and stop there when it has
     // what they need; building the rest of them costs an STS client (web identity) and an
     // IMDS client whether or not they are asked, about 6% of a launch's CPU. So a region or
     // keys the environment gives are handed over directly: the same values, from the same
     // place the chains would take them.
-    let region = settings.region.clone().or_else(|| {
-        env.get("AWS_REGION")
-            .or_else(|| env.get("AWS_DEFAULT_REGION"))
-    });
+    let region = settings.region_in(&env);
     if let Some(region) = region {
         loader = loader.region(Region::new(region));
     }
@@ -197,7 +194,7 @@ fn secrets_manager_address(
     let address = settings
         .endpoint
         .clone()
-        .or_else(|| Environment(environment).get("AWS_ENDPOINT_URL_SECRETS_MANAGER"))
+        .or_else(|| OwnEnvironment(environment).get("AWS_ENDPOINT_URL_SECRETS_MANAGER"))
         .or_else(|| sdk_config.endpoint_url().map(str::to_owned))
         .unwrap_or_else(|| format!("https://secretsmanager.{region}.amazonaws.com"));
     // For messages: an endpoint's userinfo is no one's business.
@@ -229,7 +226,7 @@ impl ProfileProblem {
     ) -> Option<ProfileProblem> {
         let (name, from) = match (
             &settings.profile,
-            Environment(environment).get("AWS_PROFILE"),
+            OwnEnvironment(environment).get("AWS_PROFILE"),
         ) {
             (Some(name), _) => (name.clone(), Some("`profile` under [aws]")),
             (None, Some(name)) => (name, Some("AWS_PROFILE")),
@@ -245,7 +242,8 @@ impl ProfileProblem {
         .ok()?;
         match (profiles.get_profile(&name), from) {
             (None, Some(from)) => {
-                let file = |variable, default: &str| match Environment(environment).get(variable) {
+                let file = |variable, default: &str| match OwnEnvironment(environment).get(variable)
+                {
                     Some(path) => format!("{path} ({variable})"),
                     None => default.to_owned(),
                 };
@@ -343,7 +341,7 @@ fn has_control_character(value: &OsStr) -> bool {
 /// would name the caller exactly, at the cost of a call and a dependency; the role ARN or the
 /// profile is what a policy is written against anyway.
 fn identity(settings: &AwsSettings, environment: &[(OsString, OsString)]) -> String {
-    let env = |name| Environment(environment).get(name);
+    let env = |name| OwnEnvironment(environment).get(name);
     let text = if let Some(role) = &settings.assume_role {
         format!("role {}", role.role_arn)
     } else if env("AWS_ACCESS_KEY_ID").is_some() {
