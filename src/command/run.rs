@@ -11,7 +11,7 @@
 //! credentials fetched for the command and envoke's own login before envoke says why, instead of
 //! leaving them to their TTL.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use nix::sys::signal::Signal;
 use tokio::sync::{Notify, mpsc};
@@ -27,7 +27,7 @@ use crate::launch::{self, ChildEnvironment, Terminal};
 use crate::platform;
 use crate::provider::Backends;
 use crate::resolve::{Resolution, resolve};
-use crate::watch::{self, HeldLeases, Supervised, Watcher};
+use crate::watch::{self, LeaseLedger, SupervisorHandle, Watcher};
 
 /// `envoke run`: prepare, start, supervise.
 pub async fn run(args: RunArgs) -> Result<Exit, Error> {
@@ -190,17 +190,19 @@ async fn supervise_until_done(
     } = started;
     let config = Arc::new(config);
     let backends = Arc::new(backends);
-    let held: HeldLeases = Arc::new(Mutex::new(resolution.leases()));
+    let leases = LeaseLedger::new(resolution.leases());
     let (control, mut controls) = mpsc::unbounded_channel();
     let recheck = Arc::new(Notify::new());
     let watcher = Watcher::start(
-        Arc::clone(&config),
-        Arc::clone(&backends),
+        watch::Context {
+            config: Arc::clone(&config),
+            backends: Arc::clone(&backends),
+            files: files.clone(),
+            mask: mask.clone(),
+            leases: leases.clone(),
+        },
         &resolution,
-        files.clone(),
-        Arc::clone(&held),
-        mask.clone(),
-        Supervised {
+        SupervisorHandle {
             control,
             pid: target.pid(),
             recheck: Arc::clone(&recheck),
@@ -235,8 +237,7 @@ async fn supervise_until_done(
     }
     login.abort();
     if config.revoke {
-        let leases = watch::lock(&held).clone();
-        backends.revoke_all(&leases).await;
+        backends.revoke_all(&leases.all()).await;
         backends.logout().await;
     }
     // Zeroes and removes the secret files, on every way out but SIGKILL.

@@ -48,125 +48,163 @@ enum IamResource {
 /// The IAM policy for the `aws-sm://` references of `config`.
 pub fn policy(config: &Config, watch: bool) -> Result<Policy, PolicyError> {
     refuse_problems(config)?;
-    let configured_region = config.aws.region_in(&OwnEnvironment(&config.inherited));
-    let mut read = BTreeSet::new();
-    let mut describe = BTreeSet::new();
-    let mut batch = false;
-    let mut by_name = false;
-    let mut region_unknown = false;
-    for (_, reference) in config.references() {
-        let Reference::Aws(r) = reference else {
-            continue;
-        };
-        refuse_widening(reference, IAM_WILDCARDS)?;
-        let resource = if r.secret_id.starts_with("arn:") {
-            r.secret_id.clone()
-        } else {
-            by_name = true;
-            let region = r.region.as_ref().or(configured_region.as_ref());
-            region_unknown |= region.is_none();
-            let region = region.map_or("*", String::as_str);
-            format!(
-                "arn:{}:secretsmanager:{region}:*:secret:{}-??????",
-                partition(region),
-                r.secret_id
-            )
-        };
-        match r.version {
-            AwsVersion::Current => batch = true,
-            AwsVersion::Stage(_) => {}
-            AwsVersion::Id(_) => {
-                read.insert(resource);
-                continue;
-            }
-        }
-        if watch {
-            describe.insert(resource.clone());
-        }
-        read.insert(resource);
-    }
-    if read.is_empty() {
-        return Err(PolicyError::NothingToGrant("AWS"));
-    }
-    let mut statement = vec![IamStatement {
-        sid: "EnvokeGetSecretValue",
-        effect: "Allow",
-        action: vec!["secretsmanager:GetSecretValue"],
-        resource: IamResource::These(read.into_iter().collect()),
-    }];
-    if batch {
-        statement.push(IamStatement {
-            sid: "EnvokeBatchGetSecretValue",
-            effect: "Allow",
-            action: vec!["secretsmanager:BatchGetSecretValue"],
-            resource: IamResource::Every("*"),
-        });
-    }
-    let sweeps = !describe.is_empty();
-    if sweeps {
-        statement.push(IamStatement {
-            sid: "EnvokeDescribeSecret",
-            effect: "Allow",
-            action: vec!["secretsmanager:DescribeSecret"],
-            resource: IamResource::These(describe.into_iter().collect()),
-        });
-        statement.push(IamStatement {
-            sid: "EnvokeListSecrets",
-            effect: "Allow",
-            action: vec!["secretsmanager:ListSecrets"],
-            resource: IamResource::Every("*"),
-        });
-    }
-    let document = IamDocument {
-        version: "2012-10-17",
-        statement,
-    };
-    let mut notes = Vec::new();
-    if by_name {
-        notes.push(
-            "ARNs built from secret names match any account (*) and the 6 characters Secrets \
-             Manager appends to a name (-??????); put your account id in place of the *"
-                .to_owned(),
-        );
-    }
-    if region_unknown {
-        notes.push(
-            "no region configured (?region=, [aws] region, AWS_REGION): ARNs built from names \
-             match every region"
-                .to_owned(),
-        );
-    }
-    if batch {
-        notes.push(
-            "secretsmanager:BatchGetSecretValue has no resource-level permissions in IAM, hence \
-             Resource \"*\"; Secrets Manager still checks GetSecretValue on each secret of a batch"
-                .to_owned(),
-        );
-    }
-    if sweeps {
-        notes.push(
-            "secretsmanager:ListSecrets is optional and has no resource-level permissions, hence \
-             Resource \"*\": the watch's sweep asks it about 10 secrets a call; without it, each \
-             secret whose rotation is not due costs a DescribeSecret per sweep instead \
-             (docs/rotation.md). It shows the names and metadata of every secret in the \
-             account, never a value"
-                .to_owned(),
-        );
-    }
-    notes.push(
-        "kms:Decrypt: a secret encrypted with a customer-managed KMS key also needs kms:Decrypt \
-         on that key (the default aws/secretsmanager key needs nothing)"
-            .to_owned(),
-    );
-    if let Some(role) = &config.aws.assume_role {
-        notes.push(format!(
-            "sts:AssumeRole: this policy belongs to the role {}; the credentials envoke starts \
-             with need sts:AssumeRole on it, and its trust policy must allow them",
-            role.role_arn
-        ));
-    }
+    let needs = Needs::of(config, watch)?;
+    let document = needs.document();
+    let notes = needs.notes(config);
     let text = serde_json::to_string_pretty(&document).expect("a policy serializes") + "\n";
     Ok(Policy { text, notes })
+}
+
+/// What the references need granted, and what the notes must say about it.
+#[derive(Default)]
+struct Needs {
+    /// GetSecretValue on these.
+    read: BTreeSet<String>,
+    /// DescribeSecret on these (watching).
+    describe: BTreeSet<String>,
+    /// A reference follows the current version: batched.
+    batch: bool,
+    /// An ARN was built from a name.
+    by_name: bool,
+    /// An ARN was built without a region.
+    region_unknown: bool,
+}
+
+impl Needs {
+    /// The needs of `config`'s AWS references; refused when there are none, or when one would
+    /// widen the policy.
+    fn of(config: &Config, watch: bool) -> Result<Needs, PolicyError> {
+        let configured_region = config.aws.region_in(&OwnEnvironment(&config.inherited));
+        let mut needs = Needs::default();
+        for (_, reference) in config.references() {
+            let Reference::Aws(r) = reference else {
+                continue;
+            };
+            refuse_widening(reference, IAM_WILDCARDS)?;
+            let resource = if r.secret_id.starts_with("arn:") {
+                r.secret_id.clone()
+            } else {
+                needs.by_name = true;
+                let region = r.region.as_ref().or(configured_region.as_ref());
+                needs.region_unknown |= region.is_none();
+                let region = region.map_or("*", String::as_str);
+                format!(
+                    "arn:{}:secretsmanager:{region}:*:secret:{}-??????",
+                    partition(region),
+                    r.secret_id
+                )
+            };
+            match r.version {
+                AwsVersion::Current => needs.batch = true,
+                AwsVersion::Stage(_) => {}
+                // A pinned version never changes: nothing to describe.
+                AwsVersion::Id(_) => {
+                    needs.read.insert(resource);
+                    continue;
+                }
+            }
+            if watch {
+                needs.describe.insert(resource.clone());
+            }
+            needs.read.insert(resource);
+        }
+        if needs.read.is_empty() {
+            return Err(PolicyError::NothingToGrant("AWS"));
+        }
+        Ok(needs)
+    }
+
+    /// Whether watching sweeps (and so describes and lists) any secret.
+    fn sweeps(&self) -> bool {
+        !self.describe.is_empty()
+    }
+
+    /// The policy document.
+    fn document(&self) -> IamDocument {
+        let statement = |sid, action, resource| IamStatement {
+            sid,
+            effect: "Allow",
+            action: vec![action],
+            resource,
+        };
+        let mut statements = vec![statement(
+            "EnvokeGetSecretValue",
+            "secretsmanager:GetSecretValue",
+            IamResource::These(self.read.iter().cloned().collect()),
+        )];
+        if self.batch {
+            statements.push(statement(
+                "EnvokeBatchGetSecretValue",
+                "secretsmanager:BatchGetSecretValue",
+                IamResource::Every("*"),
+            ));
+        }
+        if self.sweeps() {
+            statements.push(statement(
+                "EnvokeDescribeSecret",
+                "secretsmanager:DescribeSecret",
+                IamResource::These(self.describe.iter().cloned().collect()),
+            ));
+            statements.push(statement(
+                "EnvokeListSecrets",
+                "secretsmanager:ListSecrets",
+                IamResource::Every("*"),
+            ));
+        }
+        IamDocument {
+            version: "2012-10-17",
+            statement: statements,
+        }
+    }
+
+    /// What the document cannot say.
+    fn notes(&self, config: &Config) -> Vec<String> {
+        let mut notes = Vec::new();
+        if self.by_name {
+            notes.push(
+                "ARNs built from secret names match any account (*) and the 6 characters Secrets \
+                 Manager appends to a name (-??????); put your account id in place of the *"
+                    .to_owned(),
+            );
+        }
+        if self.region_unknown {
+            notes.push(
+                "no region configured (?region=, [aws] region, AWS_REGION): ARNs built from names \
+                 match every region"
+                    .to_owned(),
+            );
+        }
+        if self.batch {
+            notes.push(
+                "secretsmanager:BatchGetSecretValue has no resource-level permissions in IAM, hence \
+                 Resource \"*\"; Secrets Manager still checks GetSecretValue on each secret of a batch"
+                    .to_owned(),
+            );
+        }
+        if self.sweeps() {
+            notes.push(
+                "secretsmanager:ListSecrets is optional and has no resource-level permissions, hence \
+                 Resource \"*\": the watch's sweep asks it about 10 secrets a call; without it, each \
+                 secret whose rotation is not due costs a DescribeSecret per sweep instead \
+                 (docs/rotation.md). It shows the names and metadata of every secret in the \
+                 account, never a value"
+                    .to_owned(),
+            );
+        }
+        notes.push(
+            "kms:Decrypt: a secret encrypted with a customer-managed KMS key also needs kms:Decrypt \
+             on that key (the default aws/secretsmanager key needs nothing)"
+                .to_owned(),
+        );
+        if let Some(role) = &config.aws.assume_role {
+            notes.push(format!(
+                "sts:AssumeRole: this policy belongs to the role {}; the credentials envoke starts \
+                 with need sts:AssumeRole on it, and its trust policy must allow them",
+                role.role_arn
+            ));
+        }
+        notes
+    }
 }
 
 /// The partition of a region's ARNs.

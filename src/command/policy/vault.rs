@@ -110,71 +110,16 @@ fn vault_policy(
     watch: bool,
 ) -> Policy {
     let mut rules = Rules::default();
-    let mut notes = Vec::new();
     let mut assumed = BTreeSet::new();
     for (path, version) in references {
-        let shown = match version {
-            Some(v) => format!("vault://{path}?version={v}"),
-            None => format!("vault://{path}"),
-        };
-        rules.grant(
-            format!("sys/internal/ui/mounts/{path}"),
-            "read",
-            format!("which engine serves {path}"),
-        );
         let known = engines
             .get(path)
             .cloned()
             .unwrap_or_else(|| Known::Assumed("not asked".to_owned()));
-        let (mount, why) = match known {
-            Known::Engine(Engine::KvV2 { mount }) => (mount.clone(), format!("KV v2 at {mount}")),
-            Known::Assumed(reason) => {
-                let mount = format!("{}/", path.split('/').next().unwrap_or_default());
-                assumed.insert(reason);
-                let why = format!(
-                    "ASSUMED KV v2 at {mount}; on KV v1 or another engine the rule is path \
-                     \"{path}\""
-                );
-                (mount, why)
-            }
-            Known::Engine(Engine::KvV1) => {
-                let mut why = "KV v1".to_owned();
-                if watch {
-                    why.push_str(", read again to watch it");
-                }
-                rules.grant(path.clone(), "read", format!("{shown}: {why}"));
-                continue;
-            }
-            Known::Engine(Engine::Other) => {
-                rules.grant(path.clone(), "read", format!("{shown}: not KV (leased)"));
-                rules.grant(
-                    "sys/leases/revoke".to_owned(),
-                    "update",
-                    format!("revoke the leases of {path} when envoke exits"),
-                );
-                if watch {
-                    rules.grant(
-                        "sys/leases/renew".to_owned(),
-                        "update",
-                        format!("renew the leases of {path} while watching"),
-                    );
-                }
-                continue;
-            }
-        };
-        let rest = path.strip_prefix(mount.as_str()).unwrap_or(path);
-        rules.grant(
-            format!("{mount}data/{rest}"),
-            "read",
-            format!("{shown}: {why}"),
-        );
-        if watch && version.is_none() {
-            rules.grant(
-                format!("{mount}metadata/{rest}"),
-                "read",
-                format!("the current version of {path}, to watch it"),
-            );
+        if let Known::Assumed(reason) = &known {
+            assumed.insert(reason.clone());
         }
+        rules.grant_reference(path, *version, known, watch);
     }
     let mut text = format!(
         "# envoke policy --vault{}\n",
@@ -184,6 +129,7 @@ fn vault_policy(
         "# sys/internal/ui/mounts/PATH tells envoke which engine serves PATH; Vault answers it for\n\
          # any token that may use something under the mount, so those rules only make it explicit.\n",
     );
+    let mut notes = Vec::new();
     if !assumed.is_empty() {
         text.push_str(
             "# Rules marked ASSUMED guess the engine: envoke could not ask the server.\n",
@@ -202,31 +148,109 @@ fn vault_policy(
              # login path. The token it gives needs the rules below, as this policy or the default one.",
             method.name()
         );
-        rules.grant(
+        rules.grant_login_upkeep();
+    }
+    rules.write(&mut text);
+    Policy { text, notes }
+}
+
+impl Rules {
+    /// The rules one reference needs (`path`, pinned to `version` or not), served by `known`.
+    fn grant_reference(&mut self, path: &str, version: Option<u64>, known: Known, watch: bool) {
+        let shown = match version {
+            Some(v) => format!("vault://{path}?version={v}"),
+            None => format!("vault://{path}"),
+        };
+        self.grant(
+            format!("sys/internal/ui/mounts/{path}"),
+            "read",
+            format!("which engine serves {path}"),
+        );
+        let (mount, why) = match known {
+            Known::Engine(Engine::KvV2 { mount }) => (mount.clone(), format!("KV v2 at {mount}")),
+            Known::Assumed(_) => {
+                let mount = format!("{}/", path.split('/').next().unwrap_or_default());
+                let why = format!(
+                    "ASSUMED KV v2 at {mount}; on KV v1 or another engine the rule is path \
+                     \"{path}\""
+                );
+                (mount, why)
+            }
+            Known::Engine(Engine::KvV1) => {
+                let mut why = "KV v1".to_owned();
+                if watch {
+                    why.push_str(", read again to watch it");
+                }
+                self.grant(path.to_owned(), "read", format!("{shown}: {why}"));
+                return;
+            }
+            Known::Engine(Engine::Other) => {
+                self.grant_leased(path, &shown, watch);
+                return;
+            }
+        };
+        let rest = path.strip_prefix(mount.as_str()).unwrap_or(path);
+        self.grant(
+            format!("{mount}data/{rest}"),
+            "read",
+            format!("{shown}: {why}"),
+        );
+        if watch && version.is_none() {
+            self.grant(
+                format!("{mount}metadata/{rest}"),
+                "read",
+                format!("the current version of {path}, to watch it"),
+            );
+        }
+    }
+
+    /// A path of another engine than KV: read, and its leases revoked (and renewed, watching).
+    fn grant_leased(&mut self, path: &str, shown: &str, watch: bool) {
+        self.grant(path.to_owned(), "read", format!("{shown}: not KV (leased)"));
+        self.grant(
+            "sys/leases/revoke".to_owned(),
+            "update",
+            format!("revoke the leases of {path} when envoke exits"),
+        );
+        if watch {
+            self.grant(
+                "sys/leases/renew".to_owned(),
+                "update",
+                format!("renew the leases of {path} while watching"),
+            );
+        }
+    }
+
+    /// What envoke's own login needs: renewing and revoking itself.
+    fn grant_login_upkeep(&mut self) {
+        self.grant(
             "auth/token/renew-self".to_owned(),
             "update",
             "keep envoke's own login alive".to_owned(),
         );
-        rules.grant(
+        self.grant(
             "auth/token/revoke-self".to_owned(),
             "update",
             "revoke envoke's own login when it exits".to_owned(),
         );
     }
-    for (path, rule) in &rules.0 {
-        let _ = writeln!(text, "\npath \"{path}\" {{");
-        for why in &rule.why {
-            let _ = writeln!(text, "  # {why}");
+
+    /// The rules as HCL `path` blocks, each with why it is granted.
+    fn write(&self, text: &mut String) {
+        for (path, rule) in &self.0 {
+            let _ = writeln!(text, "\npath \"{path}\" {{");
+            for why in &rule.why {
+                let _ = writeln!(text, "  # {why}");
+            }
+            let capabilities: Vec<String> = rule
+                .capabilities
+                .iter()
+                .map(|c| format!("\"{c}\""))
+                .collect();
+            let _ = writeln!(text, "  capabilities = [{}]", capabilities.join(", "));
+            text.push_str("}\n");
         }
-        let capabilities: Vec<String> = rule
-            .capabilities
-            .iter()
-            .map(|c| format!("\"{c}\""))
-            .collect();
-        let _ = writeln!(text, "  capabilities = [{}]", capabilities.join(", "));
-        text.push_str("}\n");
     }
-    Policy { text, notes }
 }
 
 #[cfg(test)]
