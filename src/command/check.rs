@@ -202,6 +202,18 @@ impl Report {
 
     /// The report as a table.
     pub fn to_text(&self) -> String {
+        let mut out = self.table();
+        for row in &self.variables {
+            if let Some(error) = &row.error {
+                out.push_str(&format!("{}: {}\n", escaped(&row.name), one_line(error)));
+            }
+        }
+        out.push_str(&self.summary());
+        out
+    }
+
+    /// The table: a line per variable, columns padded to their widest cell.
+    fn table(&self) -> String {
         let headers = ["NAME", "PROVIDER", "VERSION", "STATUS", "REFERENCE"];
         let rows: Vec<[String; 5]> = self
             .variables
@@ -241,11 +253,12 @@ impl Report {
         for row in &rows {
             line([&row[0], &row[1], &row[2], &row[3], &row[4]]);
         }
-        for row in &self.variables {
-            if let Some(error) = &row.error {
-                out.push_str(&format!("{}: {}\n", escaped(&row.name), one_line(error)));
-            }
-        }
+        out
+    }
+
+    /// The last lines: how many variables resolve (and can be watched), how many do not.
+    fn summary(&self) -> String {
+        let mut out = String::new();
         let total = self.variables.len();
         let count =
             |wanted: fn(&str) -> bool| self.variables.iter().filter(|r| wanted(r.status)).count();

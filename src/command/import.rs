@@ -297,42 +297,45 @@ impl Plan {
     }
 }
 
+/// Values that set a mode or a level, never a secret.
+const SETTING_WORDS: &[&str] = &[
+    "debug",
+    "info",
+    "warn",
+    "warning",
+    "error",
+    "trace",
+    "true",
+    "false",
+    "yes",
+    "no",
+    "on",
+    "off",
+    "development",
+    "production",
+    "staging",
+    "test",
+    "local",
+];
+/// Parts of a name that say "secret": such a name wins over any look of the value
+/// (ADMIN_PASSWORD=test).
+const SECRET_NAMES: &[&str] = &[
+    "KEY",
+    "TOKEN",
+    "SECRET",
+    "PASS",
+    "PWD",
+    "WEBHOOK",
+    "DSN",
+    "AUTH",
+    "CREDENTIAL",
+    "SIGNATURE",
+    "PRIVATE",
+    "CERT",
+];
+
 /// Why a value is clearly not a secret, when it is.
 fn not_secret(name: &str, value: &str) -> Option<&'static str> {
-    const SETTING_WORDS: &[&str] = &[
-        "debug",
-        "info",
-        "warn",
-        "warning",
-        "error",
-        "trace",
-        "true",
-        "false",
-        "yes",
-        "no",
-        "on",
-        "off",
-        "development",
-        "production",
-        "staging",
-        "test",
-        "local",
-    ];
-    // A name that says "secret" wins over any look of the value (ADMIN_PASSWORD=test).
-    const SECRET_NAMES: &[&str] = &[
-        "KEY",
-        "TOKEN",
-        "SECRET",
-        "PASS",
-        "PWD",
-        "WEBHOOK",
-        "DSN",
-        "AUTH",
-        "CREDENTIAL",
-        "SIGNATURE",
-        "PRIVATE",
-        "CERT",
-    ];
     if value.is_empty() {
         return Some("empty");
     }
@@ -346,29 +349,34 @@ fn not_secret(name: &str, value: &str) -> Option<&'static str> {
     if SETTING_WORDS.contains(&value.to_ascii_lowercase().as_str()) {
         return Some("a setting word");
     }
-    if let Some((scheme, rest)) = value.split_once("://") {
-        // Any `@` may end a userinfo (a password may hold `/`); a query may carry a key.
-        let credential_words = [
-            "key",
-            "token",
-            "secret",
-            "password",
-            "sig",
-            "auth",
-            "credential",
-        ];
-        let query = rest.split_once('?').map(|(_, q)| q.to_ascii_lowercase());
-        if !scheme.is_empty()
-            && scheme
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
-            && !rest.contains('@')
-            && !query.is_some_and(|q| credential_words.iter().any(|w| q.contains(w)))
-        {
-            return Some("a URL with no credentials in it");
-        }
+    if is_url_without_credentials(value) {
+        return Some("a URL with no credentials in it");
     }
     None
+}
+
+/// Whether `value` is a URL with no userinfo and no credential-like query parameter.
+fn is_url_without_credentials(value: &str) -> bool {
+    let Some((scheme, rest)) = value.split_once("://") else {
+        return false;
+    };
+    // Any `@` may end a userinfo (a password may hold `/`); a query may carry a key.
+    let credential_words = [
+        "key",
+        "token",
+        "secret",
+        "password",
+        "sig",
+        "auth",
+        "credential",
+    ];
+    let query = rest.split_once('?').map(|(_, q)| q.to_ascii_lowercase());
+    !scheme.is_empty()
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+        && !rest.contains('@')
+        && !query.is_some_and(|q| credential_words.iter().any(|w| q.contains(w)))
 }
 
 /// A TOML basic string.

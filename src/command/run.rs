@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use nix::sys::signal::Signal;
 use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinHandle;
 
 use crate::cli::RunArgs;
 use crate::config::{Config, Purpose};
@@ -179,68 +180,115 @@ async fn supervise_until_done(
     signals: &mut Signals,
     terminal: Terminal,
 ) -> Result<Exit, Error> {
-    let Fetched {
-        backends,
-        resolution,
-    } = fetched;
     let Started {
         target,
         files,
         mask,
     } = started;
-    let config = Arc::new(config);
-    let backends = Arc::new(backends);
-    let leases = LeaseLedger::new(resolution.leases());
     let (control, mut controls) = mpsc::unbounded_channel();
     let recheck = Arc::new(Notify::new());
-    let watcher = Watcher::start(
-        watch::Context {
-            config: Arc::clone(&config),
-            backends: Arc::clone(&backends),
-            files: files.clone(),
-            mask: mask.clone(),
-            leases: leases.clone(),
-        },
-        &resolution,
-        SupervisorHandle {
-            control,
-            pid: target.pid(),
-            recheck: Arc::clone(&recheck),
-        },
-    );
-    // The watcher kept versions and hashes; the values themselves go now.
-    drop(resolution);
-    platform::release_free_memory();
-    let login = tokio::spawn({
-        let backends = Arc::clone(&backends);
-        async move { backends.keep_login_alive().await }
-    });
-
+    let supervisor = SupervisorHandle {
+        control,
+        pid: target.pid(),
+        recheck: Arc::clone(&recheck),
+    };
+    let supervision = Supervision::begin(config, fetched, files, mask, supervisor);
     let respawn = |environment: &ChildEnvironment| {
-        launch::spawn(&args.command, environment, terminal, mask.as_deref())
+        launch::spawn(
+            &args.command,
+            environment,
+            terminal,
+            supervision.mask.as_deref(),
+        )
     };
     let finish = supervise(
         target,
         signals,
-        &config.stop,
+        &supervision.config.stop,
         &mut controls,
         &recheck,
         &respawn,
     )
     .await;
-    if let Some(watcher) = watcher {
-        watcher.abort();
-    }
-    if let Some(mask) = &mask {
-        // Every child was reaped: the last of their output is in the pipes.
-        mask.finish().await;
-    }
-    login.abort();
-    if config.revoke {
-        backends.revoke_all(&leases.all()).await;
-        backends.logout().await;
-    }
-    // Zeroes and removes the secret files, on every way out but SIGKILL.
-    drop(files);
+    supervision.end().await;
     Ok(Exit::Supervised(finish?))
+}
+
+/// What runs beside the supervised command, and what is given back when it is done.
+struct Supervision {
+    config: Arc<Config>,
+    backends: Arc<Backends>,
+    /// The leases of the command's credentials, as the watcher replaces them.
+    leases: LeaseLedger,
+    watcher: Option<JoinHandle<()>>,
+    /// Keeps envoke's own login alive.
+    login: JoinHandle<()>,
+    mask: Option<Arc<OutputMask>>,
+    files: Option<Arc<SecretFiles>>,
+}
+
+impl Supervision {
+    /// Starts the watcher (when watching) and the login's renewal; the resolved values are
+    /// zeroized here, before supervision that may last for months.
+    fn begin(
+        config: Config,
+        fetched: Fetched,
+        files: Option<Arc<SecretFiles>>,
+        mask: Option<Arc<OutputMask>>,
+        supervisor: SupervisorHandle,
+    ) -> Supervision {
+        let Fetched {
+            backends,
+            resolution,
+        } = fetched;
+        let config = Arc::new(config);
+        let backends = Arc::new(backends);
+        let leases = LeaseLedger::new(resolution.leases());
+        let watcher = Watcher::start(
+            watch::Context {
+                config: Arc::clone(&config),
+                backends: Arc::clone(&backends),
+                files: files.clone(),
+                mask: mask.clone(),
+                leases: leases.clone(),
+            },
+            &resolution,
+            supervisor,
+        );
+        // The watcher kept versions and hashes; the values themselves go now.
+        drop(resolution);
+        platform::release_free_memory();
+        let login = tokio::spawn({
+            let backends = Arc::clone(&backends);
+            async move { backends.keep_login_alive().await }
+        });
+        Supervision {
+            config,
+            backends,
+            leases,
+            watcher,
+            login,
+            mask,
+            files,
+        }
+    }
+
+    /// Once the command is done: stops watching, lets the last output through the mask,
+    /// revokes the leases and the login (unless `--no-revoke`), and removes the secret files.
+    async fn end(self) {
+        if let Some(watcher) = self.watcher {
+            watcher.abort();
+        }
+        if let Some(mask) = &self.mask {
+            // Every child was reaped: the last of their output is in the pipes.
+            mask.finish().await;
+        }
+        self.login.abort();
+        if self.config.revoke {
+            self.backends.revoke_all(&self.leases.all()).await;
+            self.backends.logout().await;
+        }
+        // Zeroes and removes the secret files, on every way out but SIGKILL.
+        drop(self.files);
+    }
 }

@@ -211,6 +211,7 @@ fn cycle_from<'a>(
     None
 }
 
+/// One `[env]` entry as a variable, or what is wrong with it.
 fn manifest_variable(name: &str, entry: &EnvEntry) -> Result<Variable, VariableProblem> {
     let problem =
         |reference: Option<&str>, reason: String| VariableProblem::new(name, reference, reason);
@@ -221,7 +222,41 @@ fn manifest_variable(name: &str, entry: &EnvEntry) -> Result<Variable, VariableP
                 .to_owned(),
         ));
     }
-    let source = match entry {
+    let source = source_of(name, entry)?;
+    let file = matches!(entry, EnvEntry::Long(LongEntry { file: true, .. }));
+    // A file holds bytes; only an environment variable cannot hold a NUL.
+    if let Source::Literal(text) = &source
+        && text.contains('\0')
+        && !file
+    {
+        return Err(problem(
+            None,
+            "value contains a NUL byte, which an environment variable cannot hold (`file = true` \
+             can)"
+                .to_owned(),
+        ));
+    }
+    let expand = expansion_of(name, entry, &source)?;
+    if expand.is_some() && file {
+        return Err(problem(
+            None,
+            "an expanded secret cannot be given as a file".to_owned(),
+        ));
+    }
+    Ok(Variable {
+        name: name.to_owned(),
+        source,
+        origin: Origin::Manifest,
+        file,
+        expand,
+    })
+}
+
+/// Where an `[env]` entry's value comes from: its reference, literal or template, parsed.
+fn source_of(name: &str, entry: &EnvEntry) -> Result<Source, VariableProblem> {
+    let problem =
+        |reference: Option<&str>, reason: String| VariableProblem::new(name, reference, reason);
+    Ok(match entry {
         EnvEntry::Short(text) if Reference::looks_like_reference(text) => {
             Source::Reference(Reference::parse(text).map_err(|e| reference_problem(name, text, e))?)
         }
@@ -254,21 +289,19 @@ fn manifest_variable(name: &str, entry: &EnvEntry) -> Result<Variable, VariableP
                 "give exactly one of `ref`, `value` and `template`".to_owned(),
             ));
         }
-    };
-    let file = matches!(entry, EnvEntry::Long(LongEntry { file: true, .. }));
-    // A file holds bytes; only an environment variable cannot hold a NUL.
-    if let Source::Literal(text) = &source
-        && text.contains('\0')
-        && !file
-    {
-        return Err(problem(
-            None,
-            "value contains a NUL byte, which an environment variable cannot hold (`file = true` \
-             can)"
-                .to_owned(),
-        ));
-    }
-    let expand = match (entry, &source) {
+    })
+}
+
+/// Whether an `[env]` entry's secret is expanded into a variable per key (`#*`, or
+/// `expand = true` with its `prefix` and `keys`), and which keys.
+fn expansion_of(
+    name: &str,
+    entry: &EnvEntry,
+    source: &Source,
+) -> Result<Option<Expansion>, VariableProblem> {
+    let problem =
+        |reference: Option<&str>, reason: String| VariableProblem::new(name, reference, reason);
+    Ok(match (entry, source) {
         (
             EnvEntry::Long(LongEntry {
                 expand: true,
@@ -300,19 +333,6 @@ fn manifest_variable(name: &str, entry: &EnvEntry) -> Result<Variable, VariableP
             keys: None,
         }),
         _ => None,
-    };
-    if expand.is_some() && file {
-        return Err(problem(
-            None,
-            "an expanded secret cannot be given as a file".to_owned(),
-        ));
-    }
-    Ok(Variable {
-        name: name.to_owned(),
-        source,
-        origin: Origin::Manifest,
-        file,
-        expand,
     })
 }
 

@@ -233,37 +233,46 @@ fn auth(lookup: &Lookup<'_>, home: Option<&Path>) -> Result<VaultAuth, ConfigErr
                 }
             },
         },
-        "cert" => LoginMethod::Cert {
-            role: lookup.checked(&section.role, "role", &["ENVOKE_VAULT_ROLE"])?,
-            client_cert: required_path(
-                lookup,
-                &section.client_cert,
-                "client_cert",
-                "VAULT_CLIENT_CERT",
-            )?,
-            client_key: required_path(
-                lookup,
-                &section.client_key,
-                "client_key",
-                "VAULT_CLIENT_KEY",
-            )?,
-        },
-        other => {
-            return Err(ConfigError::BadValue {
-                setting: lookup
-                    .find(&section.auth, "auth", &["ENVOKE_VAULT_AUTH"])
-                    .map_or_else(|| "auth".to_owned(), |found| found.place.name()),
-                reason: format!(
-                    "unknown auth method `{other}` (use token, approle, kubernetes, jwt or cert)"
-                ),
-            });
-        }
+        "cert" => cert(lookup)?,
+        other => return Err(unknown_method(lookup, other)),
     };
     let mount = lookup
         .checked(&section.mount, "mount", &["ENVOKE_VAULT_AUTH_MOUNT"])?
         .map(|mount| mount.trim_matches('/').to_owned())
         .unwrap_or_else(|| method.name().to_owned());
     Ok(VaultAuth::Login { mount, method })
+}
+
+/// `auth = "cert"`: the client certificate and key, and the role when one is named.
+fn cert(lookup: &Lookup<'_>) -> Result<LoginMethod, ConfigError> {
+    let section = lookup.section;
+    Ok(LoginMethod::Cert {
+        role: lookup.checked(&section.role, "role", &["ENVOKE_VAULT_ROLE"])?,
+        client_cert: required_path(
+            lookup,
+            &section.client_cert,
+            "client_cert",
+            "VAULT_CLIENT_CERT",
+        )?,
+        client_key: required_path(
+            lookup,
+            &section.client_key,
+            "client_key",
+            "VAULT_CLIENT_KEY",
+        )?,
+    })
+}
+
+/// The error for an `auth` that names no method envoke knows.
+fn unknown_method(lookup: &Lookup<'_>, other: &str) -> ConfigError {
+    ConfigError::BadValue {
+        setting: lookup
+            .find(&lookup.section.auth, "auth", &["ENVOKE_VAULT_AUTH"])
+            .map_or_else(|| "auth".to_owned(), |found| found.place.name()),
+        reason: format!(
+            "unknown auth method `{other}` (use token, approle, kubernetes, jwt or cert)"
+        ),
+    }
 }
 
 /// VAULT_TOKEN (or BAO_TOKEN), then `token_file` / VAULT_TOKEN_FILE, then ~/.vault-token.

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use super::layer::{Given, Layers, duration};
+use super::layer::{self, Given, Layers};
 use super::process::{parse_signal, parse_signal_mapping};
 use super::{ConfigError, Flags};
 use crate::manifest::{ProcessSection, WatchSection};
@@ -50,36 +50,16 @@ impl WatchOptions {
         layers: &Layers<'_>,
     ) -> Result<Option<WatchOptions>, ConfigError> {
         let recheck = recheck(flags, section, layers)?;
-        let interval = layers
-            .first(
-                vec![
-                    Given::Flag("--watch (ENVOKE_WATCH)", flags.watch),
-                    Given::Manifest("watch", "interval", section.interval.as_deref()),
-                ],
-                duration,
-            )?
-            .map(|found| {
-                found.check(layers, |value| {
-                    at_least(value, MIN_INTERVAL, "interval").and_then(at_most)
-                })
-            })
-            .transpose()?;
+        let interval = duration(
+            layers,
+            Given::Flag("--watch (ENVOKE_WATCH)", flags.watch),
+            ("interval", &section.interval),
+            &|value| at_least(value, MIN_INTERVAL, "interval").and_then(at_most),
+        )?;
+        check_recheck(recheck, interval.is_some(), flags, process)?;
         let Some(interval) = interval else {
-            return match recheck {
-                Some(sig) => Err(recheck_error(format!(
-                    "{sig} would recheck secrets that nothing watches: add --watch (or [watch] \
-                     interval), or drop it"
-                ))),
-                None => Ok(None),
-            };
+            return Ok(None);
         };
-        if let Some(sig) = recheck
-            && is_mapped(sig, flags, process)
-        {
-            return Err(recheck_error(format!(
-                "{sig} is also mapped by --signal-map; it cannot be both"
-            )));
-        }
         let on_change = layers
             .first(
                 vec![
@@ -89,33 +69,29 @@ impl WatchOptions {
                 OnChange::parse,
             )?
             .map_or(OnChange::Restart, |found| found.value);
-        let duration_setting =
-            |flag: &'static str,
-             value,
-             key,
-             text: &Option<String>,
-             check: &dyn Fn(Duration) -> Result<Duration, String>| {
-                layers
-                    .first(
-                        vec![
-                            Given::Flag(flag, value),
-                            Given::Manifest("watch", key, text.as_deref()),
-                        ],
-                        duration,
-                    )?
-                    .map(|found| found.check(layers, check))
-                    .transpose()
-            };
-        let settle = duration_setting("--settle", flags.settle, "settle", &section.settle, &|v| {
-            at_least(v, MIN_SETTLE, "settle window").and_then(at_most)
-        })?
+        let settle = duration(
+            layers,
+            Given::Flag("--settle", flags.settle),
+            ("settle", &section.settle),
+            &|value| at_least(value, MIN_SETTLE, "settle window").and_then(at_most),
+        )?
         .unwrap_or(Duration::from_secs(2));
         // A sweep more often than the polls has nothing to do between them: it is the interval.
-        let sweep = duration_setting("--sweep", flags.sweep, "sweep", &section.sweep, &at_most)?
-            .unwrap_or(DEFAULT_SWEEP)
-            .max(interval);
-        let splay = duration_setting("--splay", flags.splay, "splay", &section.splay, &at_most)?
-            .unwrap_or(Duration::ZERO);
+        let sweep = duration(
+            layers,
+            Given::Flag("--sweep", flags.sweep),
+            ("sweep", &section.sweep),
+            &at_most,
+        )?
+        .unwrap_or(DEFAULT_SWEEP)
+        .max(interval);
+        let splay = duration(
+            layers,
+            Given::Flag("--splay", flags.splay),
+            ("splay", &section.splay),
+            &at_most,
+        )?
+        .unwrap_or(Duration::ZERO);
         Ok(Some(WatchOptions {
             interval,
             on_change,
@@ -125,6 +101,23 @@ impl WatchOptions {
             recheck_signal: recheck,
         }))
     }
+}
+
+/// A duration of `[watch]`: its flag, else its key (`key`, the manifest's text), passed through
+/// `check`; `None` when neither gives one.
+fn duration(
+    layers: &Layers<'_>,
+    flag: Given<'_, Duration>,
+    (key, text): (&'static str, &Option<String>),
+    check: &dyn Fn(Duration) -> Result<Duration, String>,
+) -> Result<Option<Duration>, ConfigError> {
+    layers
+        .first(
+            vec![flag, Given::Manifest("watch", key, text.as_deref())],
+            layer::duration,
+        )?
+        .map(|found| found.check(layers, check))
+        .transpose()
 }
 
 /// `--recheck-signal` or `[watch] recheck_signal`, when one is set and may be one.
@@ -146,6 +139,30 @@ fn recheck(
         )?
         .map(|found| found.check(layers, recheck_signal))
         .transpose()
+}
+
+/// A recheck signal needs watching, and must not be mapped by `--signal-map` too.
+fn check_recheck(
+    recheck: Option<Signal>,
+    watching: bool,
+    flags: &Flags,
+    process: &ProcessSection,
+) -> Result<(), ConfigError> {
+    let Some(sig) = recheck else {
+        return Ok(());
+    };
+    if !watching {
+        return Err(recheck_error(format!(
+            "{sig} would recheck secrets that nothing watches: add --watch (or [watch] \
+             interval), or drop it"
+        )));
+    }
+    if is_mapped(sig, flags, process) {
+        return Err(recheck_error(format!(
+            "{sig} is also mapped by --signal-map; it cannot be both"
+        )));
+    }
+    Ok(())
 }
 
 /// Whether `--signal-map` or `[process] signal_map` maps `sig` (then it cannot be the recheck

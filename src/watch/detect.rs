@@ -164,21 +164,7 @@ impl Watcher {
             }
             match (key, result) {
                 (key, Ok(Verdict::Same)) => tracing::debug!(secret = %key, "no change"),
-                (key, Ok(Verdict::Renewed(lease))) => {
-                    tracing::info!(
-                        target: "envoke::audit",
-                        event = "vault.lease.renew",
-                        secret = redacted(&key.to_string()).as_str(),
-                        lease = one_line(&lease.id).as_str(),
-                        ttl = lease.duration_secs,
-                        identity = self.context.backends.vault().map(|v| v.identity()).unwrap_or_default().as_str(),
-                        "lease renewed"
-                    );
-                    if let Some(clock) = self.seen.lease_clocks.get_mut(&key) {
-                        clock.lease = lease;
-                        clock.since = Instant::now();
-                    }
-                }
+                (key, Ok(Verdict::Renewed(lease))) => self.renewed(&key, lease),
                 (
                     key,
                     Ok(Verdict::Changed {
@@ -215,6 +201,23 @@ impl Watcher {
         (changed, errors)
     }
 
+    /// A lease renewed: audited, and its clock restarted.
+    fn renewed(&mut self, key: &FetchKey, lease: Lease) {
+        tracing::info!(
+            target: "envoke::audit",
+            event = "vault.lease.renew",
+            secret = redacted(&key.to_string()).as_str(),
+            lease = one_line(&lease.id).as_str(),
+            ttl = lease.duration_secs,
+            identity = self.context.backends.vault().map(|v| v.identity()).unwrap_or_default().as_str(),
+            "lease renewed"
+        );
+        if let Some(clock) = self.seen.lease_clocks.get_mut(key) {
+            clock.lease = lease;
+            clock.since = Instant::now();
+        }
+    }
+
     /// The sweep: the quiet AWS secrets of `plan`, checked with ListSecrets; those it finds
     /// unchanged. A secret missing from the answer, or that it shows changed, is described by
     /// the caller; a failed ListSecrets is logged, never an error of its own (the
@@ -246,24 +249,7 @@ impl Watcher {
             );
             self.seen.crowded.insert(FetchKey::Aws(request));
         }
-        for error in listed.errors {
-            match error {
-                FetchError::AccessDenied(_) if !self.seen.said_list_denied => {
-                    self.seen.said_list_denied = true;
-                    tracing::warn!(
-                        %error,
-                        "ListSecrets is denied: the quiet secrets are checked with one \
-                         DescribeSecret each per sweep instead of one ListSecrets per 10; grant \
-                         secretsmanager:ListSecrets on Resource \"*\" (envoke policy --aws --watch)"
-                    );
-                }
-                FetchError::AccessDenied(_) => tracing::debug!(%error, "ListSecrets still denied"),
-                error => tracing::warn!(
-                    %error,
-                    "ListSecrets failed; describing the quiet secrets one by one this time"
-                ),
-            }
-        }
+        self.report_list_errors(listed.errors);
         let mut swept = HashMap::new();
         for (request, state) in listed.states {
             let key = FetchKey::Aws(request);
@@ -284,6 +270,28 @@ impl Watcher {
             }
         }
         swept
+    }
+
+    /// Says why ListSecrets failed; a denial loudly once (with the grant it needs), then quietly.
+    fn report_list_errors(&mut self, errors: Vec<FetchError>) {
+        for error in errors {
+            match error {
+                FetchError::AccessDenied(_) if !self.seen.said_list_denied => {
+                    self.seen.said_list_denied = true;
+                    tracing::warn!(
+                        %error,
+                        "ListSecrets is denied: the quiet secrets are checked with one \
+                         DescribeSecret each per sweep instead of one ListSecrets per 10; grant \
+                         secretsmanager:ListSecrets on Resource \"*\" (envoke policy --aws --watch)"
+                    );
+                }
+                FetchError::AccessDenied(_) => tracing::debug!(%error, "ListSecrets still denied"),
+                error => tracing::warn!(
+                    %error,
+                    "ListSecrets failed; describing the quiet secrets one by one this time"
+                ),
+            }
+        }
     }
 
     /// A secret without a lease, checked the way its kind of document allows; for AWS, with
