@@ -61,7 +61,7 @@ impl Watcher {
                 matches!(key, FetchKey::Aws(_)) && !self.seen.lease_clocks.contains_key(key)
             })
             .map(|key| {
-                let check = match schedule::check(
+                let check = match schedule::how_to_check(
                     self.seen.schedules.get(key),
                     now,
                     options.interval,
@@ -136,7 +136,7 @@ impl Watcher {
             Some(async move {
                 let (verdict, schedule) = match this.seen.lease_clocks.get(&fetched.key) {
                     Some(clock) => (this.check_lease(clock, now, forced).await, None),
-                    None => this.check(fetched).await,
+                    None => this.check_unleased(fetched).await,
                 };
                 (fetched.key.clone(), verdict, schedule)
             })
@@ -296,7 +296,7 @@ impl Watcher {
 
     /// A secret without a lease, checked the way its kind of document allows; for AWS, with
     /// the rotation schedule seen.
-    async fn check(
+    async fn check_unleased(
         &self,
         fetched: &Fetched,
     ) -> (Result<Verdict, FetchError>, Option<RotationSchedule>) {

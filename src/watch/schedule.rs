@@ -32,7 +32,7 @@ pub(super) enum Check {
 
 /// How a poll at `now` checks a secret whose schedule was last seen as `schedule` (`None`: never
 /// seen). `forced`: a recheck signal asked for every secret.
-pub(super) fn check(
+pub(super) fn how_to_check(
     schedule: Option<&RotationSchedule>,
     now: SystemTime,
     interval: Duration,
@@ -168,18 +168,21 @@ mod tests {
         let now = SystemTime::now();
         let quiet = scheduled(Some(now + 30 * DAY), DAY);
         assert_eq!(
-            check(Some(&quiet), now, INTERVAL, false, true),
+            how_to_check(Some(&quiet), now, INTERVAL, false, true),
             Check::Describe
         );
         assert_eq!(
-            check(Some(&quiet), now, INTERVAL, true, false),
+            how_to_check(Some(&quiet), now, INTERVAL, true, false),
             Check::Sweep
         );
         assert_eq!(
-            check(Some(&quiet), now, INTERVAL, false, false),
+            how_to_check(Some(&quiet), now, INTERVAL, false, false),
             Check::Skip
         );
-        assert_eq!(check(None, now, INTERVAL, true, false), Check::Describe);
+        assert_eq!(
+            how_to_check(None, now, INTERVAL, true, false),
+            Check::Describe
+        );
     }
 
     #[test]
