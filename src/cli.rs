@@ -119,6 +119,7 @@ impl ManifestArgs {
 /// `envoke run`
 #[derive(Debug, ClapArgs)]
 pub struct RunArgs {
+    /// `-m` and `--no-env-refs`: which manifest, and whether the environment adds references.
     #[command(flatten)]
     pub manifest: ManifestArgs,
     /// Replace envoke with CMD (execve) instead of supervising it.
@@ -217,6 +218,7 @@ impl RunArgs {
 /// `envoke check`
 #[derive(Debug, ClapArgs)]
 pub struct CheckArgs {
+    /// `-m` and `--no-env-refs`: which manifest is checked, and with which references.
     #[command(flatten)]
     pub manifest: ManifestArgs,
     /// Check the manifest as its [profiles.NAME] makes it.
@@ -246,6 +248,7 @@ pub struct PolicyArgs {
     /// policy says so.
     #[arg(long)]
     pub vault: bool,
+    /// `-m` and `--no-env-refs`: which manifest's references the policy grants.
     #[command(flatten)]
     pub manifest: ManifestArgs,
     /// Also grant what `run --watch` needs. A manifest's [watch] turns this on too.

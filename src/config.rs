@@ -69,6 +69,7 @@ pub struct Config {
     pub variables: Vec<Variable>,
     /// Variables that could not be accepted; a launch refuses to start while any exist.
     pub problems: Vec<VariableProblem>,
+    /// `[aws]`: what overrides aws-config's default chain; empty when the manifest has none.
     pub aws: AwsSettings,
     /// Vault settings, when a reference needs Vault (they are neither checked nor used
     /// otherwise).
@@ -76,6 +77,7 @@ pub struct Config {
     /// envoke's inherited environment without envoke's own credentials and settings
     /// ([`ENVOKE_OWN`]); the child receives it unless a variable overrides it.
     pub inherited: Vec<(OsString, OsString)>,
+    /// How envoke stops the child, and which signals it forwards as others.
     pub stop: StopPolicy,
     /// Rotation watching, when on.
     pub watch: Option<WatchOptions>,
@@ -90,24 +92,40 @@ pub struct Config {
 /// What `config` needs from the command line; each field is a flag or its ENVOKE_* variable.
 #[derive(Debug, Default)]
 pub struct Flags {
+    /// `-m FILE`: the manifest to read instead of searching for `envoke.toml`.
     pub manifest: Option<PathBuf>,
+    /// `--no-env-refs`: references in envoke's own environment are not variables.
     pub no_env_refs: bool,
     /// `--profile NAME`: `[profiles.NAME]` applied over the manifest.
     pub profile: Option<String>,
+    /// `--exec`: envoke replaces itself with the command, so nothing that needs a supervisor
+    /// (watching, secret files, masking) is allowed.
     pub exec: bool,
+    /// `--stop-signal`: what envoke sends when it stops the child itself; over `[process]`.
     pub stop_signal: Option<Signal>,
+    /// `--stop-timeout`: the grace period before SIGKILL; over `[process]`.
     pub stop_timeout: Option<Duration>,
+    /// `--signal-map FROM:TO`, in order; added to `[process]`'s mappings, winning over them.
     pub signal_map: Vec<(Signal, Signal)>,
+    /// `--watch [INTERVAL]`: watch with this poll interval; over `[watch] interval`.
     pub watch: Option<Duration>,
+    /// `--on-change`: what a rotation does to the child; over `[watch]`.
     pub on_change: Option<OnChange>,
+    /// `--settle`: the window in which changes coalesce into one action; over `[watch]`.
     pub settle: Option<Duration>,
+    /// `--sweep`: how often AWS secrets no rotation is due for are checked; over `[watch]`.
     pub sweep: Option<Duration>,
+    /// `--splay`: the longest random delay before acting on a change; over `[watch]`.
     pub splay: Option<Duration>,
+    /// `--recheck-signal`: the signal that makes envoke check every secret; over `[watch]`.
     pub recheck_signal: Option<Signal>,
+    /// `--no-revoke`: leave Vault leases and envoke's login token alive when envoke exits.
     pub no_revoke: bool,
+    /// `--mask`: the child's output passes through envoke with every resolved value masked.
     pub mask: bool,
     /// `--pass-env NAME`: envoke's own credentials that the child gets anyway.
     pub pass_env: Vec<String>,
+    /// `--allow-disk-files`: secret files may go to a filesystem that is not in memory.
     pub allow_disk_files: bool,
 }
 
@@ -213,6 +231,8 @@ impl Config {
         })
     }
 
+    /// Every variable by its name: what a resolved value's variable asks for (a file, where it
+    /// was defined), and which names an expanded secret's keys must not take.
     pub fn by_name(&self) -> BTreeMap<&str, &Variable> {
         self.variables
             .iter()

@@ -13,7 +13,9 @@ use crate::manifest::is_variable_name;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("line {line}: {reason}")]
 pub struct DotenvError {
+    /// The line the problem is on, counted from 1 as editors count.
     pub line: usize,
+    /// What is wrong; fixed text, so it can never carry a value from the file.
     pub reason: &'static str,
 }
 

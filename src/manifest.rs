@@ -49,10 +49,13 @@ pub struct Manifest {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Profile {
+    /// Entries that replace `[env]`'s of the same name, or add to them.
     #[serde(default)]
     pub env: BTreeMap<String, EnvEntry>,
+    /// Keys that replace `[aws]`'s; the keys it does not set are kept.
     #[serde(default)]
     pub aws: AwsSection,
+    /// Keys that replace `[vault]`'s; the keys it does not set are kept.
     #[serde(default)]
     pub vault: VaultSection,
 }
@@ -103,6 +106,7 @@ pub enum EnvEntry {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LongEntry {
+    /// `ref = "..."`: the secret's reference, parsed by [`crate::config`].
     #[serde(rename = "ref")]
     pub reference: Option<String>,
     /// A literal, taken as it is even when it looks like a reference.
@@ -146,6 +150,7 @@ pub struct AwsSection {
 pub struct VaultSection {
     /// Server address, e.g. `https://vault.example.com:8200`.
     pub address: Option<String>,
+    /// Enterprise or OpenBao namespace, sent as `X-Vault-Namespace` with every request.
     pub namespace: Option<String>,
     /// PEM file of the CA that signed the server's certificate.
     pub ca_cert: Option<String>,
@@ -155,14 +160,22 @@ pub struct VaultSection {
     pub auth: Option<String>,
     /// The auth method's mount path (default: the method's name).
     pub mount: Option<String>,
+    /// The Vault role to log in as: required by `kubernetes` and `jwt`, optional for `cert`.
     pub role: Option<String>,
+    /// For `token`: a file holding the token (an agent's sink), read again when it changes.
     pub token_file: Option<String>,
+    /// For `approle`: the role id, the half of the credential that is not secret.
     pub role_id: Option<String>,
+    /// For `approle`: the secret id itself; `secret_id_file` wins when both are set.
     pub secret_id: Option<String>,
+    /// For `approle`: a file holding the secret id, read at each login.
     pub secret_id_file: Option<String>,
+    /// For `kubernetes` (default: the pod's service-account token) and `jwt` (required): the
+    /// file holding the JWT, read at each login.
     pub jwt_file: Option<String>,
     /// PEM client certificate and key for `cert`.
     pub client_cert: Option<String>,
+    /// PEM private key of `client_cert`, for `cert`.
     pub client_key: Option<String>,
 }
 

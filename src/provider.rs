@@ -170,6 +170,8 @@ pub enum FetchError {
     Unreachable {
         /// The address that was tried.
         address: String,
+        /// What went wrong on the way (a timeout, a refused connection, a TLS failure), and
+        /// what may help; empty when nothing more is known.
         detail: String,
     },
     /// The backend rejected the credentials themselves (a Vault token that is invalid or

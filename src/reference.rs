@@ -95,6 +95,7 @@ pub enum ReferenceError {
     /// A malformed Vault path.
     #[error("malformed path `{path}`: {why}")]
     BadPath {
+        /// The path as written, between `vault://` and any `?` or `#`.
         path: String,
         /// What is wrong with it.
         why: &'static str,

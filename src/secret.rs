@@ -200,7 +200,12 @@ pub enum SelectError {
     /// The requested key is absent. `found` says what the secret has instead, by names only
     /// (the keys at the deepest level the key reached), never a value.
     #[error("key `{key}` missing; {found}")]
-    KeyMissing { key: String, found: String },
+    KeyMissing {
+        /// The key or JSON pointer asked for, as written after the reference's `#`.
+        key: String,
+        /// The keys there are where the key stopped matching, or what kind of value is there.
+        found: String,
+    },
     /// A key was requested but the secret is not JSON.
     #[error("secret is not JSON, so it has no keys (drop the #KEY to get the whole value)")]
     NotJson,

@@ -112,6 +112,7 @@ async fn watch_denial(backends: &Backends, fetched: &Fetched) -> Option<String> 
 /// One row of the report.
 #[derive(Debug, Serialize)]
 pub struct Row {
+    /// The variable's name, as the child would get it; the rows are sorted by it.
     pub name: String,
     /// The reference as written (canonical form when it parsed).
     pub reference: String,

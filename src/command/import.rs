@@ -31,9 +31,18 @@ use crate::untrusted_file;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Destination {
     /// One JSON secret, or one secret per variable under the prefix.
-    Aws { prefix: String, split: bool },
+    Aws {
+        /// The secret's name from `--to aws-sm://PREFIX`; with `split`, each secret's name
+        /// begins with it and `/`.
+        prefix: String,
+        /// `--split`: a secret per variable (PREFIX/NAME) instead of one JSON secret.
+        split: bool,
+    },
     /// One KV secret.
-    Vault { path: String },
+    Vault {
+        /// `MOUNT/PATH` from `--to vault://MOUNT/PATH`, as a `vault://` reference holds it.
+        path: String,
+    },
 }
 
 /// The largest `.env` file envoke reads.
@@ -115,7 +124,13 @@ fn read_dotenv(path: &Path) -> Result<Zeroizing<String>, ImportError> {
 pub enum ImportError {
     /// The `.env` file cannot be read or parsed.
     #[error("cannot read {path}: {why}")]
-    ReadFile { path: String, why: String },
+    ReadFile {
+        /// The `.env` file as given on the command line.
+        path: String,
+        /// What is wrong: not a regular file, too large, not UTF-8, a line that does not parse.
+        why: String,
+    },
+    /// No `--to`: envoke does not guess where secrets should live.
     #[error("say where the secrets go: --to aws-sm://PREFIX or --to vault://MOUNT/PATH")]
     NoDestination,
     /// `--write` would replace an existing manifest.
@@ -124,26 +139,37 @@ pub enum ImportError {
         .0.display()
     )]
     ManifestExists(PathBuf),
+    /// The secrets are stored, but the manifest that references them could not be written.
     #[error("stored the secrets, but cannot write {}: {source}", .path.display())]
     WriteManifest {
+        /// `-o MANIFEST` (`envoke.toml` by default).
         path: PathBuf,
+        /// Why writing failed.
         source: std::io::Error,
     },
+    /// `--to` is not an `aws-sm://` or `vault://` reference without a key, version or region;
+    /// the text escaped.
     #[error(
         "`--to {0}` is not a destination: give --to aws-sm://PREFIX or --to vault://MOUNT/PATH \
          (no ?query, no #key)"
     )]
     BadDestination(String),
+    /// `--split` with a Vault destination, whose one KV secret already has a key per variable.
     #[error("--split goes with --to aws-sm:// only")]
     SplitForVault,
+    /// Connecting to the destination or writing a secret there failed.
     #[error("cannot store the secrets at {destination}: {source}")]
     Store {
+        /// The destination as `--to` gave it (`/*` added with `--split`).
         destination: String,
+        /// The provider's error: credentials, permissions, the network.
         source: FetchError,
     },
 }
 
 impl Destination {
+    /// Reads `--to` (with `--split`): a bare `aws-sm://PREFIX` or `vault://MOUNT/PATH`; a key,
+    /// a version or a region has no meaning for where secrets are written.
     pub fn parse(text: &str, split: bool) -> Result<Destination, ImportError> {
         let bad = || ImportError::BadDestination(escaped(text));
         match Reference::parse(text).map_err(|_| bad())? {
@@ -187,6 +213,7 @@ impl std::fmt::Display for Destination {
 
 /// What an import does with each variable of the `.env` file.
 pub struct Plan {
+    /// Where the secrets go, and so what the manifest's references name.
     pub destination: Destination,
     /// Variables whose values go to the destination.
     pub secrets: Vec<(String, SecretString)>,
@@ -195,6 +222,8 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// Sorts the `.env` file's variables, in their order, into secrets and literals that are
+    /// clearly not secret.
     pub fn new(variables: Vec<(String, SecretString)>, destination: Destination) -> Plan {
         let mut secrets = Vec::new();
         let mut literals = Vec::new();

@@ -40,8 +40,10 @@ pub struct Policy {
 /// Why no policy can be printed.
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
+    /// Variables that cannot be used: what they would need is unknown, so no policy is printed.
     #[error("{}", Invalid(.0))]
     Variables(Vec<VariableProblem>),
+    /// No reference to the backend asked for (`AWS` or `Vault`).
     #[error("the manifest references no {0} secret; there is nothing to grant")]
     NothingToGrant(&'static str),
     /// A reference whose text would widen the policy (a wildcard, a quote that ends the rule).

@@ -9,6 +9,7 @@ pub const DEFAULT_SESSION_NAME: &str = "envoke";
 /// AWS settings from the manifest; unset fields fall back to aws-config's chain.
 #[derive(Debug, Clone, Default)]
 pub struct AwsSettings {
+    /// `[aws] region`; when absent, [`AwsSettings::region_in`] looks in the environment.
     pub region: Option<String>,
     /// Endpoint URL (a local server, a VPC endpoint).
     pub endpoint: Option<String>,
@@ -21,6 +22,7 @@ pub struct AwsSettings {
 /// `role_arn`, `external_id` and `session_name`: STS AssumeRole.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AssumeRole {
+    /// `[aws] role_arn`: the role whose credentials envoke reads the secrets with.
     pub role_arn: String,
     /// What the role's trust policy asks for (`sts:ExternalId`), when it asks.
     pub external_id: Option<String>,

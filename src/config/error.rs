@@ -44,28 +44,44 @@ impl fmt::Display for VariableProblem {
 /// A configuration that cannot be used at all.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The manifest could not be opened or read, or is not UTF-8.
     #[error("cannot read manifest {path}: {source}")]
     ReadManifest {
+        /// The manifest as `-m` named it, or as found (relative to the working directory).
         path: PathBuf,
+        /// Why reading failed.
         source: std::io::Error,
     },
     /// A FIFO, a device, a directory, a socket: never read, so it cannot hang envoke.
     #[error("manifest {path} is {kind}, not a regular file")]
-    ManifestNotAFile { path: PathBuf, kind: &'static str },
+    ManifestNotAFile {
+        /// The manifest as `-m` named it or as the search found it.
+        path: PathBuf,
+        /// What it is instead: `a directory`, `a FIFO`, `a device`, `a socket`.
+        kind: &'static str,
+    },
+    /// The manifest is over [`MANIFEST_CAP`]; refused before it can fill memory.
     #[error("manifest {path} is larger than {} MiB", MANIFEST_CAP / 1024 / 1024)]
-    ManifestTooLarge { path: PathBuf },
+    ManifestTooLarge {
+        /// The manifest as `-m` named it or as the search found it.
+        path: PathBuf,
+    },
     /// The manifest is not valid TOML or does not fit the schema.
     #[error("invalid manifest {path}: {source}")]
     ParseManifest {
+        /// The manifest as `-m` named it or as the search found it.
         path: PathBuf,
         /// The parse error, with line and column.
         source: crate::manifest::ManifestError,
     },
+    /// A setting in a manifest table other than `[vault]` has a value that cannot be used.
     #[error("invalid setting `{setting}` in {path}: {reason}")]
     InvalidSetting {
+        /// The manifest the setting is in.
         path: PathBuf,
         /// The setting, e.g. `[process] stop_timeout`.
         setting: String,
+        /// What is wrong with the value.
         reason: String,
     },
     /// A setting from the manifest or the environment has a value that cannot be used.
@@ -73,21 +89,38 @@ pub enum ConfigError {
     BadValue {
         /// Where it was found: `VAULT_TOKEN`, `` `namespace` in [vault] ``.
         setting: String,
+        /// What is wrong with the value.
         reason: String,
     },
+    /// A Vault login method lacks a credential it cannot log in without.
     #[error("{needed_by} needs `{setting}`{}", or_variables(.variables))]
     MissingSetting {
+        /// The method that needs it, as written in `[vault]`: `auth = "approle"`.
         needed_by: String,
+        /// The `[vault]` key that would give it, e.g. `role_id`.
         setting: &'static str,
+        /// The variables that would give it instead, joined with "or"; empty when none.
         variables: String,
     },
+    /// A manifest found by searching (not named with `-m`) that another user could have written.
     #[error(
         "found {path}, but {reason}: not trusted (it chooses where tokens go); \
          name it with -m if you mean it"
     )]
-    UntrustedManifest { path: PathBuf, reason: String },
+    UntrustedManifest {
+        /// The manifest found, relative to the working directory.
+        path: PathBuf,
+        /// Whose it is or who can write it: why it is not trusted.
+        reason: String,
+    },
+    /// `--profile NAME` names no `[profiles.NAME]` in the manifest.
     #[error("no profile `{name}` in the manifest (its profiles: {known})")]
-    UnknownProfile { name: String, known: String },
+    UnknownProfile {
+        /// The profile asked for, escaped for the terminal.
+        name: String,
+        /// The manifest's profiles, comma-separated, or `none`.
+        known: String,
+    },
     /// `check` found neither a manifest nor a reference in the environment.
     #[error(
         "no envoke.toml here or in a directory above (up to the repository's root), and no \

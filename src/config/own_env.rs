@@ -8,6 +8,8 @@ use std::ffi::OsString;
 pub struct OwnEnvironment<'a>(pub &'a [(OsString, OsString)]);
 
 impl OwnEnvironment<'_> {
+    /// The variable's value, or `None` when it is unset, empty or not UTF-8: an empty
+    /// `VAULT_ADDR=` means "not set", as it does to the vault CLI.
     pub fn get(&self, name: &str) -> Option<String> {
         self.0
             .iter()

@@ -20,6 +20,8 @@ pub struct StopPolicy {
     pub stop_signal: Signal,
     /// How long a stopping child may take before SIGKILL.
     pub stop_timeout: Duration,
+    /// `[process] signal_map` with `--signal-map` over it: a signal envoke receives is sent to
+    /// the child as the one it maps to.
     pub signal_map: SignalMap,
 }
 

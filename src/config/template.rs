@@ -39,17 +39,23 @@ enum Part {
 /// Why a template cannot be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TemplateError {
+    /// A `${` without its `}`; the byte offset of the `$`.
     #[error("`${{` at byte {0} has no closing `}}`")]
     Unclosed(usize),
+    /// What is between `${` and `}` (escaped), not a variable name.
     #[error("`${{{0}}}` does not name a variable (letters, digits and `_`)")]
     BadName(String),
+    /// A filter after `:` other than `url` (escaped).
     #[error("unknown filter `:{0}` (the one there is: `:url`)")]
     UnknownFilter(String),
+    /// A `$` followed by neither `{` nor `$`; the byte offset of the `$`.
     #[error("a `$` at byte {0} is neither `${{NAME}}` nor `$$` (write `$$` for a `$`)")]
     LoneDollar(usize),
 }
 
 impl Template {
+    /// Parses a manifest's `template = "..."` into text and `${NAME}` parts; whether the names
+    /// exist is checked later, against all the variables.
     pub fn parse(text: &str) -> Result<Template, TemplateError> {
         let mut parts = Vec::new();
         let mut literal = String::new();

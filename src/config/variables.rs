@@ -14,8 +14,12 @@ use crate::reference::{Reference, ReferenceError};
 /// One variable for the child.
 #[derive(Debug, Clone)]
 pub struct Variable {
+    /// The name the child sees, as written in `[env]` or in envoke's environment.
     pub name: String,
+    /// Where the value comes from: a literal, a secret to fetch, or a template.
     pub source: Source,
+    /// Where the variable was defined; a launch warns when a manifest's variable overrides an
+    /// inherited one.
     pub origin: Origin,
     /// Whether the child gets the path of a private file holding the value instead.
     pub file: bool,
@@ -29,6 +33,7 @@ pub struct Variable {
 /// hold `username`, `password`, `host`, ...).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Expansion {
+    /// Put before each key's name: `prefix` in the entry, else the variable's name and `_`.
     pub prefix: String,
     /// Only these keys; all of them when `None`.
     pub keys: Option<Vec<String>>,

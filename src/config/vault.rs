@@ -22,6 +22,8 @@ const KUBERNETES_JWT_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount
 /// Vault settings: the manifest's `[vault]` first, then the environment.
 #[derive(Debug, Clone)]
 pub struct VaultSettings {
+    /// Where Vault is: `[vault] address`, VAULT_ADDR or BAO_ADDR; the vault CLI's default
+    /// otherwise.
     pub address: String,
     /// Whether `address` is the vault CLI's default, because neither `address` under [vault],
     /// VAULT_ADDR nor BAO_ADDR is set (errors then say so).
@@ -30,7 +32,10 @@ pub struct VaultSettings {
     pub namespace: Option<String>,
     /// PEM file of the CA that signed the server's certificate.
     pub ca_cert: Option<String>,
+    /// Accept any server certificate: `[vault] skip_verify`, VAULT_SKIP_VERIFY or
+    /// BAO_SKIP_VERIFY (1, true, yes or on). For test servers only.
     pub skip_verify: bool,
+    /// How envoke gets its token: a token given to it, or a login it makes itself.
     pub auth: VaultAuth,
 }
 
@@ -41,7 +46,13 @@ pub enum VaultAuth {
     Token(TokenSource),
     /// envoke logs in itself at `auth/MOUNT/login`, keeps that token alive while it runs and
     /// revokes it when it exits.
-    Login { mount: String, method: LoginMethod },
+    Login {
+        /// Where the method is enabled, without slashes: `[vault] mount` or
+        /// ENVOKE_VAULT_AUTH_MOUNT; the method's name otherwise.
+        mount: String,
+        /// The method and the credentials it logs in with.
+        method: LoginMethod,
+    },
 }
 
 /// Where a user-given token is.
@@ -51,7 +62,13 @@ pub enum TokenSource {
     Value(SecretString),
     /// `token_file`, VAULT_TOKEN_FILE, or ~/.vault-token as `vault login` writes it. Read again
     /// whenever it changes (an agent sink or a projected file rotates it).
-    File { path: PathBuf, explicit: bool },
+    File {
+        /// The token file.
+        path: PathBuf,
+        /// Named by `token_file` or VAULT_TOKEN_FILE, so a missing file is an error about that
+        /// file; false for the ~/.vault-token fallback, where it means "no token".
+        explicit: bool,
+    },
     /// No token anywhere.
     Missing,
 }
@@ -59,18 +76,36 @@ pub enum TokenSource {
 /// An auth method envoke logs in with.
 #[derive(Debug, Clone)]
 pub enum LoginMethod {
+    /// A role id and a secret id, as an orchestrator or a CI system hands them to a machine.
     AppRole {
+        /// `[vault] role_id` or VAULT_ROLE_ID: the public half, not a secret.
         role_id: String,
+        /// `secret_id_file` / VAULT_SECRET_ID_FILE, else `secret_id` / VAULT_SECRET_ID.
         secret_id: Credential,
     },
     /// A pod's service-account token, verified by Vault through the Kubernetes TokenReview API.
-    Kubernetes { role: String, jwt_file: PathBuf },
+    Kubernetes {
+        /// The Vault role to log in as: `[vault] role` or ENVOKE_VAULT_ROLE.
+        role: String,
+        /// `[vault] jwt_file`; the token Kubernetes mounts in every pod otherwise. Read
+        /// at each login, since the kubelet rotates it.
+        jwt_file: PathBuf,
+    },
     /// A signed JWT (a projected service-account token, a CI OIDC token).
-    Jwt { role: String, jwt_file: PathBuf },
+    Jwt {
+        /// The Vault role to log in as: `[vault] role` or ENVOKE_VAULT_ROLE.
+        role: String,
+        /// `[vault] jwt_file` (required: a JWT has no standard place). Read at each login.
+        jwt_file: PathBuf,
+    },
     /// A TLS client certificate.
     Cert {
+        /// The cert role to log in as (`role` or ENVOKE_VAULT_ROLE); without one, Vault tries
+        /// every cert role and uses one that matches the certificate.
         role: Option<String>,
+        /// PEM certificate presented in the TLS handshake: `client_cert` or VAULT_CLIENT_CERT.
         client_cert: PathBuf,
+        /// PEM private key of `client_cert`: `client_key` or VAULT_CLIENT_KEY.
         client_key: PathBuf,
     },
 }
@@ -90,7 +125,9 @@ impl LoginMethod {
 /// A credential given as a value or as a file to read (at each login).
 #[derive(Debug, Clone)]
 pub enum Credential {
+    /// Given as a value (in the manifest or a variable); `Debug` redacts it.
     Value(SecretString),
+    /// A file read at each login, so that a rotated credential is picked up.
     File(PathBuf),
 }
 

@@ -28,6 +28,7 @@ pub const DEFAULT_SWEEP: Duration = Duration::from_secs(3600);
 pub struct WatchOptions {
     /// Poll interval (±10% jitter).
     pub interval: Duration,
+    /// What a change does to the child: `--on-change`, `[watch] on_change`; restart otherwise.
     pub on_change: OnChange,
     /// Changes within this window coalesce.
     pub settle: Duration,

@@ -17,7 +17,10 @@ use crate::provider::FetchError;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Engine {
     /// KV version 2, mounted at `mount` (with its trailing slash).
-    KvV2 { mount: String },
+    KvV2 {
+        /// The mount's path, e.g. `secret/`: a read of `secret/app` goes to `secret/data/app`.
+        mount: String,
+    },
     /// KV version 1.
     KvV1,
     /// Anything else: a plain read.
