@@ -139,9 +139,15 @@ fn jwt_login_with_a_key_pair_made_here() {
     );
     let vault = doc_example("jwt", &[("/var/run/secrets/tokens/vault", "tokens/vault")]);
     let envoke = logging_in(&bao, &vault).file("tokens/vault", &jwt);
+    let before = bao.token_accessors().len();
     let (output, env) = envoke.child_env(&[]);
     output.assert_code(0).assert_never_shows(&jwt);
     assert_eq!(env["APP_TOKEN"], "app-secret-value");
+    assert_eq!(
+        bao.token_accessors().len(),
+        before,
+        "the JWT login is revoked at exit"
+    );
 
     // A JWT signed by another key is refused, and the launch stops.
     let (other, _) = rsa_key(dir.path(), "other");
@@ -201,9 +207,15 @@ fn kubernetes_login_through_a_token_review() {
         )],
     );
     let envoke = logging_in(&bao, &vault).file("serviceaccount/token", &jwt);
+    let before = bao.token_accessors().len();
     let (output, env) = envoke.child_env(&[]);
     output.assert_code(0).assert_never_shows(&jwt);
     assert_eq!(env["APP_TOKEN"], "app-secret-value");
+    assert_eq!(
+        bao.token_accessors().len(),
+        before,
+        "the Kubernetes login is revoked at exit"
+    );
 }
 
 #[test]
@@ -231,9 +243,15 @@ fn cert_login_over_tls() {
         ],
     );
     let envoke = logging_in(&bao, &vault);
+    let before = bao.token_accessors().len();
     let (output, env) = envoke.child_env(&[]);
     output.assert_code(0);
     assert_eq!(env["APP_TOKEN"], "app-secret-value");
+    assert_eq!(
+        bao.token_accessors().len(),
+        before,
+        "the cert login is revoked at exit"
+    );
 }
 
 #[test]

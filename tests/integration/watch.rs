@@ -816,18 +816,40 @@ fn exit_after_a_splay_leaves_the_command_its_old_credentials_until_it_is_stopped
 
 #[test]
 fn a_restart_after_a_splay_starts_the_command_on_what_is_current_after_it() {
-    let (moto, _envoke, watched, delay, logged) = rotated_under_a_splay();
-    // Rotated again during the splay.
-    moto.put("rotating", "third");
-    let put_within_the_splay = logged.elapsed() + Duration::from_millis(100) < delay;
-    let lines = watched.wait_lines(2, Duration::from_secs(10));
-    if put_within_the_splay {
-        assert_eq!(lines, ["first", "third"], "{}", watched.logs());
+    let (moto, _envoke, watched, mut delay, mut logged) = rotated_under_a_splay();
+    let mut expected = vec!["first".to_owned()];
+    let mut current = "second".to_owned();
+    // The splay is random: one too short to rotate again inside it runs out (the command
+    // restarts on the current value), and the secret rotates anew, until a splay leaves time.
+    let mut splays = 1;
+    while delay < Duration::from_millis(500) {
+        assert!(splays < 8, "seven splays in a row under 500 ms of 3 s");
+        expected.push(current.clone());
+        watched.wait_lines(expected.len(), Duration::from_secs(10));
+        current = format!("rotation-{splays}");
+        moto.put("rotating", &current);
+        splays += 1;
+        delay = wait_for_splay_number(&watched, splays);
+        logged = Instant::now();
     }
+    // Rotated again during the splay: the restart after it starts on this value.
+    moto.put("rotating", "last");
+    assert!(
+        logged.elapsed() + Duration::from_millis(100) < delay,
+        "the put came after the splay"
+    );
+    expected.push("last".to_owned());
+    let lines = watched.wait_lines(expected.len(), Duration::from_secs(10));
+    assert_eq!(lines, expected, "{}", watched.logs());
     // And nothing more: the restart remembered the version it started with (a sleep: no
     // further restart over the next polls).
     std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(watched.lines().len(), 2, "{:?}", watched.lines());
+    assert_eq!(
+        watched.lines().len(),
+        expected.len(),
+        "{:?}",
+        watched.lines()
+    );
     watched.stop();
 }
 
@@ -848,12 +870,17 @@ fn rotated_under_a_splay() -> (Moto, Envoke, Supervised, Duration, Instant) {
 
 /// Waits for the splay's log line; the delay it chose.
 fn wait_for_splay(watched: &Supervised) -> Duration {
+    wait_for_splay_number(watched, 1)
+}
+
+/// Waits for the `number`th splay's log line (from 1); the delay it chose.
+fn wait_for_splay_number(watched: &Supervised, number: usize) -> Duration {
     watched.wait_until(Duration::from_secs(15), "the splay's log line", || {
-        watched.logs().contains("delay_ms=")
+        watched.logs().matches("delay_ms=").count() >= number
     });
     let logs = watched.logs();
-    let at = logs.find("delay_ms=").unwrap() + "delay_ms=".len();
-    let digits: String = logs[at..]
+    let (at, _) = logs.match_indices("delay_ms=").nth(number - 1).unwrap();
+    let digits: String = logs[at + "delay_ms=".len()..]
         .chars()
         .take_while(char::is_ascii_digit)
         .collect();
