@@ -18,9 +18,9 @@ use nix::sys::signal::Signal;
 use crate::command::import::ImportError;
 use crate::command::policy::PolicyError;
 use crate::config::{ConfigError, VariableProblem};
-use crate::launch::LaunchError;
 use crate::launch::files::FilesError;
 use crate::launch::supervise::{ChildExit, Finish};
+use crate::launch::{ComposeError, EnvironmentError, LaunchError};
 
 /// Everything that can stop envoke.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +38,10 @@ pub enum Error {
     Signals(std::io::Error),
     #[error(transparent)]
     Files(FilesError),
+    /// A template's value cannot be composed (which variable, and why); the command was not
+    /// started.
+    #[error(transparent)]
+    Template(ComposeError),
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
     /// `envoke policy` has nothing it can print.
@@ -52,6 +56,15 @@ pub enum Error {
         what: &'static str,
         source: std::io::Error,
     },
+}
+
+impl From<EnvironmentError> for Error {
+    fn from(error: EnvironmentError) -> Error {
+        match error {
+            EnvironmentError::Template(error) => Error::Template(error),
+            EnvironmentError::Files(error) => Error::Files(FilesError::Io(error)),
+        }
+    }
 }
 
 /// How envoke ends when nothing went wrong on its side.
@@ -110,6 +123,7 @@ pub fn exit_code(result: &Result<Exit, Error>) -> u8 {
             | Error::Variables(_)
             | Error::Signals(_)
             | Error::Files(_)
+            | Error::Template(_)
             | Error::Runtime(_)
             | Error::Policy(_)
             | Error::Import(_)

@@ -322,8 +322,6 @@ async fn fetch(
         .collect()
 }
 
-/// The value of one variable from its document; `environment` when it becomes an environment
-/// variable (which cannot hold a NUL byte; a secret file can).
 /// An expanded reference (`#*`): an outcome per key of the document, named by the expansion;
 /// or one failed outcome, under the entry's own name, when the document is not there or not a
 /// JSON object. A key whose variable is also defined explicitly fails, naming both.
@@ -334,27 +332,15 @@ fn expand(
     document: Option<&Result<Document, FetchError>>,
     explicit: &BTreeMap<&str, &Variable>,
 ) -> Vec<Outcome> {
-    let failed = |failure: Failure| {
-        vec![Outcome {
-            name: variable.name.clone(),
-            reference: reference.clone(),
-            version: None,
-            result: Err(failure),
-        }]
-    };
-    let keys = match document {
-        Some(Ok(document)) => match document.value.top_level_keys() {
-            Some(keys) => keys,
-            None => {
-                return failed(Failure::Expand(
-                    "the secret is not a JSON object, so it has no keys to expand".to_owned(),
-                ));
-            }
-        },
-        other => {
-            return failed(select(other, None, false).1.err().unwrap_or_else(|| {
-                FetchError::Other("no answer from the backend".to_owned()).into()
-            }));
+    let keys = match keys_to_expand(document) {
+        Ok(keys) => keys,
+        Err(failure) => {
+            return vec![Outcome {
+                name: variable.name.clone(),
+                reference: reference.clone(),
+                version: None,
+                result: Err(failure),
+            }];
         }
     };
     let keys: Vec<String> = match &expansion.keys {
@@ -365,25 +351,9 @@ fn expand(
         .map(|key| {
             let name = expansion.name(&key);
             let reference = reference.with_key(KeyPath::Key(key));
-            let (version, result) = if explicit.contains_key(name.as_str()) {
-                (
-                    None,
-                    Err(Failure::Expand(format!(
-                        "{name}, from the keys of {}, is also defined on its own; rename one \
-                         (`prefix` under the expansion)",
-                        variable.name
-                    ))),
-                )
-            } else if !is_variable_name(&name) {
-                (
-                    None,
-                    Err(Failure::Expand(format!(
-                        "the key makes `{}`, which is not a variable name; set a `prefix`",
-                        crate::sanitize::escaped(&name)
-                    ))),
-                )
-            } else {
-                select(document, reference.key(), true)
+            let (version, result) = match unusable_name(&name, &variable.name, explicit) {
+                Some(failure) => (None, Err(failure)),
+                None => select(document, reference.key(), true),
             };
             Outcome {
                 name,
@@ -395,6 +365,40 @@ fn expand(
         .collect()
 }
 
+/// The top-level keys of an expanded document, or why it has none.
+fn keys_to_expand(document: Option<&Result<Document, FetchError>>) -> Result<Vec<String>, Failure> {
+    match document {
+        Some(Ok(document)) => document.value.top_level_keys().ok_or_else(|| {
+            Failure::Expand(
+                "the secret is not a JSON object, so it has no keys to expand".to_owned(),
+            )
+        }),
+        other => Err(select(other, None, false)
+            .1
+            .err()
+            .unwrap_or_else(|| FetchError::Other("no answer from the backend".to_owned()).into())),
+    }
+}
+
+/// Why the variable `name`, made from a key of the expanded entry `entry`, cannot be one.
+fn unusable_name(name: &str, entry: &str, explicit: &BTreeMap<&str, &Variable>) -> Option<Failure> {
+    if explicit.contains_key(name) {
+        Some(Failure::Expand(format!(
+            "{name}, from the keys of {entry}, is also defined on its own; rename one (`prefix` \
+             under the expansion)"
+        )))
+    } else if !is_variable_name(name) {
+        Some(Failure::Expand(format!(
+            "the key makes `{}`, which is not a variable name; set a `prefix`",
+            crate::sanitize::escaped(name)
+        )))
+    } else {
+        None
+    }
+}
+
+/// The value of one variable from its document; `environment` when it becomes an environment
+/// variable (which cannot hold a NUL byte; a secret file can).
 fn select(
     document: Option<&Result<Document, FetchError>>,
     key: Option<&KeyPath>,
@@ -423,4 +427,264 @@ fn select(
         })
         .map_err(Failure::from);
     (document.version.clone(), result)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsString;
+
+    use super::*;
+    use crate::config::{Flags, Purpose};
+
+    fn config(manifest: &str) -> Config {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("envoke.toml");
+        std::fs::write(&path, manifest).unwrap();
+        let flags = Flags {
+            manifest: Some(path),
+            ..Flags::default()
+        };
+        let environment = vec![(OsString::from("VAULT_TOKEN"), OsString::from("t"))];
+        Config::load(&flags, Purpose::Check, environment, None, dir.path())
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    type Documents = HashMap<FetchKey, Result<Document, FetchError>>;
+
+    fn key(reference: &str) -> FetchKey {
+        FetchKey::of(&Reference::parse(reference).unwrap())
+    }
+
+    fn document(text: &str, version: &str) -> Result<Document, FetchError> {
+        Ok(Document {
+            value: SecretValue::new(text.to_owned()),
+            version: Some(version.to_owned()),
+            lease: None,
+            kind: DocumentKind::VaultKv1,
+        })
+    }
+
+    /// The documents most tests fetch: a JSON object at Vault's secret/rds (version 3) and a
+    /// plain-text AWS secret `token` (version v1).
+    fn documents() -> Documents {
+        HashMap::from([
+            (
+                key("vault://secret/rds"),
+                document(
+                    r#"{"username": "app", "password": "pw", "port": 5432}"#,
+                    "3",
+                ),
+            ),
+            (key("aws-sm://token"), document("plain text", "v1")),
+        ])
+    }
+
+    fn assemble(config: &Config, documents: &Documents) -> Resolution {
+        Plan::new(config, |_| true, &HashMap::new()).assemble(config, documents)
+    }
+
+    /// Each outcome as `NAME=value@version` or `NAME: why`.
+    fn shown(resolution: &Resolution) -> Vec<String> {
+        resolution
+            .outcomes
+            .iter()
+            .map(|o| match &o.result {
+                Ok(value) => format!(
+                    "{}={}@{}",
+                    o.name,
+                    value.expose(),
+                    o.version.as_deref().unwrap_or("-")
+                ),
+                Err(failure) => format!("{}: {failure}", o.name),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn keys_come_from_a_json_document_and_a_plain_text_one_is_taken_whole() {
+        let config = config(
+            r#"[env]
+USER  = "vault://secret/rds#username"
+PASS  = "vault://secret/rds#password"
+PORT  = "vault://secret/rds#port"
+TOKEN = "aws-sm://token"
+"#,
+        );
+        let resolution = assemble(&config, &documents());
+        assert_eq!(
+            shown(&resolution),
+            // The manifest's order: by name.
+            [
+                "PASS=pw@3",
+                "PORT=5432@3",
+                "TOKEN=plain text@v1",
+                "USER=app@3",
+            ]
+        );
+        // One fetch per document, however many variables name it.
+        let fetched: Vec<String> = resolution
+            .fetched
+            .iter()
+            .map(|f| f.key.to_string())
+            .collect();
+        assert_eq!(fetched, ["aws-sm://token", "vault://secret/rds"]);
+    }
+
+    #[test]
+    fn a_missing_key_fails_naming_the_variable_the_reference_and_the_keys_there_are() {
+        let config = config(
+            "[env]\nDB_HOST = \"vault://secret/rds#host\"\nWORD = \"aws-sm://token#word\"\n",
+        );
+        let resolution = assemble(&config, &documents());
+        let failures: Vec<String> = resolution
+            .failures()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(failures.len(), 2, "{failures:?}");
+        assert!(
+            failures[0].starts_with("DB_HOST (vault://secret/rds#host): key `host` missing;"),
+            "{failures:?}"
+        );
+        assert!(failures[0].contains("username"), "{failures:?}");
+        assert!(!failures[0].contains("app") && !failures[0].contains("pw"));
+        assert_eq!(
+            failures[1],
+            "WORD (aws-sm://token#word): secret is not JSON, so it has no keys (drop the #KEY \
+             to get the whole value)"
+        );
+        let statuses: Vec<_> = resolution
+            .outcomes
+            .iter()
+            .map(|o| o.result.as_ref().unwrap_err().status())
+            .collect();
+        assert_eq!(statuses, ["key missing", "invalid"]);
+    }
+
+    #[test]
+    fn an_expansion_makes_a_variable_per_key_with_its_prefix_or_only_the_keys_asked_for() {
+        let config = config(
+            r#"[env]
+DB = "vault://secret/rds#*"
+PG = { ref = "vault://secret/rds", expand = true, prefix = "PG", keys = ["port", "host"] }
+"#,
+        );
+        let resolution = assemble(&config, &documents());
+        let mut shown = shown(&resolution);
+        // The document's keys come in the JSON parser's order; the asked-for keys in theirs.
+        shown[..3].sort();
+        assert_eq!(
+            shown[..3],
+            ["DB_PASSWORD=pw@3", "DB_PORT=5432@3", "DB_USERNAME=app@3"]
+        );
+        assert_eq!(shown[3], "PGPORT=5432@3");
+        assert!(
+            shown[4].starts_with("PGHOST: key `host` missing;"),
+            "{shown:?}"
+        );
+        let reference = resolution.outcomes[4].reference.to_string();
+        assert_eq!(reference, "vault://secret/rds#host");
+    }
+
+    #[test]
+    fn an_expansion_refuses_a_clash_a_bad_name_and_a_document_without_keys() {
+        let config = config(
+            r#"[env]
+DB_USERNAME = "mine"
+DB  = "vault://secret/rds#*"
+ODD = { ref = "vault://secret/odd", expand = true, prefix = "" }
+TXT = "aws-sm://token#*"
+"#,
+        );
+        let mut documents = documents();
+        documents.insert(key("vault://secret/odd"), document(r#"{"1st": "x"}"#, "1"));
+        let shown = shown(&assemble(&config, &documents));
+        assert!(
+            shown.contains(
+                &"DB_USERNAME: DB_USERNAME, from the keys of DB, is also defined on its own; \
+                  rename one (`prefix` under the expansion)"
+                    .to_owned()
+            ),
+            "{shown:?}"
+        );
+        assert!(
+            shown.contains(
+                &"1ST: the key makes `1ST`, which is not a variable name; set a `prefix`"
+                    .to_owned()
+            ),
+            "{shown:?}"
+        );
+        assert!(
+            shown.contains(
+                &"TXT: the secret is not a JSON object, so it has no keys to expand".to_owned()
+            ),
+            "{shown:?}"
+        );
+    }
+
+    #[test]
+    fn a_failed_fetch_or_no_answer_fails_each_variable_of_that_document() {
+        let config = config(
+            "[env]\nA = \"vault://secret/rds#username\"\nB = \"vault://secret/rds\"\nC = \
+             \"aws-sm://token\"\nD = \"aws-sm://token#*\"\n",
+        );
+        let documents = HashMap::from([(
+            key("vault://secret/rds"),
+            Err(FetchError::AccessDenied(String::new())),
+        )]);
+        let resolution = assemble(&config, &documents);
+        assert_eq!(
+            shown(&resolution),
+            [
+                "A: access denied",
+                "B: access denied",
+                "C: no answer from the backend",
+                "D: no answer from the backend"
+            ]
+        );
+        assert!(resolution.fetched.is_empty());
+    }
+
+    #[test]
+    fn a_nul_byte_is_refused_in_a_variable_and_kept_in_a_file() {
+        let config = config(
+            r#"[env]
+AS_VARIABLE = "vault://secret/bin#blob"
+AS_FILE     = { ref = "vault://secret/bin#blob", file = true }
+"#,
+        );
+        let documents = HashMap::from([(
+            key("vault://secret/bin"),
+            document(r#"{"blob": "a\u0000b"}"#, "1"),
+        )]);
+        let resolution = assemble(&config, &documents);
+        assert_eq!(
+            shown(&resolution),
+            [
+                "AS_FILE=a\0b@1",
+                "AS_VARIABLE: value contains a NUL byte, which an environment variable cannot \
+                 hold (`file = true` can)",
+            ]
+        );
+    }
+
+    #[test]
+    fn only_wanted_fetches_are_assembled_and_a_pinned_one_is_read_at_its_version() {
+        let config =
+            config("[env]\nUSER = \"vault://secret/rds#username\"\nTOKEN = \"aws-sm://token\"\n");
+        let token = key("aws-sm://token");
+        let pins = HashMap::from([(token.clone(), "vid-2".to_owned())]);
+        let plan = Plan::new(&config, |k| matches!(k, FetchKey::Aws(_)), &pins);
+        let (aws, vault) = plan.requests();
+        assert!(vault.is_empty());
+        assert_eq!(aws.len(), 1);
+        assert_eq!(aws[0].version, AwsVersion::Id("vid-2".to_owned()));
+        // The pinned document answers for the reference's own key.
+        let documents =
+            HashMap::from([(FetchKey::Aws(aws[0].clone()), document("rotated", "vid-2"))]);
+        let resolution = plan.assemble(&config, &documents);
+        assert_eq!(shown(&resolution), ["TOKEN=rotated@vid-2"]);
+        assert_eq!(resolution.fetched.len(), 1);
+        assert_eq!(resolution.fetched[0].key, token);
+    }
 }

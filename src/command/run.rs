@@ -146,8 +146,8 @@ fn start(
     } else {
         None
     };
-    let environment = ChildEnvironment::build(config, resolution, files.as_deref())
-        .map_err(|error| Error::Files(error.into()))?;
+    let environment =
+        ChildEnvironment::build(config, resolution, files.as_deref()).map_err(Error::from)?;
     if args.exec {
         // The command keeps envoke's PID.
         resolution.audit(backends, "start", Some(std::process::id()));

@@ -44,6 +44,12 @@
 //! helper before this reaper looks (the test `credentials_from_credential_process_keep_working_
 //! while_the_child_is_supervised` runs the helper on every poll while the command leaves an
 //! orphan every 50 ms).
+//!
+//! # The seams
+//! The loop sees the child only through [`ChildGroup`] (signal it, reap, ask whether any of its
+//! group is left) and its signals only through [`Events`]. The real ones are [`Target`], whose
+//! `reap` is the `waitpid(-1)` loop above, and [`Signals`]; the unit tests swap in a fake group
+//! and a channel of events, and drive the phases on tokio's paused clock.
 
 use std::time::Duration;
 
@@ -103,6 +109,47 @@ impl Target {
             Target::Group(pgid) if pgid.as_raw() > 1 => killpg(pgid, None) != Err(Errno::ESRCH),
             Target::Group(_) | Target::Foreground(_) => false,
         }
+    }
+}
+
+/// The child's process group, as the supervisor drives it.
+trait ChildGroup {
+    /// The main child.
+    fn pid(&self) -> Pid;
+    /// Sends `sig` to whom forwarded signals go; one already gone is not an error.
+    fn send(&self, sig: Signal);
+    /// Whether any process of the group is left once the main child was reaped.
+    fn leftovers(&self) -> bool;
+    /// Reaps every exited child; the main child's exit when it is among them.
+    fn reap(&self) -> Option<ChildExit>;
+}
+
+impl ChildGroup for Target {
+    fn pid(&self) -> Pid {
+        Target::pid(*self)
+    }
+
+    fn send(&self, sig: Signal) {
+        Target::send(*self, sig);
+    }
+
+    fn leftovers(&self) -> bool {
+        Target::leftovers(*self)
+    }
+
+    fn reap(&self) -> Option<ChildExit> {
+        reap(Target::pid(*self))
+    }
+}
+
+/// Where the supervisor's signal events come from.
+trait Events {
+    async fn next(&mut self) -> SignalEvent;
+}
+
+impl Events for Signals {
+    async fn next(&mut self) -> SignalEvent {
+        self.recv().await
     }
 }
 
@@ -199,7 +246,7 @@ pub async fn supervise(
     respawn: Respawn<'_>,
 ) -> Result<Finish, LaunchError> {
     Supervisor {
-        target,
+        group: target,
         policy,
         recheck,
         control_open: true,
@@ -208,20 +255,21 @@ pub async fn supervise(
     .await
 }
 
-struct Supervisor<'a> {
-    target: Target,
+struct Supervisor<'a, G> {
+    /// The running child (the last one started).
+    group: G,
     policy: &'a StopPolicy,
     recheck: &'a Notify,
     /// The watcher may have gone (or never existed); then its channel is closed.
     control_open: bool,
 }
 
-impl Supervisor<'_> {
+impl<G: ChildGroup> Supervisor<'_, G> {
     async fn run(
         mut self,
-        signals: &mut Signals,
+        signals: &mut impl Events,
         control: &mut mpsc::UnboundedReceiver<Control>,
-        respawn: Respawn<'_>,
+        respawn: &dyn Fn(&ChildEnvironment) -> Result<G, LaunchError>,
     ) -> Result<Finish, LaunchError> {
         let mut phase = Phase::Running;
         loop {
@@ -234,14 +282,7 @@ impl Supervisor<'_> {
                         environment,
                         started,
                     } => {
-                        self.target = respawn(&environment)?;
-                        // The values are in the new child's environment now; free ours.
-                        drop(environment);
-                        tracing::info!(
-                            pid = self.target.pid().as_raw(),
-                            "started the command again"
-                        );
-                        let _ = started.send(self.target.pid());
+                        self.restart(environment, started, respawn)?;
                         phase = Phase::Running;
                         continue;
                     }
@@ -251,7 +292,7 @@ impl Supervisor<'_> {
             let running = matches!(phase, Phase::Running);
             let clearing = matches!(phase, Phase::Clearing { .. });
             phase = tokio::select! {
-                event = signals.recv() => self.on_signal(phase, event),
+                event = signals.next() => self.on_signal(phase, event),
                 () = sleep_until(deadline), if deadline.is_some() => self.on_deadline(phase),
                 () = tokio::time::sleep(CLEARING_TICK), if clearing => phase,
                 message = control.recv(), if running && self.control_open => self.on_control(message),
@@ -259,13 +300,29 @@ impl Supervisor<'_> {
         }
     }
 
+    /// Starts the command again, once the old child and its group are gone.
+    fn restart(
+        &mut self,
+        environment: ChildEnvironment,
+        started: oneshot::Sender<Pid>,
+        respawn: &dyn Fn(&ChildEnvironment) -> Result<G, LaunchError>,
+    ) -> Result<(), LaunchError> {
+        self.group = respawn(&environment)?;
+        // The values are in the new child's environment now; free ours.
+        drop(environment);
+        let pid = self.group.pid();
+        tracing::info!(pid = pid.as_raw(), "started the command again");
+        let _ = started.send(pid);
+        Ok(())
+    }
+
     /// Reaps every exited child; moves on when the main child or its group is gone.
     fn reap(&self, phase: Phase) -> Phase {
-        let main_exit = reap(self.target.pid());
+        let main_exit = self.group.reap();
         match (phase, main_exit) {
             (Phase::Running, Some(exit)) => self.child_exited(exit, Then::PassExit),
             (Phase::Stopping { then, .. }, Some(exit)) => self.child_exited(exit, then),
-            (Phase::Clearing { exit, then, .. }, _) if !self.target.leftovers() => {
+            (Phase::Clearing { exit, then, .. }, _) if !self.group.leftovers() => {
                 Phase::Ended { exit, then }
             }
             (phase, _) => phase,
@@ -274,11 +331,11 @@ impl Supervisor<'_> {
 
     fn child_exited(&self, exit: ChildExit, then: Then) -> Phase {
         tracing::debug!(?exit, "the child exited");
-        if !self.target.leftovers() {
+        if !self.group.leftovers() {
             return Phase::Ended { exit, then };
         }
         tracing::info!(signal = %self.policy.stop_signal, "stopping what is left of the child's process group");
-        self.target.send(self.policy.stop_signal);
+        self.group.send(self.policy.stop_signal);
         Phase::Clearing {
             exit,
             kill_at: Some(after(self.policy.stop_timeout)),
@@ -332,7 +389,7 @@ impl Supervisor<'_> {
         match phase {
             Phase::Stopping { then, .. } => {
                 tracing::warn!(timeout = ?self.policy.stop_timeout, "the child did not stop in time; sending SIGKILL");
-                self.target.send(Signal::SIGKILL);
+                self.group.send(Signal::SIGKILL);
                 Phase::Stopping {
                     kill_at: None,
                     then,
@@ -345,7 +402,7 @@ impl Supervisor<'_> {
                 ..
             } => {
                 tracing::warn!(timeout = ?self.policy.stop_timeout, "leftovers did not stop in time; sending SIGKILL");
-                self.target.send(Signal::SIGKILL);
+                self.group.send(Signal::SIGKILL);
                 // SIGKILL is delivered asynchronously: reap what it killed before envoke exits,
                 // so no zombie is left to whoever inherits it.
                 Phase::Clearing {
@@ -369,7 +426,7 @@ impl Supervisor<'_> {
             }
             Some(Control::Signal(sig)) => {
                 tracing::info!(signal = %sig, "signalling the child after a change");
-                self.target.send(sig);
+                self.group.send(sig);
                 return Phase::Running;
             }
             Some(Control::Exit) => {
@@ -387,7 +444,7 @@ impl Supervisor<'_> {
                 }
             }
         };
-        self.target.send(self.policy.stop_signal);
+        self.group.send(self.policy.stop_signal);
         Phase::Stopping {
             kill_at: Some(after(self.policy.stop_timeout)),
             then,
@@ -397,7 +454,7 @@ impl Supervisor<'_> {
     fn forward(&self, sig: Signal) {
         let mapped = self.policy.signal_map.get(&sig).copied().unwrap_or(sig);
         tracing::info!(signal = %sig, forwarded_as = %mapped, "forwarding signal");
-        self.target.send(mapped);
+        self.group.send(mapped);
     }
 }
 
@@ -448,5 +505,327 @@ async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::rc::Rc;
+
+    use Signal::{SIGHUP, SIGKILL, SIGQUIT, SIGTERM, SIGUSR1};
+
+    use super::*;
+
+    /// The fake processes: what was done to them, in order, on the paused clock.
+    struct World {
+        began: Instant,
+        log: Vec<String>,
+        /// Main children still running.
+        alive: BTreeSet<i32>,
+        /// Main children that exited and were not reaped yet.
+        exited: BTreeMap<i32, ChildExit>,
+        /// Groups with processes left besides their main child.
+        leftovers: BTreeSet<i32>,
+        /// The signals that end a main child (SIGKILL always does); leftovers die of SIGKILL only.
+        dies_of: Vec<Signal>,
+        /// Where SIGCHLD goes.
+        sigchld: mpsc::UnboundedSender<SignalEvent>,
+        next_pid: i32,
+    }
+
+    type Shared = Rc<RefCell<World>>;
+
+    impl World {
+        fn note(&mut self, what: String) {
+            let at = self.began.elapsed().as_millis();
+            self.log.push(format!("{at}ms {what}"));
+        }
+
+        fn spawn(world: &Shared) -> FakeGroup {
+            let mut w = world.borrow_mut();
+            w.next_pid += 1;
+            let pid = w.next_pid;
+            w.alive.insert(pid);
+            w.note(format!("started {pid}"));
+            FakeGroup {
+                pid: Pid::from_raw(pid),
+                world: Rc::clone(world),
+            }
+        }
+
+        /// The main child `pid` ends with `exit`; the kernel sends SIGCHLD.
+        fn end(&mut self, pid: i32, exit: ChildExit) {
+            if self.alive.remove(&pid) {
+                self.exited.insert(pid, exit);
+                let _ = self.sigchld.send(SignalEvent::ChildExited);
+            }
+        }
+    }
+
+    struct FakeGroup {
+        pid: Pid,
+        world: Shared,
+    }
+
+    impl ChildGroup for FakeGroup {
+        fn pid(&self) -> Pid {
+            self.pid
+        }
+
+        fn send(&self, sig: Signal) {
+            let pid = self.pid.as_raw();
+            let mut w = self.world.borrow_mut();
+            w.note(format!("{sig} to {pid}"));
+            if sig == SIGKILL || w.dies_of.contains(&sig) {
+                w.end(pid, ChildExit::Signal(sig));
+            }
+            if sig == SIGKILL {
+                w.leftovers.remove(&pid);
+            }
+        }
+
+        fn leftovers(&self) -> bool {
+            self.world.borrow().leftovers.contains(&self.pid.as_raw())
+        }
+
+        fn reap(&self) -> Option<ChildExit> {
+            let mut w = self.world.borrow_mut();
+            let exit = w.exited.remove(&self.pid.as_raw())?;
+            w.note(format!("reaped {}", self.pid));
+            Some(exit)
+        }
+    }
+
+    impl Events for mpsc::UnboundedReceiver<SignalEvent> {
+        async fn next(&mut self) -> SignalEvent {
+            match self.recv().await {
+                Some(event) => event,
+                None => std::future::pending().await,
+            }
+        }
+    }
+
+    /// What a test drives: signals from outside, the watcher's messages, the fake processes.
+    struct Outside {
+        signals: mpsc::UnboundedSender<SignalEvent>,
+        control: mpsc::UnboundedSender<Control>,
+        world: Shared,
+    }
+
+    /// Supervises a first fake child (pid 1) whose main process dies of `dies_of`, while
+    /// `drive` acts from outside; returns how supervision ended and what happened.
+    async fn supervise_fake<F: Future<Output = ()>>(
+        policy: StopPolicy,
+        dies_of: &[Signal],
+        leftovers: bool,
+        drive: impl FnOnce(Outside) -> F,
+    ) -> (Result<Finish, LaunchError>, Vec<String>) {
+        let (signals, mut events) = mpsc::unbounded_channel();
+        let (control, mut controls) = mpsc::unbounded_channel();
+        let world = Rc::new(RefCell::new(World {
+            began: Instant::now(),
+            log: Vec::new(),
+            alive: BTreeSet::new(),
+            exited: BTreeMap::new(),
+            leftovers: BTreeSet::new(),
+            dies_of: dies_of.to_vec(),
+            sigchld: signals.clone(),
+            next_pid: 0,
+        }));
+        let first = World::spawn(&world);
+        if leftovers {
+            world.borrow_mut().leftovers.insert(1);
+        }
+        let respawn = |_: &ChildEnvironment| Ok(World::spawn(&world));
+        let recheck = Notify::new();
+        let supervisor = Supervisor {
+            group: first,
+            policy: &policy,
+            recheck: &recheck,
+            control_open: true,
+        };
+        let outside = Outside {
+            signals,
+            control,
+            world: Rc::clone(&world),
+        };
+        // On the paused clock, a supervisor that never ends would wait forever: fail instead.
+        let (finish, ()) = tokio::time::timeout(Duration::from_secs(24 * 3600), async {
+            tokio::join!(
+                supervisor.run(&mut events, &mut controls, &respawn),
+                drive(outside)
+            )
+        })
+        .await
+        .expect("supervision did not end");
+        let log = world.borrow().log.clone();
+        (finish, log)
+    }
+
+    fn no_environment() -> ChildEnvironment {
+        ChildEnvironment {
+            entries: Vec::new(),
+            masked: Vec::new(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_term_from_outside_is_forwarded_once_and_the_childs_end_is_passed_on() {
+        let (finish, log) =
+            supervise_fake(StopPolicy::default(), &[SIGTERM], false, |o| async move {
+                o.signals.send(SignalEvent::Stop(SIGTERM)).unwrap();
+            })
+            .await;
+        assert_eq!(finish.unwrap(), Finish::Child(ChildExit::Signal(SIGTERM)));
+        assert_eq!(log, ["0ms started 1", "0ms SIGTERM to 1", "0ms reaped 1"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_child_that_exits_by_itself_passes_its_code_on() {
+        let (finish, log) = supervise_fake(StopPolicy::default(), &[], false, |o| async move {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            o.world.borrow_mut().end(1, ChildExit::Code(3));
+        })
+        .await;
+        assert_eq!(finish.unwrap(), Finish::Child(ChildExit::Code(3)));
+        assert_eq!(log, ["0ms started 1", "5000ms reaped 1"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_child_that_ignores_the_stop_signal_gets_sigkill_when_the_stop_timeout_elapses() {
+        let policy = StopPolicy {
+            stop_timeout: Duration::from_secs(7),
+            ..StopPolicy::default()
+        };
+        let (finish, log) = supervise_fake(policy, &[], false, |o| async move {
+            o.signals.send(SignalEvent::Stop(SIGTERM)).unwrap();
+        })
+        .await;
+        assert_eq!(finish.unwrap(), Finish::Child(ChildExit::Signal(SIGKILL)));
+        assert_eq!(
+            log,
+            [
+                "0ms started 1",
+                "0ms SIGTERM to 1",
+                "7000ms SIGKILL to 1",
+                "7000ms reaped 1"
+            ]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn leftovers_of_the_group_are_stopped_then_killed_before_the_childs_code_is_passed_on() {
+        let (finish, log) = supervise_fake(StopPolicy::default(), &[], true, |o| async move {
+            o.world.borrow_mut().end(1, ChildExit::Code(4));
+        })
+        .await;
+        assert_eq!(finish.unwrap(), Finish::Child(ChildExit::Code(4)));
+        assert_eq!(
+            log,
+            [
+                "0ms started 1",
+                "0ms reaped 1",
+                "0ms SIGTERM to 1",
+                "10000ms SIGKILL to 1"
+            ]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_restart_stops_the_old_child_and_starts_the_new_one_once_it_is_gone() {
+        let policy = StopPolicy {
+            stop_signal: SIGQUIT,
+            ..StopPolicy::default()
+        };
+        let (finish, log) = supervise_fake(policy, &[], false, |o| async move {
+            let (started, new_pid) = oneshot::channel();
+            let environment = no_environment();
+            let restart = Control::Restart {
+                environment,
+                started,
+            };
+            assert!(o.control.send(restart).is_ok());
+            assert_eq!(new_pid.await.unwrap(), Pid::from_raw(2));
+            o.world.borrow_mut().end(2, ChildExit::Code(0));
+        })
+        .await;
+        assert_eq!(finish.unwrap(), Finish::Child(ChildExit::Code(0)));
+        assert_eq!(
+            log,
+            [
+                "0ms started 1",
+                "0ms SIGQUIT to 1",
+                "10000ms SIGKILL to 1",
+                "10000ms reaped 1",
+                "10000ms started 2",
+                "10000ms reaped 2"
+            ]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_term_while_a_restart_stops_the_child_makes_it_a_plain_exit() {
+        let (finish, log) = supervise_fake(StopPolicy::default(), &[], false, |o| async move {
+            let (started, new_pid) = oneshot::channel();
+            let environment = no_environment();
+            let restart = Control::Restart {
+                environment,
+                started,
+            };
+            assert!(o.control.send(restart).is_ok());
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            o.signals.send(SignalEvent::Stop(SIGTERM)).unwrap();
+            assert!(new_pid.await.is_err(), "no new child");
+        })
+        .await;
+        assert_eq!(finish.unwrap(), Finish::Child(ChildExit::Signal(SIGKILL)));
+        assert_eq!(
+            log,
+            [
+                "0ms started 1",
+                "0ms SIGTERM to 1",
+                "1000ms SIGTERM to 1",
+                "10000ms SIGKILL to 1",
+                "10000ms reaped 1"
+            ]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_exit_after_a_change_stops_the_child_and_finishes_as_changed() {
+        let (finish, log) =
+            supervise_fake(StopPolicy::default(), &[SIGTERM], false, |o| async move {
+                assert!(o.control.send(Control::Exit).is_ok());
+            })
+            .await;
+        assert_eq!(finish.unwrap(), Finish::Changed);
+        assert_eq!(log, ["0ms started 1", "0ms SIGTERM to 1", "0ms reaped 1"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn signals_are_forwarded_as_the_signal_map_says() {
+        let policy = StopPolicy {
+            signal_map: [(SIGHUP, SIGUSR1), (SIGTERM, SIGQUIT)].into(),
+            ..StopPolicy::default()
+        };
+        let (finish, log) = supervise_fake(policy, &[SIGQUIT], false, |o| async move {
+            o.signals.send(SignalEvent::Forward(SIGHUP)).unwrap();
+            o.signals.send(SignalEvent::Forward(SIGUSR1)).unwrap();
+            o.signals.send(SignalEvent::Stop(SIGTERM)).unwrap();
+        })
+        .await;
+        assert_eq!(finish.unwrap(), Finish::Child(ChildExit::Signal(SIGQUIT)));
+        assert_eq!(
+            log,
+            [
+                "0ms started 1",
+                "0ms SIGUSR1 to 1",
+                "0ms SIGUSR1 to 1",
+                "0ms SIGQUIT to 1",
+                "0ms reaped 1"
+            ]
+        );
     }
 }

@@ -71,3 +71,29 @@ C   = { template = "cost $5" }
         .assert_stderr_contains("templates name each other in a circle: A → B → A")
         .assert_stderr_contains("C: invalid template: a `$` at byte 5");
 }
+
+#[test]
+fn a_template_composing_a_nul_byte_is_a_template_error_naming_the_variable_not_a_files_error() {
+    // A secret file may hold a NUL byte; a template that puts it into an environment variable
+    // cannot. The error used to read "cannot write secret files: ...".
+    let bao = Bao::start();
+    bao.kv2_put("secret", "bin", json!({"blob": "s3cr3t\u{0}v4lu3"}));
+    let envoke = Envoke::new().vault(&bao).manifest(
+        r#"
+[env]
+BLOB     = { ref = "vault://secret/bin#blob", file = true }
+COMPOSED = { template = "pre-${BLOB}" }
+"#,
+    );
+    let output = envoke.run(["run", "--", "sh", "-c", "echo started"]);
+    output
+        .assert_code(125)
+        .assert_stderr_contains(
+            "cannot compose COMPOSED from its template: the value would hold a NUL byte (from \
+             the value of BLOB)",
+        )
+        .assert_stderr_lacks("secret files")
+        .assert_stderr_lacks("s3cr3t")
+        .assert_stderr_lacks("v4lu3");
+    assert_eq!(output.stdout, "", "the command was not started");
+}
