@@ -33,7 +33,7 @@ pub enum ActError {
     RewriteFile(std::io::Error),
     /// `restart`: the new environment could not be built.
     #[error("cannot build the environment: {0}")]
-    Environment(std::io::Error),
+    Environment(crate::launch::EnvironmentError),
 }
 
 impl Watcher {
