@@ -34,14 +34,17 @@ pub enum Error {
     /// The command could not be started.
     #[error(transparent)]
     Launch(#[from] LaunchError),
+    /// The signal handlers could not be installed; nothing was fetched yet.
     #[error("cannot set up signal handling: {0}")]
     Signals(std::io::Error),
+    /// The secret files (`file = true`) cannot be made or written.
     #[error(transparent)]
     Files(FilesError),
     /// A template's value cannot be composed (which variable, and why); the command was not
     /// started.
     #[error(transparent)]
     Template(ComposeError),
+    /// tokio's runtime could not be built (out of threads or memory).
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
     /// `envoke policy` has nothing it can print.
@@ -53,7 +56,9 @@ pub enum Error {
     /// What envoke prints (the man page) cannot be written.
     #[error("cannot write {what}: {source}")]
     Output {
+        /// What was being written.
         what: &'static str,
+        /// Why it could not be.
         source: std::io::Error,
     },
 }

@@ -41,6 +41,7 @@ pub enum Terminal {
 }
 
 impl Terminal {
+    /// Foreground when envoke's stdin is a terminal (a person at a shell), else detached.
     pub fn of_stdin() -> Terminal {
         if std::io::stdin().is_terminal() {
             Terminal::Foreground
@@ -75,11 +76,18 @@ pub enum LaunchError {
     /// `#!` line names, or (for a binary) its program loader. Exit 127, as `env` and `docker run`
     /// give (execve fails with ENOENT).
     #[error("cannot execute {command}: {missing}")]
-    MissingInterpreter { command: String, missing: String },
+    MissingInterpreter {
+        /// The command as given.
+        command: String,
+        /// What is missing: the interpreter's path, or the program loader.
+        missing: String,
+    },
     /// The program exists but cannot be executed (exit 126).
     #[error("cannot execute {command}: {source}")]
     CannotExecute {
+        /// The command as given.
         command: String,
+        /// execve's error (EACCES, ENOEXEC with no shell, ...).
         source: std::io::Error,
     },
     /// The pipes for `--mask` could not be made (exit 125).

@@ -65,18 +65,24 @@ impl std::fmt::Display for FetchKey {
 /// What envoke remembers of a fetched document: enough to detect a change, never the value.
 #[derive(Debug, Clone)]
 pub struct Fetched {
+    /// What was fetched: the secret and the version asked for.
     pub key: FetchKey,
+    /// The version the backend answered with (AWS version id, KV v2 version), when it says.
     pub version: Option<String>,
+    /// Which kind of document, so the watcher knows how to check it.
     pub kind: DocumentKind,
     /// A keyed hash of the whole document.
     pub digest: Digest,
+    /// The Vault lease the document came with (dynamic credentials), if any.
     pub lease: Option<Lease>,
 }
 
 /// What became of one referenced variable.
 #[derive(Debug)]
 pub struct Outcome {
+    /// The variable.
     pub name: String,
+    /// The reference it was resolved from.
     pub reference: Reference,
     /// The version the value came from, when known.
     pub version: Option<String>,

@@ -44,7 +44,9 @@ pub enum EnvironmentError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("cannot compose {name} from its template: {problem}")]
 pub struct ComposeError {
+    /// The variable whose template could not be composed.
     pub name: String,
+    /// Why not; never a value.
     pub problem: ComposeProblem,
 }
 

@@ -40,7 +40,11 @@ pub enum FilesError {
         .dir.display(),
         crate::platform::IN_MEMORY_HINT
     )]
-    OnDisk { dir: PathBuf },
+    OnDisk {
+        /// The directory the files would go to.
+        dir: PathBuf,
+    },
+    /// Making the directory or writing a file failed.
     #[error("cannot write secret files: {0}")]
     Io(#[from] std::io::Error),
 }

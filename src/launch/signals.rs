@@ -146,6 +146,7 @@ impl Signals {
         Ok(())
     }
 
+    /// The next signal, already turned into what it means for the supervisor.
     pub async fn recv(&mut self) -> SignalEvent {
         match self.receiver.recv().await {
             Some(event) => event,

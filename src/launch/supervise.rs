@@ -81,6 +81,7 @@ pub enum Target {
 }
 
 impl Target {
+    /// The child's PID (in the group case, also the group's id).
     pub fn pid(self) -> Pid {
         match self {
             Target::Group(pid) | Target::Foreground(pid) => pid,
@@ -156,6 +157,7 @@ impl Events for Signals {
 /// How the main child ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChildExit {
+    /// It exited with this code.
     Code(i32),
     /// A signal killed it.
     Signal(Signal),
@@ -166,7 +168,9 @@ pub enum Control {
     /// Stop the child gracefully and start the command again with this environment; `started`
     /// is answered with the new child's PID once it runs.
     Restart {
+        /// The new child's environment, values resolved afresh.
         environment: ChildEnvironment,
+        /// Told the new child's PID once it runs (dropped when envoke is stopping instead).
         started: oneshot::Sender<Pid>,
     },
     /// Send this signal to the child.
