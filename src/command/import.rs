@@ -53,10 +53,12 @@ const DOTENV_CAP: u64 = 4 * 1024 * 1024;
 pub async fn import(args: ImportArgs) -> Result<Exit, Error> {
     let source = args.file.display().to_string();
     let text = read_dotenv(&args.file)?;
-    let variables = dotenv::parse(&text).map_err(|e| ImportError::ReadFile {
-        path: escaped(&source),
-        why: e.to_string(),
-    })?;
+    let variables = dotenv::parse(&text, dotenv::Expand::Variables)
+        .map(|parsed| parsed.variables)
+        .map_err(|e| ImportError::ReadFile {
+            path: escaped(&source),
+            why: e.to_string(),
+        })?;
     drop(text);
     let Some(to) = &args.to else {
         return Err(ImportError::NoDestination.into());
