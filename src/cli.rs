@@ -88,9 +88,20 @@ pub struct ImportArgs {
     /// Where --write puts the manifest.
     #[arg(short, long, value_name = "MANIFEST", default_value = "envoke.toml")]
     pub output: PathBuf,
-    /// Let --write replace an existing manifest.
+    /// Let --write change stored keys whose values differ (the .env's values win), replace a
+    /// stored value that is not a JSON object, and replace an existing manifest.
     #[arg(long)]
     pub force: bool,
+    /// Keep `$NAME` and `${NAME}` in values as written instead of expanding them from the lines
+    /// above, as Node's dotenv does.
+    #[arg(long)]
+    pub no_expand: bool,
+    /// Keep NAME as a literal in the manifest although it may be secret (repeatable).
+    #[arg(long, value_name = "NAME")]
+    pub literal: Vec<String>,
+    /// Store NAME as a secret although it looks harmless (repeatable).
+    #[arg(long, value_name = "NAME")]
+    pub secret: Vec<String>,
 }
 
 /// Which manifest, and whether envoke's own environment adds references: shared by `run`,

@@ -77,10 +77,6 @@ use crate::manifest::is_variable_name;
 
 /// Whether `$` references in values are expanded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[allow(
-    dead_code,
-    reason = "`Off` is for import's --no-expand (issue 20); remove this once import passes it"
-)]
 pub enum Expand {
     /// `$NAME`, `${NAME}`, `${NAME:-default}`, `${NAME-default}` from earlier lines (the
     /// loaders' default).
@@ -91,10 +87,6 @@ pub enum Expand {
 
 /// The variables of a `.env` file.
 #[derive(Debug)]
-#[allow(
-    dead_code,
-    reason = "import lists `expanded` (issue 20); remove this once it does"
-)]
 pub struct Parsed {
     /// In order; a name given twice keeps its last value, at the place of its first.
     pub variables: Vec<(String, SecretString)>,

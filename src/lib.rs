@@ -82,6 +82,7 @@ pub fn main_with_args(argv: impl IntoIterator<Item = OsString>) -> u8 {
         }
     };
     let log_format = args.log_format;
+    let quiet = args.quiet;
     let generated = match args.command {
         Command::Completions { shell } => Some(command::generate::completions(shell)),
         Command::Man => Some(command::generate::man()),
@@ -111,7 +112,7 @@ pub fn main_with_args(argv: impl IntoIterator<Item = OsString>) -> u8 {
                     Command::Run(args) => command::run::run(args).await,
                     Command::Check(args) => command::check::check(args).await,
                     Command::Policy(args) => command::policy::policy(args).await,
-                    Command::Import(args) => command::import::import(args).await,
+                    Command::Import(args) => command::import::import(args, quiet).await,
                     Command::Completions { .. } | Command::Man => Ok(Exit::Success),
                 }
             });

@@ -63,6 +63,15 @@ impl AwsRequest {
     }
 }
 
+/// What [`AwsProvider::create`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Created {
+    /// The secret is made.
+    Yes,
+    /// A secret of that name exists already; nothing was written.
+    AlreadyExists,
+}
+
 /// Connected Secrets Manager clients: one for the configured region, and one for each other
 /// region a reference names, all from one SdkConfig (so one set of credentials, one AssumeRole).
 pub struct AwsProvider {

@@ -43,6 +43,15 @@ use crate::secret::{SecretValue, zeroize_json};
 /// time 16 at a time than all at once (docs/benchmarks.md), and 500 never mean 500 sockets.
 const MAX_IN_FLIGHT: usize = 16;
 
+/// What [`VaultProvider::store`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    /// The secret is written.
+    Written,
+    /// Check-and-set refused the write: the secret's version is no longer the one read.
+    Conflict,
+}
+
 /// One distinct read: a path, optionally at a KV v2 version.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct VaultRequest {
@@ -249,16 +258,24 @@ impl VaultProvider {
         }
     }
 
-    /// Writes `data` (a JSON object) at a KV path: a new version on KV v2, the whole secret on
-    /// KV v1. For `envoke import`.
-    pub async fn store(&self, path: &str, data: &SecretValue) -> Result<(), FetchError> {
+    /// Writes `data` (a JSON object) as the secret at `path`, on a KV v1 or v2 mount. On KV v2
+    /// with `cas`, only while the secret's version is still `cas` (0: while it does not exist):
+    /// check-and-set, so a concurrent writer is not overwritten blind. KV v1 has no such check.
+    pub async fn store(
+        &self,
+        path: &str,
+        data: &SecretValue,
+        cas: Option<u64>,
+    ) -> Result<Stored, FetchError> {
         let engine = self.engine_of(path).await?;
         let (api_path, body) = match engine {
             Engine::KvV2 { mount } => {
                 let rest = path.strip_prefix(mount.as_str()).unwrap_or_default();
+                let options =
+                    cas.map_or_else(String::new, |cas| format!("\"options\":{{\"cas\":{cas}}},"));
                 (
                     format!("{mount}data/{rest}"),
-                    format!("{{\"data\":{}}}", data.expose()),
+                    format!("{{{options}\"data\":{}}}", data.expose()),
                 )
             }
             Engine::KvV1 => (path.to_owned(), data.expose().to_owned()),
@@ -268,11 +285,17 @@ impl VaultProvider {
                 )));
             }
         };
-        tracing::debug!(path = %api_path, "vault: write");
+        tracing::debug!(path = %api_path, ?cas, "vault: write");
         let body = Zeroizing::new(body.into_bytes());
-        self.request(Method::POST, api_path, None, Some(body.to_vec()))
+        match self
+            .request(Method::POST, api_path, None, Some(body.to_vec()))
             .await
-            .map(drop)
+        {
+            Ok(_) => Ok(Stored::Written),
+            // OpenBao and Vault: "check-and-set parameter did not match the current version".
+            Err(error) if error.to_string().contains("check-and-set") => Ok(Stored::Conflict),
+            Err(error) => Err(error),
+        }
     }
 
     /// The current version of a KV v2 secret, from its metadata (no value is read).

@@ -15,6 +15,7 @@ use aws_sdk_secretsmanager::operation::batch_get_secret_value::{
 use futures::future::join_all;
 use zeroize::Zeroize;
 
+use super::Created;
 use super::errors::{Call, is_denied, is_throttling, map_code};
 use super::{AwsProvider, AwsRequest, answers};
 use crate::provider::{Document, DocumentKind, FetchError};
@@ -176,36 +177,76 @@ impl AwsProvider {
             .collect()
     }
 
-    /// Stores `value` as the current version of secret `name` (in the configured region):
-    /// CreateSecret, or PutSecretValue when the secret exists. For `envoke import`.
-    pub async fn store(&self, name: &str, value: &SecretValue) -> Result<(), FetchError> {
-        tracing::debug!(secret_id = name, "aws: CreateSecret");
-        let client = self.client(None);
-        let call = |operation| Call {
-            operation,
-            secret_id: Some(name),
-            region: &self.region,
+    /// The current value of secret `name` (in the configured region) and its version id, or
+    /// `None` when there is no such secret. For `envoke import`, which merges into it.
+    pub async fn read_current(
+        &self,
+        name: &str,
+    ) -> Result<Option<(SecretValue, String)>, FetchError> {
+        let request = AwsRequest {
+            secret_id: name.to_owned(),
+            region: None,
+            version: AwsVersion::Current,
         };
-        let created = client
+        match self.single(&request).await {
+            Ok(document) => {
+                let version = document.version.unwrap_or_default();
+                Ok(Some((document.value, version)))
+            }
+            Err(FetchError::NotFound(_)) => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// The version id `AWSCURRENT` is on now (DescribeSecret: no value is read).
+    pub async fn current_version(&self, name: &str) -> Result<Option<String>, FetchError> {
+        let request = AwsRequest {
+            secret_id: name.to_owned(),
+            region: None,
+            version: AwsVersion::Current,
+        };
+        Ok(self.describe(&request).await?.version)
+    }
+
+    /// Creates secret `name` holding `value` (CreateSecret); never writes over a secret that
+    /// exists already.
+    pub async fn create(&self, name: &str, value: &SecretValue) -> Result<Created, FetchError> {
+        tracing::debug!(secret_id = name, "aws: CreateSecret");
+        let created = self
+            .client(None)
             .create_secret()
             .name(name)
             .secret_string(value.expose())
             .send()
             .await;
         match created {
-            Ok(_) => Ok(()),
+            Ok(_) => Ok(Created::Yes),
             Err(error) if error.code() == Some("ResourceExistsException") => {
-                tracing::debug!(secret_id = name, "aws: PutSecretValue");
-                client
-                    .put_secret_value()
-                    .secret_id(name)
-                    .secret_string(value.expose())
-                    .send()
-                    .await
-                    .map(drop)
-                    .map_err(|e| self.map_sdk_error(&e, &call("PutSecretValue")))
+                Ok(Created::AlreadyExists)
             }
-            Err(error) => Err(self.map_sdk_error(&error, &call("CreateSecret"))),
+            Err(error) => Err(self.map_sdk_error(&error, &self.call("CreateSecret", name))),
+        }
+    }
+
+    /// Puts `value` as the new current version of secret `name` (PutSecretValue).
+    pub async fn put(&self, name: &str, value: &SecretValue) -> Result<(), FetchError> {
+        tracing::debug!(secret_id = name, "aws: PutSecretValue");
+        self.client(None)
+            .put_secret_value()
+            .secret_id(name)
+            .secret_string(value.expose())
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| self.map_sdk_error(&e, &self.call("PutSecretValue", name)))
+    }
+
+    /// The description of a call on secret `name` in the configured region, for its errors.
+    fn call<'a>(&'a self, operation: &'static str, name: &'a str) -> Call<'a> {
+        Call {
+            operation,
+            secret_id: Some(name),
+            region: &self.region,
         }
     }
 
