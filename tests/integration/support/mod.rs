@@ -710,6 +710,14 @@ impl Moto {
         .unwrap_or_else(|e| panic!("create {name}: {e:?}"));
     }
 
+    /// The current value of secret `name`.
+    pub fn value(&self, name: &str) -> String {
+        let out = self
+            .block_on(self.client.get_secret_value().secret_id(name).send())
+            .unwrap_or_else(|e| panic!("get {name}: {e:?}"));
+        out.secret_string.unwrap_or_default()
+    }
+
     /// Puts a new value (moves AWSCURRENT to it, AWSPREVIOUS to the old one); returns its id.
     pub fn put(&self, name: &str, value: &str) -> String {
         let out = self

@@ -22,6 +22,9 @@ pub struct Proxy {
     open: Arc<Mutex<Vec<TcpStream>>>,
     accepted: Arc<AtomicUsize>,
     requests: Arc<InFlight>,
+    /// The head (request line and headers) of each request whose answer has come back from
+    /// the target, in order: the answer may still be held back.
+    answered: Arc<Mutex<Vec<String>>>,
 }
 
 /// The requests in flight now, the most there were at one moment, and how long each answer is
@@ -55,11 +58,13 @@ impl Proxy {
         let target = target.to_owned();
         let accepted = Arc::new(AtomicUsize::new(0));
         let requests = Arc::new(InFlight::default());
-        let (up_flag, open_list, count, in_flight) = (
+        let answered: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (up_flag, open_list, count, in_flight, answers) = (
             Arc::clone(&up),
             Arc::clone(&open),
             Arc::clone(&accepted),
             Arc::clone(&requests),
+            Arc::clone(&answered),
         );
         thread::spawn(move || {
             for client in listener.incoming().flatten() {
@@ -76,24 +81,31 @@ impl Proxy {
                     open.push(client.try_clone().unwrap());
                     open.push(server.try_clone().unwrap());
                 }
-                // Whether this connection's request awaits its answer.
+                // Whether this connection's request awaits its answer, and its head.
                 let waiting = Arc::new(AtomicBool::new(false));
+                let head: Arc<Mutex<String>> = Arc::default();
                 let (mut c_read, mut s_write) =
                     (client.try_clone().unwrap(), server.try_clone().unwrap());
-                let (asking, requests) = (Arc::clone(&waiting), Arc::clone(&in_flight));
+                let (asking, requests, asked) = (
+                    Arc::clone(&waiting),
+                    Arc::clone(&in_flight),
+                    Arc::clone(&head),
+                );
                 thread::spawn(move || {
-                    forward(&mut c_read, &mut s_write, || {
+                    forward(&mut c_read, &mut s_write, |chunk| {
                         if !asking.swap(true, Ordering::SeqCst) {
+                            *asked.lock().unwrap() = request_head(chunk);
                             requests.start();
                         }
                     });
                     let _ = s_write.shutdown(Shutdown::Write);
                 });
                 let (mut s_read, mut c_write) = (server, client);
-                let requests = Arc::clone(&in_flight);
+                let (requests, answers) = (Arc::clone(&in_flight), Arc::clone(&answers));
                 thread::spawn(move || {
-                    forward(&mut s_read, &mut c_write, || {
+                    forward(&mut s_read, &mut c_write, |_| {
                         if waiting.swap(false, Ordering::SeqCst) {
+                            answers.lock().unwrap().push(head.lock().unwrap().clone());
                             requests.answer();
                         }
                     });
@@ -111,6 +123,7 @@ impl Proxy {
             open,
             accepted,
             requests,
+            answered,
         }
     }
 
@@ -124,6 +137,24 @@ impl Proxy {
     pub fn delay_answers(&self, delay: Duration) {
         let millis = u64::try_from(delay.as_millis()).unwrap();
         self.requests.delay_ms.store(millis, Ordering::SeqCst);
+    }
+
+    /// Waits until the target has answered a request whose head (request line and headers)
+    /// contains `wanted` (the answer may still be held back by [`Proxy::delay_answers`]): the
+    /// target has done what the request asked.
+    #[track_caller]
+    pub fn wait_for_answer(&self, wanted: &str, timeout: Duration) {
+        super::poll_until(
+            timeout,
+            &format!("an answer to a request with {wanted:?}"),
+            || {
+                self.answered
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .any(|head| head.contains(wanted))
+            },
+        );
     }
 
     /// The most requests that were in flight through the proxy at one moment.
@@ -145,14 +176,22 @@ impl Proxy {
     }
 }
 
-/// Copies `from` to `to` until either ends, calling `before` ahead of each chunk it passes on.
-fn forward(from: &mut TcpStream, to: &mut TcpStream, mut before: impl FnMut()) {
+/// The head of a request (request line and headers) from its first chunk; never its body,
+/// which may hold a secret.
+fn request_head(chunk: &[u8]) -> String {
+    let text = String::from_utf8_lossy(chunk);
+    text.split("\r\n\r\n").next().unwrap_or_default().to_owned()
+}
+
+/// Copies `from` to `to` until either ends, calling `before` with each chunk ahead of passing it
+/// on.
+fn forward(from: &mut TcpStream, to: &mut TcpStream, mut before: impl FnMut(&[u8])) {
     let mut buffer = [0; 16 * 1024];
     loop {
         match from.read(&mut buffer) {
             Ok(0) | Err(_) => return,
             Ok(n) => {
-                before();
+                before(&buffer[..n]);
                 if to.write_all(&buffer[..n]).is_err() {
                     return;
                 }
