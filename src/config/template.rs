@@ -10,8 +10,9 @@
 //! ```
 //!
 //! `${NAME}` is the value of another variable (resolved or literal; a template's own value when
-//! it is one); `${NAME:url}` is that value percent-encoded, every byte but ASCII letters and
-//! digits, so that it is safe in a URL's userinfo, path or query; `$$` is a `$`. The names are
+//! it is one); `${NAME:url}` is that value percent-encoded, every byte but RFC 3986's unreserved
+//! characters (ASCII letters and digits, `-`, `.`, `_`, `~`, which producers should not
+//! encode), so that it is safe in a URL's userinfo, path or query; `$$` is a `$`. The names are
 //! checked when the manifest is loaded: an unknown one, or templates that name each other in a
 //! circle, is an error then. The composed value is a secret like any other: it is built where the
 //! child's environment is built, in zeroizing memory, and built again when a rotation restarts the
@@ -126,7 +127,7 @@ impl Template {
                 Part::Text(text) => out.extend_from_slice(text.as_bytes()),
                 Part::Variable { name, url: false } => out.extend_from_slice(value_of(name)?),
                 Part::Variable { name, url: true } => {
-                    for piece in percent_encode(value_of(name)?, NON_ALPHANUMERIC) {
+                    for piece in percent_encode(value_of(name)?, NOT_UNRESERVED) {
                         out.extend_from_slice(piece.as_bytes());
                     }
                 }
@@ -138,6 +139,14 @@ impl Template {
         Some(out)
     }
 }
+
+/// What `${NAME:url}` encodes: every byte but RFC 3986's unreserved characters (section 2.3:
+/// "should not be percent-encoded by URI producers").
+const NOT_UNRESERVED: &percent_encoding::AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 #[cfg(test)]
 mod tests {
@@ -166,6 +175,11 @@ mod tests {
                 &[("U", "app"), ("P", "p@ss:w/rd?#&"), ("H", "db")]
             ),
             "postgresql://app:p%40ss%3Aw%2Frd%3F%23%26@db/app?cost=$5"
+        );
+        assert_eq!(
+            render("${P:url}", &[("P", "a-b.c_d~e f/g")]),
+            "a-b.c_d~e%20f%2Fg",
+            "RFC 3986's unreserved characters stay as they are"
         );
         assert_eq!(render("plain", &[]), "plain");
         assert_eq!(render("${A}${A}", &[("A", "x")]), "xx");
@@ -198,7 +212,7 @@ mod tests {
         #[test]
         fn url_encoding_decodes_back(value in "\\PC{0,40}") {
             let encoded = render("${V:url}", &[("V", &value)]);
-            prop_assert!(encoded.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'%'));
+            prop_assert!(encoded.bytes().all(|b| b.is_ascii_alphanumeric() || b"%-._~".contains(&b)));
             let decoded = percent_encoding::percent_decode_str(&encoded).decode_utf8().unwrap();
             prop_assert_eq!(decoded, value);
         }
