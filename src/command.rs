@@ -32,14 +32,25 @@ fn load_config(flags: &Flags, purpose: Purpose) -> Result<Config, Error> {
     if let Some(manifest) = &config.manifest {
         tracing::info!(manifest = %manifest.display(), "using the manifest");
     }
-    // python-dotenv, dotenv for Node and the like load it themselves, over what envoke set.
-    if Path::new(".env").exists() {
+    if let Some(dotenv) = stale_dotenv(&working_dir) {
         tracing::warn!(
-            "a .env file is in the working directory: the application may still load it and \
-             override what envoke set; move its values into secrets and delete it"
+            path = %dotenv.display(),
+            "a .env file is where the application may load it (Flask, python-dotenv's \
+             find_dotenv and others look here and in every directory above): each variable the \
+             manifest leaves out still comes from it; move its values into secrets and delete it"
         );
     }
     Ok(config)
+}
+
+/// The `.env` file an application's loader would find: in `working_dir` or the nearest
+/// directory above it, as python-dotenv's `find_dotenv(usecwd=True)` (what Flask's
+/// `load_dotenv` calls) searches, up to the filesystem root.
+fn stale_dotenv(working_dir: &Path) -> Option<PathBuf> {
+    working_dir
+        .ancestors()
+        .map(|dir| dir.join(".env"))
+        .find(|candidate| candidate.is_file())
 }
 
 /// `$HOME`, when it is set and not empty (the Vault CLI's token helper file lives there).

@@ -155,3 +155,32 @@ fn the_install_snippets_copy_what_the_built_example_copies() {
         }
     }
 }
+
+/// The first fenced block of `language` after `heading` in `text`.
+fn block_after(text: &str, heading: &str, language: &str) -> String {
+    let from = text
+        .find(heading)
+        .unwrap_or_else(|| panic!("no {heading:?}"));
+    let fence = format!("```{language}\n");
+    let start = text[from..].find(&fence).unwrap() + from + fence.len();
+    let end = text[start..].find("```").unwrap() + start;
+    text[start..end].to_owned()
+}
+
+#[test]
+fn the_migration_guides_first_step_prints_what_it_shows() {
+    let text = doc("migrating-from-dotenv.md");
+    let dotenv = block_after(&text, "## 1. See what would move", "dotenv");
+    let console = block_after(&text, "## 1. See what would move", "console");
+    let mut lines = console.lines();
+    let command = lines.next().unwrap().strip_prefix("$ envoke ").unwrap();
+    let output = crate::support::Envoke::new()
+        .file(".env", &dotenv)
+        .run(command.split(' ').collect::<Vec<_>>());
+    output.assert_code(0);
+    let (notes, manifest): (Vec<&str>, Vec<&str>) =
+        lines.partition(|line| line.starts_with("envoke: "));
+    assert_eq!(output.stdout, manifest.join("\n") + "\n");
+    let stderr: Vec<&str> = output.stderr.lines().collect();
+    assert_eq!(stderr, notes, "the notes, in order");
+}

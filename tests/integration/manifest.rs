@@ -256,15 +256,29 @@ fn no_manifest_up_to_the_repository_root_warns_on_run_and_fails_check() {
 }
 
 #[test]
-fn a_dotenv_file_in_the_working_directory_is_reported() {
+fn a_dotenv_file_where_the_app_would_load_it_is_reported() {
     let envoke = Envoke::new()
         .manifest("[env]\nGREETING = \"hi\"\n")
-        .file(".env", "DATABASE_URL=postgres://stale\n");
+        .file(".env", "DATABASE_URL=postgres://stale\n")
+        .file("app/src/keep", "");
     envoke
         .run(["run", "--", "true"])
         .assert_code(0)
-        .assert_stderr_contains("a .env file is in the working directory")
+        .assert_stderr_contains("a .env file is where the application may load it")
         .assert_never_shows("postgres://stale");
+    // From a subdirectory too, as Flask's load_dotenv searches upward.
+    let below = run_in(&envoke, "app/src", &["run", "--", "true"]);
+    below
+        .assert_code(0)
+        .assert_stderr_contains("each variable the manifest leaves out still comes from it")
+        .assert_never_shows("postgres://stale");
+    assert!(
+        below
+            .stderr
+            .contains(&envoke.dir().join(".env").display().to_string()),
+        "{}",
+        below.stderr
+    );
     envoke
         .run(["-q", "run", "--", "true"])
         .assert_code(0)
