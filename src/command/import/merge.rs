@@ -7,6 +7,7 @@
 
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::sanitize::escaped;
 use crate::secret::{SecretValue, zeroize_json};
 
 /// How one stored secret (a JSON object of keys) changes.
@@ -51,10 +52,11 @@ impl Merge {
             }
             object.insert(name.clone(), new);
         }
+        // Stored key names are anybody's text: escaped before they can reach a terminal.
         let kept = object
             .keys()
             .filter(|key| !secrets.iter().any(|(name, _)| name == *key))
-            .cloned()
+            .map(|key| escaped(key))
             .collect();
         let mut merged = serde_json::Value::Object(object);
         let document = SecretValue::new(merged.to_string());
@@ -184,6 +186,13 @@ mod tests {
         for value in ["keepme", "old", "new"] {
             assert!(!described.contains(value) && !needs.contains(value));
         }
+    }
+
+    #[test]
+    fn a_stored_key_name_cannot_reach_the_terminal_raw() {
+        let old = stored("{\"\\u001b[31mRED\":\"x\"}");
+        let merge = Merge::of(Some(&old), &secrets(&[("A", "1")]));
+        assert!(!merge.describe().contains('\u{1b}'), "{}", merge.describe());
     }
 
     #[test]
