@@ -164,7 +164,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "DURATION", env = "ENVOKE_SETTLE", value_parser = humantime::parse_duration)]
     pub settle: Option<Duration>,
     /// With --watch: how often the AWS secrets that no scheduled rotation is due for are checked,
-    /// all at once with ListSecrets; never more often than the polls [default: 1h].
+    /// all at once with ListSecrets; never more often than the polls [default: the interval;
+    /// longer saves calls in a large fleet, but a change made by hand then waits up to it].
     #[arg(long, value_name = "DURATION", env = "ENVOKE_SWEEP", value_parser = humantime::parse_duration)]
     pub sweep: Option<Duration>,
     /// With --watch: wait a random delay of up to DURATION before a restart (or exit) after a
@@ -175,6 +176,10 @@ pub struct RunArgs {
     /// command, e.g. USR2 [default: none].
     #[arg(long, value_name = "SIG", env = "ENVOKE_RECHECK_SIGNAL", value_parser = parse_signal)]
     pub recheck_signal: Option<Signal>,
+    /// With --watch: when this secret (aws-sm://... or vault://...) changes, check every secret
+    /// at once, as the recheck signal does; a fleet rechecks without a signal [default: none].
+    #[arg(long, value_name = "REF", env = "ENVOKE_RECHECK_ON")]
+    pub recheck_on: Option<String>,
     /// Keep Vault leases, and the Vault token envoke logged in with, when envoke exits instead of
     /// revoking them.
     #[arg(long, env = "ENVOKE_NO_REVOKE", value_parser = clap::builder::FalseyValueParser::new())]
@@ -217,6 +222,7 @@ impl RunArgs {
             sweep: self.sweep,
             splay: self.splay,
             recheck_signal: self.recheck_signal,
+            recheck_on: self.recheck_on.clone(),
             no_revoke: self.no_revoke,
             mask: self.mask,
             pass_env: self.pass_env.clone(),

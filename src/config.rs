@@ -119,6 +119,8 @@ pub struct Flags {
     pub splay: Option<Duration>,
     /// `--recheck-signal`: the signal that makes envoke check every secret; over `[watch]`.
     pub recheck_signal: Option<Signal>,
+    /// `--recheck-on REF`: the text of a reference to the secret whose change rechecks all.
+    pub recheck_on: Option<String>,
     /// `--no-revoke`: leave Vault leases and envoke's login token alive when envoke exits.
     pub no_revoke: bool,
     /// `--mask`: the child's output passes through envoke with every resolved value masked.
@@ -164,9 +166,14 @@ impl Config {
             environment: OwnEnvironment(&environment),
         };
         let (variables, problems) = variables::collect(&manifest, &environment, !flags.no_env_refs);
-        let uses_vault = variables
-            .iter()
-            .any(|v| matches!(v.source, Source::Reference(Reference::Vault(_))));
+        let watch = WatchOptions::load(flags, &manifest.watch, &manifest.process, &layers)?;
+        let recheck_on_vault = watch
+            .as_ref()
+            .is_some_and(|w| matches!(w.recheck_on, Some(Reference::Vault(_))));
+        let uses_vault = recheck_on_vault
+            || variables
+                .iter()
+                .any(|v| matches!(v.source, Source::Reference(Reference::Vault(_))));
         let vault = if uses_vault || purpose == (Purpose::Import { to_vault: true }) {
             Some(VaultSettings::load(
                 &manifest.vault,
@@ -184,7 +191,6 @@ impl Config {
             )
         })?;
         let stop = StopPolicy::load(flags, &manifest.process, &layers)?;
-        let watch = WatchOptions::load(flags, &manifest.watch, &manifest.process, &layers)?;
         let config = Config {
             manifest: manifest_path.clone(),
             variables,
@@ -213,6 +219,13 @@ impl Config {
             Source::Reference(r) => Some((v, r)),
             Source::Literal(_) | Source::Template(_) => None,
         })
+    }
+
+    /// Every reference envoke asks a backend about: the variables' and, when watching, the
+    /// `--recheck-on` secret's.
+    pub fn backend_references(&self) -> impl Iterator<Item = &Reference> {
+        let recheck_on = self.watch.as_ref().and_then(|w| w.recheck_on.as_ref());
+        self.references().map(|(_, r)| r).chain(recheck_on)
     }
 
     /// The literal variables with their values.

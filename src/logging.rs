@@ -23,6 +23,7 @@
 //! [`AUDIT`] is the target of the events that say who got which secret version, when, as whom:
 //! resolutions, lease renewals and revocations, Vault logins (docs/logging.md lists them). It is
 //! at INFO by default, so shown without `-v`; `-q` silences it, like everything but errors.
+//! [`CHANGE`], the watcher's account of why it restarts, rechecks or waits, is shown the same way.
 
 use std::io::IsTerminal;
 
@@ -35,6 +36,11 @@ use tracing_subscriber::prelude::*;
 /// The target of audit events: `tracing::info!(target: AUDIT, ...)` (a literal there:
 /// `"envoke::audit"`, as tracing's macros want).
 pub const AUDIT: &str = "envoke::audit";
+
+/// The target of the watcher's account of what it does: which reference changed, from which
+/// version to which and why it was checked, a recheck, the splay chosen, a restart. At INFO by
+/// default, like [`AUDIT`]: a restart is never silent.
+pub const CHANGE: &str = "envoke::change";
 
 /// How log events are written (`--log-format`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -131,7 +137,7 @@ fn default_filter(verbose: u8, quiet: bool) -> Targets {
     // region configured" itself.
     // Audit events at INFO even without -v; -q keeps errors only.
     let audit = if quiet { "error" } else { "info" };
-    format!("{base},aws_config=error,envoke={level},{AUDIT}={audit}")
+    format!("{base},aws_config=error,envoke={level},{AUDIT}={audit},{CHANGE}={audit}")
         .parse()
         .expect("the built-in log filter parses")
 }

@@ -60,8 +60,8 @@ pub struct Profile {
     pub vault: VaultSection,
 }
 
-/// `[watch]`: defaults for `--watch`, `--on-change`, `--settle`, `--sweep`, `--splay` and
-/// `--recheck-signal`.
+/// `[watch]`: defaults for `--watch`, `--on-change`, `--settle`, `--sweep`, `--splay`,
+/// `--recheck-signal` and `--recheck-on`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WatchSection {
@@ -71,12 +71,14 @@ pub struct WatchSection {
     pub on_change: Option<String>,
     /// Settle window, e.g. `"2s"`.
     pub settle: Option<String>,
-    /// Sweep period for AWS secrets without a rotation due, e.g. `"1h"`.
+    /// Sweep period for AWS secrets without a rotation due, e.g. `"1h"`; the interval otherwise.
     pub sweep: Option<String>,
     /// Longest random delay before a restart, e.g. `"30s"`.
     pub splay: Option<String>,
     /// e.g. `"USR2"`.
     pub recheck_signal: Option<String>,
+    /// A reference to one secret whose change makes envoke check every secret at once.
+    pub recheck_on: Option<String>,
 }
 
 /// `[process]`: defaults for `--stop-signal`, `--stop-timeout` and `--signal-map`.

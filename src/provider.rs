@@ -31,11 +31,11 @@ impl Backends {
     /// Sets up the backends that `config`'s references need, and only those.
     pub async fn connect(config: &Config) -> Backends {
         let uses_aws = config
-            .references()
-            .any(|(_, r)| matches!(r, Reference::Aws(_)));
+            .backend_references()
+            .any(|r| matches!(r, Reference::Aws(_)));
         let uses_vault = config
-            .references()
-            .any(|(_, r)| matches!(r, Reference::Vault(_)));
+            .backend_references()
+            .any(|r| matches!(r, Reference::Vault(_)));
         let aws = async {
             if uses_aws {
                 Some(AwsProvider::connect(&config.aws, &config.inherited).await)

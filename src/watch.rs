@@ -43,6 +43,7 @@
 mod act;
 mod detect;
 mod leases;
+mod recheck;
 mod schedule;
 mod timing;
 
@@ -56,6 +57,7 @@ use tokio::time::Instant;
 
 use self::leases::LeaseClock;
 pub use self::leases::LeaseLedger;
+use self::recheck::RecheckSecret;
 use self::timing::{backoff, jittered, recheck_at};
 use crate::config::Config;
 use crate::config::watch::{MAX_DURATION, WatchOptions};
@@ -121,6 +123,35 @@ pub struct Watcher {
     context: Context,
     supervisor: SupervisorHandle,
     seen: Seen,
+    /// `--recheck-on`: the secret whose change makes a poll check everything.
+    recheck_secret: Option<RecheckSecret>,
+}
+
+/// Why a poll checks what it checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cause {
+    /// The interval came round (or a lease fell due): what is due is checked.
+    Poll,
+    /// The recheck signal: everything is checked.
+    RecheckSignal,
+    /// The `--recheck-on` secret changed: everything is checked.
+    RecheckSecret,
+}
+
+impl Cause {
+    /// Whether everything is checked, whatever its schedule.
+    fn forced(self) -> bool {
+        self != Cause::Poll
+    }
+
+    /// As the log lines of a change name it.
+    fn name(self) -> &'static str {
+        match self {
+            Cause::Poll => "poll",
+            Cause::RecheckSignal => "recheck signal",
+            Cause::RecheckSecret => "recheck secret",
+        }
+    }
 }
 
 impl Watcher {
@@ -140,9 +171,11 @@ impl Watcher {
             on_change = ?options.on_change,
             "watching for changes"
         );
+        let recheck_secret = options.recheck_on.as_ref().map(RecheckSecret::new);
         let mut watcher = Watcher {
             context,
             supervisor,
+            recheck_secret,
             seen: Seen {
                 watched: BTreeMap::new(),
                 lease_clocks: BTreeMap::new(),
@@ -199,16 +232,30 @@ impl Watcher {
         let mut failures: u32 = 0;
         // When the last forced check began.
         let mut last_forced: Option<Instant> = None;
+        // The recheck secret's baseline, before the first wait.
+        let _ = self.recheck_secret_moved().await;
         loop {
-            let forced = self.next_check(options, failures, last_forced).await;
-            if forced {
+            let mut cause = if self.next_check(options, failures, last_forced).await {
+                Cause::RecheckSignal
+            } else {
+                Cause::Poll
+            };
+            if cause == Cause::RecheckSignal {
+                tracing::info!(target: "envoke::change", cause = cause.name(), "recheck signal: checking every secret now");
+            }
+            let recheck_secret = self.recheck_secret_moved().await;
+            if cause == Cause::Poll && recheck_secret == Ok(true) {
+                cause = Cause::RecheckSecret;
+            }
+            if cause.forced() {
                 last_forced = Some(Instant::now());
             }
-            let (mut changed, errors) = self.detect(forced).await;
+            let (mut changed, mut errors) = self.detect(cause).await;
+            errors += usize::from(recheck_secret.is_err());
             if !changed.is_empty() {
                 // Coalesce what else changes within the settle window.
                 tokio::time::sleep(options.settle).await;
-                let (more, _) = self.detect(false).await;
+                let (more, _) = self.detect(Cause::Poll).await;
                 changed.extend(more);
             }
             let outcome = if changed.is_empty() {
@@ -224,6 +271,30 @@ impl Watcher {
                     }
                     failures = failures.saturating_add(1);
                 }
+            }
+        }
+    }
+
+    /// Whether the `--recheck-on` secret moved since the last poll (said at the default level);
+    /// `Err` when it could not be asked (said, and counted as a failed check).
+    async fn recheck_secret_moved(&mut self) -> Result<bool, ()> {
+        let Some(secret) = &mut self.recheck_secret else {
+            return Ok(false);
+        };
+        match secret.moved(&self.context.backends).await {
+            Ok(None) => Ok(false),
+            Ok(Some((from, to))) => {
+                tracing::info!(
+                    target: "envoke::change",
+                    secret = %secret.key(),
+                    cause = "recheck secret",
+                    "the recheck secret moved from version {from} to {to}: checking every secret now"
+                );
+                Ok(true)
+            }
+            Err(error) => {
+                tracing::warn!(secret = %secret.key(), %error, "cannot ask the recheck secret's version; will retry");
+                Err(())
             }
         }
     }

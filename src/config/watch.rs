@@ -8,6 +8,8 @@ use super::layer::{self, Given, Layers};
 use super::process::{parse_signal, parse_signal_mapping};
 use super::{ConfigError, Flags};
 use crate::manifest::{ProcessSection, WatchSection};
+use crate::reference::{AwsVersion, Reference};
+use crate::sanitize::escaped;
 
 /// The shortest poll interval (`--watch`, `[watch] interval`): anything shorter is a busy loop
 /// against the backends, not rotation watching (docs/rotation.md).
@@ -20,9 +22,6 @@ pub const MIN_SETTLE: Duration = Duration::from_millis(100);
 /// setting, and the watcher's clocks could not add it to the time of day without overflowing.
 pub const MAX_DURATION: Duration = Duration::from_secs(31_557_600); // humantime's `1y`: 365.25 d
 
-/// The default sweep period (`--sweep`, `[watch] sweep`).
-pub const DEFAULT_SWEEP: Duration = Duration::from_secs(3600);
-
 /// How watching behaves.
 #[derive(Debug, Clone)]
 pub struct WatchOptions {
@@ -32,13 +31,17 @@ pub struct WatchOptions {
     pub on_change: OnChange,
     /// Changes within this window coalesce.
     pub settle: Duration,
-    /// How often the AWS secrets that no rotation is due for are checked (ListSecrets); never
-    /// less than `interval`.
+    /// How often the AWS secrets that no rotation is due for are checked (ListSecrets): the
+    /// interval unless `--sweep` says longer, so that `--watch 5m` sees a change made by hand
+    /// within 5 minutes; never less than `interval`.
     pub sweep: Duration,
     /// The longest random delay before a restart or exit after a change.
     pub splay: Duration,
     /// The signal that makes envoke check every secret at once, instead of forwarding it.
     pub recheck_signal: Option<Signal>,
+    /// The secret whose change makes envoke check every secret at once (`--recheck-on`): a
+    /// fleet rechecks without a signal (ECS on Fargate cannot send one).
+    pub recheck_on: Option<Reference>,
 }
 
 impl WatchOptions {
@@ -58,6 +61,7 @@ impl WatchOptions {
             &|value| at_least(value, MIN_INTERVAL, "interval").and_then(at_most),
         )?;
         check_recheck(recheck, interval.is_some(), flags, process)?;
+        let recheck_on = recheck_on(flags, section, layers, interval.is_some())?;
         let Some(interval) = interval else {
             return Ok(None);
         };
@@ -84,7 +88,7 @@ impl WatchOptions {
             ("sweep", &section.sweep),
             &at_most,
         )?
-        .unwrap_or(DEFAULT_SWEEP)
+        .unwrap_or(interval)
         .max(interval);
         let splay = duration(
             layers,
@@ -100,6 +104,7 @@ impl WatchOptions {
             sweep,
             splay,
             recheck_signal: recheck,
+            recheck_on,
         }))
     }
 }
@@ -140,6 +145,49 @@ fn recheck(
         )?
         .map(|found| found.check(layers, recheck_signal))
         .transpose()
+}
+
+/// `--recheck-on REF` or `[watch] recheck_on`: a secret to watch for a recheck of everything. It
+/// needs watching, and a version that can move (no `?version=` pin).
+fn recheck_on(
+    flags: &Flags,
+    section: &WatchSection,
+    layers: &Layers<'_>,
+    watching: bool,
+) -> Result<Option<Reference>, ConfigError> {
+    let Some(found) = layers.first(
+        vec![
+            Given::Flag("--recheck-on (ENVOKE_RECHECK_ON)", flags.recheck_on.clone()),
+            Given::Manifest("watch", "recheck_on", section.recheck_on.as_deref()),
+        ],
+        layer::text,
+    )?
+    else {
+        return Ok(None);
+    };
+    found
+        .check(layers, |text| {
+            let reference = Reference::parse(&text)
+                .map_err(|error| format!("`{}` is not a reference: {error}", escaped(&text)))?;
+            if !watching {
+                return Err(format!(
+                    "{reference} would recheck secrets that nothing watches: add --watch (or \
+                     [watch] interval), or drop it"
+                ));
+            }
+            let pinned = match &reference {
+                Reference::Aws(r) => matches!(r.version, AwsVersion::Id(_)),
+                Reference::Vault(r) => r.version.is_some(),
+            };
+            if pinned {
+                return Err(format!(
+                    "{reference} is pinned to a version, which never changes; name the secret \
+                     without ?version="
+                ));
+            }
+            Ok(reference)
+        })
+        .map(Some)
 }
 
 /// A recheck signal needs watching, and must not be mapped by `--signal-map` too.

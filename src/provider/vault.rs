@@ -298,6 +298,20 @@ impl VaultProvider {
         }
     }
 
+    /// The current version of the KV v2 secret at `path` (a `vault://` reference's path), from
+    /// its metadata: no value is read. Other engines have no version to ask.
+    pub async fn current_version(&self, path: &str) -> Result<u64, FetchError> {
+        match self.engine_of(path).await? {
+            Engine::KvV2 { mount } => {
+                let rest = path.strip_prefix(mount.as_str()).unwrap_or_default();
+                self.kv2_current_version(&mount, rest).await
+            }
+            Engine::KvV1 | Engine::Other => Err(FetchError::Invalid(format!(
+                "`{path}` is not on a KV v2 mount: it has no version to watch"
+            ))),
+        }
+    }
+
     /// The current version of a KV v2 secret, from its metadata (no value is read).
     pub async fn kv2_current_version(&self, mount: &str, rest: &str) -> Result<u64, FetchError> {
         tracing::debug!(mount, rest, "vault: read metadata");

@@ -63,11 +63,11 @@ impl Watcher {
             .map(|o| o.name.as_str())
             .collect();
         if differing.is_empty() {
-            tracing::info!("the secrets changed but no variable's value did; nothing to do");
+            tracing::info!(target: "envoke::change", "the secrets changed but no variable's value did; nothing to do");
             self.remember(&partial);
             return Ok(());
         }
-        tracing::info!(variables = ?differing, action = ?on_change, "values changed");
+        tracing::info!(target: "envoke::change", variables = ?differing, action = ?on_change, "values changed");
         // Before anything replaces the leases the command still uses.
         let splay = if changed.iter().any(|key| dead.contains(key)) {
             tracing::info!("a lease could not be renewed: its credentials are dead; no splay");
@@ -136,6 +136,7 @@ impl Watcher {
         }
         let delay = limit.mul_f64(fastrand::f64());
         tracing::info!(
+            target: "envoke::change",
             delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
             splay = ?limit,
             "waiting a random delay before acting on the change (--splay)"
@@ -206,6 +207,7 @@ impl Watcher {
             return Ok(());
         };
         self.supervisor.pid = pid;
+        tracing::info!(target: "envoke::change", pid = pid_number(pid), "restarted the command with the new values");
         full.audit(&self.context.backends, "restart", Some(pid_number(pid)));
         self.remember(&full);
         let old = self.context.leases.replace_all(full.leases());

@@ -9,7 +9,7 @@ use futures::future::join_all;
 use tokio::time::Instant;
 
 use super::leases::LeaseClock;
-use super::{Watcher, schedule};
+use super::{Cause, Watcher, schedule};
 use crate::provider::aws::{AwsRequest, RotationSchedule, SecretState};
 use crate::provider::vault::VaultRequest;
 use crate::provider::{DocumentKind, FetchError, Lease};
@@ -40,11 +40,13 @@ impl Verdict {
     }
 }
 
-/// One check's answer: the secret, what was found, and the rotation schedule seen (AWS).
+/// One check's answer: the secret, what was found, the rotation schedule seen (AWS), and why it
+/// was checked this poll (for the log line of a change).
 type CheckResult = (
     FetchKey,
     Result<Verdict, FetchError>,
     Option<RotationSchedule>,
+    &'static str,
 );
 
 impl Watcher {
@@ -87,7 +89,7 @@ impl Watcher {
         now: Instant,
     ) -> (
         HashMap<FetchKey, schedule::Check>,
-        HashMap<FetchKey, (Verdict, RotationSchedule)>,
+        HashMap<FetchKey, Option<(Verdict, RotationSchedule)>>,
     ) {
         let mut plan = self.plan(forced, sweeping);
         if !sweeping {
@@ -95,18 +97,25 @@ impl Watcher {
         }
         self.seen.last_sweep = now;
         let swept = self.sweep(&plan).await;
-        // What the sweep did not account for is described in this same poll.
+        // What the sweep did not account for is described in this same poll (and its change is
+        // the sweep's: `swept` holds it as `None`).
+        let mut swept: HashMap<FetchKey, Option<(Verdict, RotationSchedule)>> = swept
+            .into_iter()
+            .map(|(key, answer)| (key, Some(answer)))
+            .collect();
         for (key, check) in &mut plan {
             if *check == schedule::Check::Sweep && !swept.contains_key(key) {
                 *check = schedule::Check::Describe;
+                swept.insert(key.clone(), None);
             }
         }
         (plan, swept)
     }
 
-    /// The watched secrets that changed; and how many checks failed. `forced`: the recheck
-    /// signal asked for every secret, whatever its schedule.
-    pub(super) async fn detect(&mut self, forced: bool) -> (BTreeSet<FetchKey>, usize) {
+    /// The watched secrets that changed; and how many checks failed. A recheck (`cause`) asks
+    /// for every secret, whatever its schedule.
+    pub(super) async fn detect(&mut self, cause: Cause) -> (BTreeSet<FetchKey>, usize) {
+        let forced = cause.forced();
         let now = Instant::now();
         let sweeping = !forced
             && self.context.config.watch.as_ref().is_some_and(|options| {
@@ -121,12 +130,12 @@ impl Watcher {
             forced,
             sweeping,
             described,
-            swept = swept.len(),
+            swept = swept.values().filter(|answer| answer.is_some()).count(),
             "aws: checks this poll"
         );
 
         let this = &*self;
-        let plan = &plan;
+        let (plan, swept_keys) = (&plan, &swept);
         let checks = this.seen.watched.values().filter_map(|fetched| {
             let check = plan.get(&fetched.key).copied();
             // Skipped this poll, or answered by the sweep.
@@ -134,19 +143,28 @@ impl Watcher {
                 return None;
             }
             Some(async move {
-                let (verdict, schedule) = match this.seen.lease_clocks.get(&fetched.key) {
-                    Some(clock) => (this.check_lease(clock, now, forced).await, None),
-                    None => this.check_unleased(fetched).await,
+                let (verdict, schedule, why) = match this.seen.lease_clocks.get(&fetched.key) {
+                    Some(clock) => (this.check_lease(clock, now, forced).await, None, "lease"),
+                    None => {
+                        let (verdict, schedule) = this.check_unleased(fetched).await;
+                        let why = if forced {
+                            cause.name()
+                        } else if swept_keys.contains_key(&fetched.key) {
+                            "sweep"
+                        } else {
+                            "poll"
+                        };
+                        (verdict, schedule, why)
+                    }
                 };
-                (fetched.key.clone(), verdict, schedule)
+                (fetched.key.clone(), verdict, schedule, why)
             })
         });
         let mut results = join_all(checks).await;
-        results.extend(
-            swept
-                .into_iter()
-                .map(|(key, (verdict, schedule))| (key, Ok(verdict), Some(schedule))),
-        );
+        results.extend(swept.into_iter().filter_map(|(key, answer)| {
+            let (verdict, schedule) = answer?;
+            Some((key, Ok(verdict), Some(schedule), "sweep"))
+        }));
         self.record(results)
     }
 
@@ -155,7 +173,7 @@ impl Watcher {
     fn record(&mut self, results: Vec<CheckResult>) -> (BTreeSet<FetchKey>, usize) {
         let mut changed = BTreeSet::new();
         let mut errors = 0;
-        for (key, result, schedule) in results {
+        for (key, result, schedule, cause) in results {
             if let Some(schedule) = schedule {
                 self.seen.schedules.insert(key.clone(), schedule);
             }
@@ -173,7 +191,7 @@ impl Watcher {
                         dead,
                     }),
                 ) => {
-                    tracing::info!(secret = %key, "{why}");
+                    tracing::info!(target: "envoke::change", secret = %key, cause, "{why}");
                     if dead {
                         self.seen.dead.insert(key.clone());
                     }

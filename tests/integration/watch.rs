@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use crate::support::proxy::Proxy;
 use crate::support::{Bao, Envoke, Moto, Supervised, read_lines, wait_lines_or_explain};
 
 /// A child that appends `$VALUE` to `$LOG` each time it starts, then waits.
@@ -1025,4 +1026,258 @@ fn a_name_that_begins_hundreds_of_others_is_described_not_listed_page_after_page
         1,
         "only dup, once: {logs}"
     );
+}
+
+/// `--watch 1s` with every other setting at its default (the sweep among them), at the default
+/// log level: what a user who writes `--watch` gets.
+const DEFAULTS: &[&str] = &["--watch", "1s", "--settle", "100ms"];
+
+#[test]
+fn with_the_default_sweep_every_kind_of_change_is_seen_within_the_interval() {
+    // Secrets with no rotation schedule: quiet, so only the sweep checks them.
+    let moto = Moto::start();
+    moto.create("put", "put-1");
+    let (_, staged_first) = moto.create("staged", "staged-1");
+    let staged_second = moto.put("staged", "staged-2");
+    moto.create("rotated", "same");
+    let envoke = Envoke::new().aws(&moto).manifest(
+        "[env]\nPUT = \"aws-sm://put\"\nSTAGED = \"aws-sm://staged\"\nROTATED = \"aws-sm://rotated\"\n",
+    );
+    let watched = Supervised::start_at_default_level(
+        &envoke,
+        DEFAULTS,
+        r#"echo "$PUT $STAGED" >> "$LOG"; exec sleep 1000"#,
+    );
+    watched.wait_lines(1, Duration::from_secs(15));
+    wait_for_first_describe(&watched, &moto, &["put", "staged", "rotated"]);
+    // A value put by hand (PutSecretValue).
+    moto.put("put", "put-2");
+    let put = Instant::now();
+    watched.wait_lines(2, Duration::from_secs(10));
+    // A stage moved (UpdateSecretVersionStage: AWSCURRENT back to the first version).
+    moto.move_stage("staged", "AWSCURRENT", &staged_second, &staged_first);
+    let moved = Instant::now();
+    let lines = watched.wait_lines(3, Duration::from_secs(10));
+    assert_eq!(
+        lines,
+        ["put-1 staged-2", "put-2 staged-2", "put-2 staged-1"]
+    );
+    // A rotate-now (RotateSecret): AWSCURRENT moves to a new version. (moto, with no Lambda to
+    // run, leaves that version without a value: envoke says so and the command keeps running.)
+    moto.rotate_now("rotated");
+    watched.wait_until(Duration::from_secs(10), "the rotation to be seen", || {
+        watched
+            .logs()
+            .contains("(seen by DescribeSecret) secret=aws-sm://rotated cause=\"sweep\"")
+    });
+    // Each within the 1 s interval (±10%), a sweep and the restart: well under the old hour.
+    for (what, since) in [("the put", put), ("the stage move", moved)] {
+        assert!(
+            since.elapsed() < Duration::from_secs(8),
+            "{what}: {:?}",
+            since.elapsed()
+        );
+    }
+    // Why, at the default level: which secret, from which version to which, seen how.
+    let logs = watched.logs();
+    for wanted in [
+        "(seen by DescribeSecret) secret=aws-sm://put cause=\"sweep\"",
+        "(seen by DescribeSecret) secret=aws-sm://staged cause=\"sweep\"",
+        "restarted the command with the new values",
+    ] {
+        assert!(logs.contains(wanted), "no {wanted:?} in\n{logs}");
+    }
+    assert!(
+        !logs.contains("put-2") && !logs.contains("staged-1"),
+        "{logs}"
+    );
+}
+
+#[test]
+fn a_longer_sweep_is_the_documented_trade_off_a_change_waits_for_it() {
+    let moto = Moto::start();
+    moto.create("quiet", "one");
+    let envoke = Envoke::new()
+        .aws(&moto)
+        .manifest("[env]\nVALUE = \"aws-sm://quiet\"\n");
+    let flags = ["--watch", "1s", "--settle", "100ms", "--sweep", "8s"];
+    let watched = watched(&envoke, &flags, LOGS_VALUE_ON_START);
+    wait_for_first_describe(&watched, &moto, &["quiet"]);
+    moto.put("quiet", "two");
+    // Not before the sweep (a sleep: proving that nothing happens).
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(watched.lines(), ["one"], "{}", watched.logs());
+    assert_eq!(
+        watched.wait_lines(2, Duration::from_secs(15)),
+        ["one", "two"]
+    );
+}
+
+#[test]
+fn a_throttled_list_secrets_falls_back_to_describe_and_keeps_watching() {
+    let moto = Moto::start();
+    moto.create("quiet", "one");
+    let proxy = Proxy::start(moto.endpoint.trim_start_matches("http://"));
+    proxy.answer_instead(
+        "secretsmanager.ListSecrets",
+        "400 Bad Request",
+        r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#,
+    );
+    let envoke = Envoke::new()
+        .aws(&moto)
+        .env("AWS_ENDPOINT_URL", &proxy.addr)
+        .manifest("[env]\nVALUE = \"aws-sm://quiet\"\n");
+    let watched = watched(&envoke, DEFAULTS, LOGS_VALUE_ON_START);
+    watched.wait_until(Duration::from_secs(20), "a throttled sweep", || {
+        watched.logs().contains("ListSecrets failed")
+    });
+    moto.put("quiet", "two");
+    assert_eq!(
+        watched.wait_lines(2, Duration::from_secs(20)),
+        ["one", "two"],
+        "{}",
+        watched.logs()
+    );
+    let logs = watched.logs();
+    assert!(
+        logs.contains("describing the quiet secrets one by one"),
+        "{logs}"
+    );
+    assert!(logs.contains("(seen by DescribeSecret)"), "{logs}");
+}
+
+#[test]
+fn a_change_of_the_recheck_secret_checks_everything_and_restarts_after_the_splay() {
+    let moto = Moto::start();
+    moto.create("app", "app-1");
+    moto.create("fleet/recheck", "0");
+    let envoke = Envoke::new()
+        .aws(&moto)
+        .manifest("[env]\nVALUE = \"aws-sm://app\"\n");
+    // A sweep far away: only the recheck can see the change of `app` within the test.
+    let flags = [
+        "--watch",
+        "1s",
+        "--settle",
+        "100ms",
+        "--sweep",
+        "1h",
+        "--splay",
+        "1s",
+        "--recheck-on",
+        "aws-sm://fleet/recheck",
+    ];
+    let watched = Supervised::start_at_default_level(&envoke, &flags, LOGS_VALUE_ON_START);
+    watched.wait_lines(1, Duration::from_secs(15));
+    wait_for_first_describe(&watched, &moto, &["app"]);
+    moto.put("app", "app-2");
+    // A sleep, proving that nothing happens: `app` is quiet and the sweep an hour away.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(watched.lines(), ["app-1"], "{}", watched.logs());
+    moto.put("fleet/recheck", "1");
+    assert_eq!(
+        watched.wait_lines(2, Duration::from_secs(15)),
+        ["app-1", "app-2"],
+        "{}",
+        watched.logs()
+    );
+    let logs = watched.logs();
+    for wanted in [
+        "the recheck secret moved from version",
+        "(seen by DescribeSecret) secret=aws-sm://app cause=\"recheck secret\"",
+        "waiting a random delay before acting on the change",
+        "restarted the command with the new values",
+    ] {
+        assert!(logs.contains(wanted), "no {wanted:?} in\n{logs}");
+    }
+    // Only its version was asked, never its value.
+    assert!(
+        !moto
+            .recorded_secret_ids("GetSecretValue")
+            .contains(&"fleet/recheck".to_owned()),
+        "{:?}",
+        moto.recorded_secret_ids("GetSecretValue")
+    );
+}
+
+#[test]
+fn a_vault_recheck_secret_works_the_same_way() {
+    let bao = Bao::start();
+    bao.kv2_put("secret", "app", json!({ "v": "app-1" }));
+    bao.kv2_put("secret", "recheck", json!({ "n": "0" }));
+    let envoke = Envoke::new().vault(&bao).manifest(
+        "[env]\nVALUE = \"vault://secret/app#v\"\n\n\
+             [watch]\ninterval = \"1s\"\nrecheck_on = \"vault://secret/recheck\"\n",
+    );
+    let watched =
+        Supervised::start_at_default_level(&envoke, &["--settle", "100ms"], LOGS_VALUE_ON_START);
+    watched.wait_lines(1, Duration::from_secs(15));
+    bao.kv2_put("secret", "recheck", json!({ "n": "1" }));
+    watched.wait_until(Duration::from_secs(15), "the recheck", || {
+        watched
+            .logs()
+            .contains("the recheck secret moved from version 1 to 2")
+    });
+    // The policy grants reading its version.
+    let policy = envoke.run(["policy", "--vault", "--watch"]);
+    policy.assert_code(0);
+    assert!(
+        policy.stdout.contains("path \"secret/metadata/recheck\""),
+        "{}",
+        policy.stdout
+    );
+}
+
+#[test]
+fn a_recheck_secret_needs_watching_and_a_version_that_can_move() {
+    let envoke = Envoke::new();
+    envoke
+        .run([
+            "run",
+            "--recheck-on",
+            "aws-sm://fleet/recheck",
+            "--",
+            "true",
+        ])
+        .assert_code(125)
+        .assert_stderr_contains("--recheck-on (ENVOKE_RECHECK_ON)")
+        .assert_stderr_contains("nothing watches");
+    envoke
+        .run([
+            "run",
+            "--watch",
+            "1s",
+            "--recheck-on",
+            "aws-sm://fleet/recheck?version-id=abc",
+            "--",
+            "true",
+        ])
+        .assert_code(125)
+        .assert_stderr_contains("pinned to a version");
+    envoke
+        .run([
+            "run",
+            "--watch",
+            "1s",
+            "--recheck-on",
+            "nope://x",
+            "--",
+            "true",
+        ])
+        .assert_code(125)
+        .assert_stderr_contains("is not a reference");
+}
+
+/// Waits until the watch's first poll has described each of `secrets` (their rotation schedules
+/// are unknown until then, so that poll describes them all); the recording starts afresh.
+fn wait_for_first_describe(watched: &Supervised, moto: &Moto, secrets: &[&str]) {
+    watched.wait_until(
+        Duration::from_secs(15),
+        "the first poll's descriptions",
+        || {
+            let described = moto.recorded_secret_ids("DescribeSecret");
+            secrets.iter().all(|s| described.contains(&(*s).to_owned()))
+        },
+    );
+    moto.reset_recording();
 }

@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use super::{Policy, PolicyError, refuse_problems, refuse_widening};
 use crate::config::{Config, OwnEnvironment};
-use crate::reference::{AwsVersion, Reference};
+use crate::reference::{AwsRef, AwsVersion, Reference};
 
 /// In IAM resource ARNs, `*` and `?` are wildcards.
 const IAM_WILDCARDS: &str = "*?";
@@ -81,19 +81,7 @@ impl Needs {
                 continue;
             };
             refuse_widening(reference, IAM_WILDCARDS)?;
-            let resource = if r.secret_id.starts_with("arn:") {
-                r.secret_id.clone()
-            } else {
-                needs.by_name = true;
-                let region = r.region.as_ref().or(configured_region.as_ref());
-                needs.region_unknown |= region.is_none();
-                let region = region.map_or("*", String::as_str);
-                format!(
-                    "arn:{}:secretsmanager:{region}:*:secret:{}-??????",
-                    partition(region),
-                    r.secret_id
-                )
-            };
+            let resource = needs.arn(r, configured_region.as_ref());
             match r.version {
                 AwsVersion::Current => needs.batch = true,
                 AwsVersion::Stage(_) => {}
@@ -108,10 +96,34 @@ impl Needs {
             }
             needs.read.insert(resource);
         }
-        if needs.read.is_empty() {
+        let recheck_on = config.watch.as_ref().and_then(|w| w.recheck_on.as_ref());
+        if let Some(reference @ Reference::Aws(r)) = recheck_on.filter(|_| watch) {
+            refuse_widening(reference, IAM_WILDCARDS)?;
+            // Only its version is asked: DescribeSecret, no GetSecretValue.
+            let resource = needs.arn(r, configured_region.as_ref());
+            needs.describe.insert(resource);
+        }
+        if needs.read.is_empty() && needs.describe.is_empty() {
             return Err(PolicyError::NothingToGrant("AWS"));
         }
         Ok(needs)
+    }
+
+    /// The resource ARN of the secret `r` names: its ARN, or a pattern built from its name
+    /// (noting that, and a region that is not known).
+    fn arn(&mut self, r: &AwsRef, configured_region: Option<&String>) -> String {
+        if r.secret_id.starts_with("arn:") {
+            return r.secret_id.clone();
+        }
+        self.by_name = true;
+        let region = r.region.as_ref().or(configured_region);
+        self.region_unknown |= region.is_none();
+        let region = region.map_or("*", String::as_str);
+        format!(
+            "arn:{}:secretsmanager:{region}:*:secret:{}-??????",
+            partition(region),
+            r.secret_id
+        )
     }
 
     /// Whether watching sweeps (and so describes and lists) any secret.

@@ -60,9 +60,16 @@ pub async fn policy(config: &Config, watch: bool) -> Result<Policy, PolicyError>
             refuse_widening(reference, HCL_SPECIAL)?;
         }
     }
+    // With watching, the --recheck-on secret too: its version is watched like the others'.
+    let recheck_on = config.watch.as_ref().and_then(|w| w.recheck_on.as_ref());
+    if let Some(reference @ Reference::Vault(_)) = recheck_on.filter(|_| watch) {
+        refuse_widening(reference, HCL_SPECIAL)?;
+    }
     let references: BTreeSet<(String, Option<u64>)> = config
         .references()
-        .filter_map(|(_, reference)| match reference {
+        .map(|(_, reference)| reference)
+        .chain(recheck_on.filter(|_| watch))
+        .filter_map(|reference| match reference {
             Reference::Vault(r) => Some((r.path.clone(), r.version)),
             Reference::Aws(_) => None,
         })

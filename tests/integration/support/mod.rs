@@ -732,6 +732,27 @@ impl Moto {
         out.version_id.unwrap()
     }
 
+    /// Moves `stage` of secret `name` to version `to` (from `from`): UpdateSecretVersionStage.
+    pub fn move_stage(&self, name: &str, stage: &str, from: &str, to: &str) {
+        self.block_on(
+            self.client
+                .update_secret_version_stage()
+                .secret_id(name)
+                .version_stage(stage)
+                .remove_from_version_id(from)
+                .move_to_version_id(to)
+                .send(),
+        )
+        .unwrap_or_else(|e| panic!("move {stage} of {name}: {e:?}"));
+    }
+
+    /// Rotates `name` now (RotateSecret, no schedule): with no Lambda to run, moto moves
+    /// AWSCURRENT to a new version holding the same value.
+    pub fn rotate_now(&self, name: &str) {
+        self.block_on(self.client.rotate_secret().secret_id(name).send())
+            .unwrap_or_else(|e| panic!("rotate {name}: {e:?}"));
+    }
+
     /// Turns rotation on for `name` every `days` days (moto sets NextRotationDate to now + that,
     /// and, with no Lambda to run, moves AWSCURRENT to a copy of the current value at once).
     pub fn schedule_rotation(&self, name: &str, days: i64) {
@@ -912,11 +933,27 @@ pub struct Supervised {
 }
 
 impl Supervised {
+    /// `envoke -v run FLAGS -- sh -c SCRIPT`.
     pub fn start(envoke: &Envoke, flags: &[&str], script: &str) -> Supervised {
+        Supervised::start_logging(envoke, &["-v"], flags, script)
+    }
+
+    /// `envoke run FLAGS -- sh -c SCRIPT` at the default log level: what a user sees.
+    pub fn start_at_default_level(envoke: &Envoke, flags: &[&str], script: &str) -> Supervised {
+        Supervised::start_logging(envoke, &[], flags, script)
+    }
+
+    fn start_logging(
+        envoke: &Envoke,
+        verbosity: &[&str],
+        flags: &[&str],
+        script: &str,
+    ) -> Supervised {
         let log = envoke.dir().join("child.log");
         let stdout = envoke.dir().join("envoke.stdout");
         let stderr = envoke.dir().join("envoke.stderr");
-        let mut args = vec!["-v", "run"];
+        let mut args = verbosity.to_vec();
+        args.push("run");
         args.extend_from_slice(flags);
         args.extend_from_slice(&["--", "sh", "-c", script]);
         let child = envoke

@@ -25,6 +25,9 @@ pub struct Proxy {
     /// The head (request line and headers) of each request whose answer has come back from
     /// the target, in order: the answer may still be held back.
     answered: Arc<Mutex<Vec<String>>>,
+    /// Requests whose head contains the text are answered with the response instead of being
+    /// passed on (the connection is closed after it).
+    instead: Arc<Mutex<Vec<(String, String)>>>,
 }
 
 /// The requests in flight now, the most there were at one moment, and how long each answer is
@@ -59,12 +62,14 @@ impl Proxy {
         let accepted = Arc::new(AtomicUsize::new(0));
         let requests = Arc::new(InFlight::default());
         let answered: Arc<Mutex<Vec<String>>> = Arc::default();
-        let (up_flag, open_list, count, in_flight, answers) = (
+        let instead: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+        let (up_flag, open_list, count, in_flight, answers, canned) = (
             Arc::clone(&up),
             Arc::clone(&open),
             Arc::clone(&accepted),
             Arc::clone(&requests),
             Arc::clone(&answered),
+            Arc::clone(&instead),
         );
         thread::spawn(move || {
             for client in listener.incoming().flatten() {
@@ -91,12 +96,27 @@ impl Proxy {
                     Arc::clone(&in_flight),
                     Arc::clone(&head),
                 );
+                let (canned, mut c_answer) = (Arc::clone(&canned), client.try_clone().unwrap());
                 thread::spawn(move || {
                     forward(&mut c_read, &mut s_write, |chunk| {
-                        if !asking.swap(true, Ordering::SeqCst) {
-                            *asked.lock().unwrap() = request_head(chunk);
-                            requests.start();
+                        if asking.swap(true, Ordering::SeqCst) {
+                            return true;
                         }
+                        let request = request_head(chunk);
+                        let answer = canned
+                            .lock()
+                            .unwrap()
+                            .iter()
+                            .find(|(wanted, _)| request.contains(wanted.as_str()))
+                            .map(|(_, answer)| answer.clone());
+                        if let Some(answer) = answer {
+                            let _ = c_answer.write_all(answer.as_bytes());
+                            let _ = c_answer.shutdown(Shutdown::Both);
+                            return false;
+                        }
+                        *asked.lock().unwrap() = request;
+                        requests.start();
+                        true
                     });
                     let _ = s_write.shutdown(Shutdown::Write);
                 });
@@ -108,6 +128,7 @@ impl Proxy {
                             answers.lock().unwrap().push(head.lock().unwrap().clone());
                             requests.answer();
                         }
+                        true
                     });
                     // A connection cut before its answer: no longer in flight either.
                     if waiting.swap(false, Ordering::SeqCst) {
@@ -124,6 +145,7 @@ impl Proxy {
             accepted,
             requests,
             answered,
+            instead,
         }
     }
 
@@ -137,6 +159,20 @@ impl Proxy {
     pub fn delay_answers(&self, delay: Duration) {
         let millis = u64::try_from(delay.as_millis()).unwrap();
         self.requests.delay_ms.store(millis, Ordering::SeqCst);
+    }
+
+    /// From now on answers each request whose head contains `wanted` with `status` and a JSON
+    /// `body` instead of passing it on, and closes that connection: a server that throttles.
+    pub fn answer_instead(&self, wanted: &str, status: &str, body: &str) {
+        let answer = format!(
+            "HTTP/1.1 {status}\r\nContent-Type: application/x-amz-json-1.1\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        self.instead
+            .lock()
+            .unwrap()
+            .push((wanted.to_owned(), answer));
     }
 
     /// Waits until the target has answered a request whose head (request line and headers)
@@ -184,14 +220,16 @@ fn request_head(chunk: &[u8]) -> String {
 }
 
 /// Copies `from` to `to` until either ends, calling `before` with each chunk ahead of passing it
-/// on.
-fn forward(from: &mut TcpStream, to: &mut TcpStream, mut before: impl FnMut(&[u8])) {
+/// on; `before` returning false ends the copy.
+fn forward(from: &mut TcpStream, to: &mut TcpStream, mut before: impl FnMut(&[u8]) -> bool) {
     let mut buffer = [0; 16 * 1024];
     loop {
         match from.read(&mut buffer) {
             Ok(0) | Err(_) => return,
             Ok(n) => {
-                before(&buffer[..n]);
+                if !before(&buffer[..n]) {
+                    return;
+                }
                 if to.write_all(&buffer[..n]).is_err() {
                     return;
                 }
