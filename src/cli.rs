@@ -271,6 +271,9 @@ pub struct PolicyArgs {
     /// Also grant what `run --watch` needs. A manifest's [watch] turns this on too.
     #[arg(long, env = "ENVOKE_WATCH", value_parser = clap::builder::FalseyValueParser::new())]
     pub watch: bool,
+    /// With watching: also grant reading the version of the `--recheck-on` secret.
+    #[arg(long, value_name = "REF", env = "ENVOKE_RECHECK_ON")]
+    pub recheck_on: Option<String>,
 }
 
 /// `check` output formats.

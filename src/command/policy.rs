@@ -8,14 +8,22 @@ mod aws;
 mod vault;
 
 use crate::cli::PolicyArgs;
-use crate::config::{Config, Purpose, VariableProblem};
+use std::time::Duration;
+
+use crate::config::{Config, Flags, Purpose, VariableProblem};
 use crate::error::{Error, Exit};
 use crate::reference::Reference;
 
 /// `envoke policy`: the policy on stdout, its notes on stderr.
 pub async fn policy(args: PolicyArgs) -> Result<Exit, Error> {
-    let config = super::load_config(&args.manifest.flags(), Purpose::Policy)?;
-    let watch = args.watch || config.watch.is_some();
+    // `--watch` here stands for any interval: the policy is the same for every one.
+    let flags = Flags {
+        watch: args.watch.then_some(Duration::from_secs(300)),
+        recheck_on: args.recheck_on.clone(),
+        ..args.manifest.flags()
+    };
+    let config = super::load_config(&flags, Purpose::Policy)?;
+    let watch = config.watch.is_some();
     let policy = if args.aws {
         aws::policy(&config, watch)?
     } else {

@@ -33,6 +33,13 @@ pub const ENVOKE_OWN: &[&str] = &[
     "VAULT_CLIENT_KEY",
 ];
 
+/// Whether `name` is one of envoke's own variables: its credentials ([`ENVOKE_OWN`]) or a
+/// setting (`ENVOKE_*`).
+pub fn is_envokes_own(name: &str) -> bool {
+    ENVOKE_OWN.contains(&name) || name.starts_with("ENVOKE_")
+}
+
+/// The environment without envoke's own variables, but those `pass` names.
 pub(super) fn without_envokes_own(
     environment: Vec<(OsString, OsString)>,
     pass: &[String],
@@ -43,8 +50,7 @@ pub(super) fn without_envokes_own(
             let Some(name) = name.to_str() else {
                 return true;
             };
-            let own = ENVOKE_OWN.contains(&name) || name.starts_with("ENVOKE_");
-            !own || pass.iter().any(|p| p == name)
+            !is_envokes_own(name) || pass.iter().any(|p| p == name)
         })
         .collect()
 }

@@ -122,7 +122,8 @@ fn environment_references(
         let (Some(name), Some(value)) = (name.to_str(), value.to_str()) else {
             continue;
         };
-        if defined.contains(name) {
+        // envoke's own settings hold references too (ENVOKE_RECHECK_ON): not the child's.
+        if defined.contains(name) || super::own_env::is_envokes_own(name) {
             continue;
         }
         match Reference::parse_environment_value(value) {

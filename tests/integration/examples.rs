@@ -183,6 +183,8 @@ fn the_ecs_task_definitions_environment_resolves() {
         r#"{"password":"db-pw-2","username":"billing"}"#,
     );
     moto.create_in(region, "billing/stripe", "sk_live_2");
+    // The secret a new value in which makes every task recheck (ENVOKE_RECHECK_ON).
+    moto.create_in(region, "billing/recheck", "0");
     let mut envoke = Envoke::new().aws(&moto);
     for (name, value) in &environment {
         envoke = envoke.env(name, value);
