@@ -1079,14 +1079,12 @@ fn with_the_default_sweep_every_kind_of_change_is_seen_within_the_interval() {
         );
     }
     // Why, at the default level: which secret, from which version to which, seen how.
-    let logs = watched.logs();
-    for wanted in [
+    watched.assert_logged(&[
         "(seen by DescribeSecret) secret=aws-sm://put cause=\"sweep\"",
         "(seen by DescribeSecret) secret=aws-sm://staged cause=\"sweep\"",
         "restarted the command with the new values",
-    ] {
-        assert!(logs.contains(wanted), "no {wanted:?} in\n{logs}");
-    }
+    ]);
+    let logs = watched.logs();
     assert!(
         !logs.contains("put-2") && !logs.contains("staged-1"),
         "{logs}"
@@ -1181,15 +1179,12 @@ fn a_change_of_the_recheck_secret_checks_everything_and_restarts_after_the_splay
         "{}",
         watched.logs()
     );
-    let logs = watched.logs();
-    for wanted in [
+    watched.assert_logged(&[
         "the recheck secret moved from version",
         "(seen by DescribeSecret) secret=aws-sm://app cause=\"recheck secret\"",
         "waiting a random delay before acting on the change",
         "restarted the command with the new values",
-    ] {
-        assert!(logs.contains(wanted), "no {wanted:?} in\n{logs}");
-    }
+    ]);
     // Only its version was asked, never its value.
     assert!(
         !moto

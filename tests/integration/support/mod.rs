@@ -971,6 +971,15 @@ impl Supervised {
         }
     }
 
+    /// Fails, showing envoke's logs, unless they contain each of `wanted`.
+    #[track_caller]
+    pub fn assert_logged(&self, wanted: &[&str]) {
+        let logs = self.logs();
+        for text in wanted {
+            assert!(logs.contains(text), "no {text:?} in\n{logs}");
+        }
+    }
+
     /// The lines the script appended to `$LOG`.
     pub fn lines(&self) -> Vec<String> {
         read_lines(&self.log)
