@@ -441,3 +441,45 @@ fn a_term_while_the_command_runs_revokes_the_login() {
         "the login is revoked after TERM\n{logs}"
     );
 }
+
+/// TERM while envoke connects — the Vault login made, the AWS side still looking for its region
+/// (at an instance-metadata endpoint that never answers) — revokes that login: the command
+/// never starts and no token of envoke's outlives it.
+#[test]
+fn a_term_while_connecting_revokes_the_login_already_made() {
+    let bao = Bao::start();
+    server_with_app_secret(&bao);
+    // Accepts connections (the kernel's backlog) and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let (role_id, secret_id) = bao.approle("app", "app", "1h", "2h");
+    let envoke = Envoke::new()
+        .env("VAULT_ADDR", &bao.addr)
+        .env("VAULT_ROLE_ID", &role_id)
+        .env("VAULT_SECRET_ID", &secret_id)
+        .env("ENVOKE_VAULT_AUTH", "approle")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env(
+            "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+            format!("http://{}", silent.local_addr().unwrap()),
+        )
+        .manifest(
+            "[env]\nAPP_TOKEN = \"vault://secret/app#token\"\n\
+             OTHER = \"aws-sm://app/other\"\n",
+        );
+    let before = bao.token_accessors().len();
+    let running = Supervised::start(&envoke, &[], r#"echo started >> "$LOG""#);
+    running.wait_until(Duration::from_secs(30), "envoke's login", || {
+        bao.token_accessors().len() == before + 1
+    });
+    let log = running.log_path().to_path_buf();
+    let (code, logs) = running.stop();
+    assert_eq!(code, Some(128 + 15), "{logs}");
+    assert!(logs.contains("interrupted while connecting"), "{logs}");
+    assert!(!log.exists(), "the command started\n{logs}");
+    assert_eq!(
+        bao.token_accessors().len(),
+        before,
+        "the login made before TERM is revoked\n{logs}"
+    );
+}
