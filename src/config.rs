@@ -157,7 +157,10 @@ impl Config {
         working_dir: &Path,
     ) -> Result<Config, ConfigError> {
         let (manifest_path, manifest) =
-            discover::read_manifest(flags.manifest.as_deref(), working_dir)?;
+            match discover::read_manifest(flags.manifest.as_deref(), working_dir)? {
+                Some((path, _found, _text, manifest)) => (Some(path), manifest),
+                None => (None, Manifest::default()),
+            };
         let manifest = with_profile(manifest, flags.profile.as_deref())?;
         let layers = Layers {
             manifest: manifest_path.as_deref(),

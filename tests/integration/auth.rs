@@ -483,3 +483,52 @@ fn a_term_while_connecting_revokes_the_login_already_made() {
         "the login made before TERM is revoked\n{logs}"
     );
 }
+
+/// A credential file that another user may write lets them choose envoke's identity (their
+/// token, their secret id), and so the command's values: refused as ssh refuses such a key,
+/// naming the file and the fix, before anything is sent.
+#[test]
+fn credential_files_others_can_write_are_refused_naming_the_file_and_the_fix() {
+    use std::os::unix::fs::PermissionsExt;
+    let bao = Bao::start();
+    server_with_app_secret(&bao);
+    let envoke = Envoke::new()
+        .env("VAULT_ADDR", &bao.addr)
+        .file("token", &format!("{ROOT_TOKEN}\n"))
+        .manifest("[env]\nAPP_TOKEN = \"vault://secret/app#token\"\n");
+    let token = envoke.dir().join("token");
+    let envoke = envoke.env("VAULT_TOKEN_FILE", &token);
+    let mut modes = vec![0o666];
+    // Group-writable counts when the group is not the user's private group (`nogroup` here).
+    if std::os::unix::fs::chown(&token, None, Some(65534)).is_ok() {
+        modes.push(0o620);
+    }
+    for mode in modes {
+        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(mode)).unwrap();
+        envoke
+            .run(["run", "--", "true"])
+            .assert_code(125)
+            .assert_stderr_contains(&token.display().to_string())
+            .assert_stderr_contains("writable by other users")
+            .assert_stderr_contains(&format!("chmod 600 {}", token.display()))
+            .assert_never_shows(ROOT_TOKEN);
+    }
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
+    envoke.run(["run", "--", "true"]).assert_code(0);
+
+    let (role_id, secret_id) = bao.approle("app", "app", "1h", "2h");
+    let envoke = logging_in(
+        &bao,
+        &format!("[vault]\nauth = \"approle\"\nrole_id = \"{role_id}\"\nsecret_id_file = \"sid\""),
+    )
+    .file("sid", &secret_id);
+    let sid = envoke.dir().join("sid");
+    std::fs::set_permissions(&sid, std::fs::Permissions::from_mode(0o602)).unwrap();
+    envoke
+        .run(["run", "--", "true"])
+        .assert_code(125)
+        .assert_stderr_contains("chmod 600 sid")
+        .assert_never_shows(&secret_id);
+    std::fs::set_permissions(&sid, std::fs::Permissions::from_mode(0o600)).unwrap();
+    envoke.run(["run", "--", "true"]).assert_code(0);
+}

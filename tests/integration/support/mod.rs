@@ -1312,3 +1312,48 @@ impl Output {
         self
     }
 }
+
+/// A second local user for attacks on files and directories, made with `useradd` and removed
+/// with `userdel` when dropped. Needs root; elsewhere [`cannot_run_here`] decides.
+pub struct ThrowawayUser {
+    /// The user's name.
+    pub name: String,
+    /// The user's id.
+    pub uid: u32,
+}
+
+impl ThrowawayUser {
+    /// A new user with no home and no shell; `None` (after [`cannot_run_here`]) when this
+    /// process cannot add users.
+    pub fn create() -> Option<ThrowawayUser> {
+        if !nix::unistd::geteuid().is_root() {
+            cannot_run_here("adding a second local user needs root");
+            return None;
+        }
+        let name = format!(
+            "envoke-t{}-{}",
+            std::process::id(),
+            fastrand::u32(..100_000)
+        );
+        let added = Command::new("useradd")
+            .args(["--no-create-home", "--shell", "/usr/sbin/nologin", &name])
+            .status();
+        if !added.is_ok_and(|status| status.success()) {
+            cannot_run_here("useradd failed");
+            return None;
+        }
+        let uid = nix::unistd::User::from_name(&name)
+            .ok()
+            .flatten()
+            .expect("the user just added")
+            .uid
+            .as_raw();
+        Some(ThrowawayUser { name, uid })
+    }
+}
+
+impl Drop for ThrowawayUser {
+    fn drop(&mut self) {
+        let _ = Command::new("userdel").arg(&self.name).status();
+    }
+}
