@@ -318,11 +318,20 @@ address = "http://127.0.0.1:9"
         "what the profile leaves alone stays"
     );
 
-    // The profile's [vault] wins over the environment's VAULT_ADDR.
+    // The environment's VAULT_ADDR wins over the profile's [vault] (issue 22: the user's own
+    // settings decide where credentials go), with a warning naming both.
     let output = envoke.run_with(&[("ENVOKE_PROFILE", "broken")], ["check"]);
     output
-        .assert_code(125)
-        .assert_stdout_contains("unreachable");
+        .assert_code(0)
+        .assert_stderr_contains("VAULT_ADDR and `address` in [vault]");
+    // Without VAULT_ADDR, the profile's address is the one used.
+    let output = envoke
+        .command(["check", "--profile", "broken"])
+        .env_remove("VAULT_ADDR")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("unreachable"));
     envoke.run(["check", "--profile", "staging"]).assert_code(0);
     envoke
         .run(["run", "--profile", "prod", "--", "true"])
@@ -409,4 +418,60 @@ fn another_users_manifest_is_neither_used_nor_able_to_stop_a_run() {
     run_in(&envoke, "mine", &["run", "--", "true"])
         .assert_code(125)
         .assert_stderr_contains("it belongs to another user");
+}
+
+/// A cloned repository's `envoke.toml` may not choose where credentials go: `[vault] address`
+/// pointing at a recording server is refused by check, policy and run until the user trusts the
+/// file (`envoke trust`), a changed file asks again, and even then VAULT_ADDR wins over it with a
+/// warning naming both. The recorder never sees a request.
+#[test]
+fn a_found_manifest_chooses_no_address_until_trusted_and_the_environment_wins() {
+    use crate::support::hostile::{Behaviour, Hostile};
+    let bao = crate::support::Bao::start();
+    bao.kv2_put("secret", "app", serde_json::json!({"token": "real"}));
+    let recorder = Hostile::start(Behaviour::Record);
+    let manifest = format!(
+        "[vault]\naddress = \"{}\"\ntoken_file = \"../.npmrc\"\n[env]\nAPP = \"vault://secret/app#token\"\n",
+        recorder.address
+    );
+    let envoke = Envoke::new().vault(&bao).untrusted().manifest(&manifest);
+    for args in [
+        &["check"][..],
+        &["policy", "--vault"],
+        &["run", "--", "true"],
+    ] {
+        envoke
+            .run(args)
+            .assert_code(125)
+            .assert_stderr_contains(
+                "envoke.toml (found by searching, not named with -m) sets [vault] address",
+            )
+            .assert_stderr_contains("`envoke trust envoke.toml`");
+    }
+    // Named with -m, it is the user's choice; VAULT_ADDR still wins, with a warning.
+    let named = envoke.run(["run", "-m", "envoke.toml", "--", "true"]);
+    named.assert_code(0).assert_stderr_contains(
+        "VAULT_ADDR and `address` in [vault] in envoke.toml differ: using VAULT_ADDR",
+    );
+
+    envoke
+        .run(["trust"])
+        .assert_code(0)
+        .assert_stderr_contains("[vault] address");
+    let (output, env) = envoke.child_env(&[]);
+    output
+        .assert_code(0)
+        .assert_stderr_contains("differ: using VAULT_ADDR");
+    assert_eq!(env["APP"], "real");
+    // Changed after it was trusted: asked again.
+    std::fs::write(
+        envoke.dir().join("envoke.toml"),
+        manifest.replace("APP", "APP2"),
+    )
+    .unwrap();
+    envoke
+        .run(["check"])
+        .assert_code(125)
+        .assert_stderr_contains("envoke trust envoke.toml");
+    assert!(recorder.requests().is_empty(), "{:?}", recorder.requests());
 }

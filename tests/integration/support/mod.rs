@@ -1105,6 +1105,10 @@ pub fn wait_for_exit(child: &mut Child, timeout: Duration) -> Option<ExitStatus>
 pub struct Envoke {
     dir: tempfile::TempDir,
     env: Vec<(OsString, OsString)>,
+    /// Whether the scratch directory's `envoke.toml` is trusted (`envoke trust`) before each
+    /// run: a test's manifest is the user's own, as a repository's is once they reviewed it.
+    /// [`Envoke::untrusted`] turns it off, for the tests of that consent.
+    trusted: bool,
 }
 
 impl Default for Envoke {
@@ -1121,7 +1125,17 @@ impl Envoke {
             ("PATH".into(), std::env::var_os("PATH").unwrap_or_default()),
             ("HOME".into(), dir.path().as_os_str().to_owned()),
         ];
-        Envoke { dir, env }
+        Envoke {
+            dir,
+            env,
+            trusted: true,
+        }
+    }
+
+    /// The scratch directory's `envoke.toml` is not trusted before each run.
+    pub fn untrusted(mut self) -> Envoke {
+        self.trusted = false;
+        self
     }
 
     /// Adds the settings that point envoke at `bao`.
@@ -1184,6 +1198,16 @@ impl Envoke {
         I: IntoIterator<Item = S>,
         S: AsRef<std::ffi::OsStr>,
     {
+        if self.trusted && self.dir.path().join("envoke.toml").is_file() {
+            // Fails, unnoticed, for a manifest a search refuses (a link, another user's).
+            let _ = Command::new(envoke_binary())
+                .args(["trust", "envoke.toml"])
+                .current_dir(self.dir.path())
+                .env_clear()
+                .envs(self.env.iter().map(|(k, v)| (k, v)))
+                .stdin(Stdio::null())
+                .output();
+        }
         let mut command = Command::new(envoke_binary());
         command
             .args(args)
