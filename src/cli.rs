@@ -57,6 +57,10 @@ pub enum Command {
     /// Move a .env file's values into Secrets Manager or Vault, and print (or, with --write,
     /// write) the manifest that references them. The .env file is never changed.
     Import(ImportArgs),
+    /// Trust a manifest found by searching (by default the one `run` would find here) to choose
+    /// where credentials go: its [vault] settings and [aws] endpoint, profile and role. The
+    /// consent is bound to the file's content; a changed file must be trusted again.
+    Trust(TrustArgs),
     /// Print a shell completion script to stdout, e.g. `envoke completions bash >
     /// /etc/bash_completion.d/envoke`.
     Completions {
@@ -66,6 +70,14 @@ pub enum Command {
     },
     /// Print the man page (roff) to stdout, e.g. `envoke man > /usr/share/man/man1/envoke.1`.
     Man,
+}
+
+/// `envoke trust`
+#[derive(Debug, ClapArgs)]
+pub struct TrustArgs {
+    /// The manifest to trust; the one found here or above when not given.
+    #[arg(value_name = "FILE")]
+    pub file: Option<PathBuf>,
 }
 
 /// `envoke import`

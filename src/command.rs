@@ -1,6 +1,6 @@
 //! The subcommands, one module each: [`run`] (resolve, start, supervise), [`check`] (the report
 //! of what resolves), [`policy`] (the least-privilege policy), [`import`] (a `.env` file's move
-//! into a backend) and [`generate`] (completions and the man page). Each takes its clap arguments
+//! into a backend), [`trust`] (consent for a found manifest's connection settings) and [`generate`] (completions and the man page). Each takes its clap arguments
 //! and returns how envoke ends ([`Exit`]) or why it failed ([`Error`]); `lib.rs` only picks one.
 //!
 //! [`Exit`]: crate::error::Exit
@@ -11,6 +11,7 @@ pub mod generate;
 pub mod import;
 pub mod policy;
 pub mod run;
+pub mod trust;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -54,7 +55,7 @@ fn stale_dotenv(working_dir: &Path) -> Option<PathBuf> {
 }
 
 /// `$HOME`, when it is set and not empty (the Vault CLI's token helper file lives there).
-fn home_dir() -> Option<PathBuf> {
+pub(crate) fn home_dir() -> Option<PathBuf> {
     std::env::var_os("HOME")
         .filter(|h| !h.is_empty())
         .map(PathBuf::from)

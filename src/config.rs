@@ -9,6 +9,7 @@
 //!   can report them all and `check` can show each as `invalid`); [`template`]: `${NAME}` texts;
 //! - [`own_env`]: envoke's own environment, and which of its variables the child never inherits;
 //! - [`layer`]: the one precedence mechanism every setting is looked up with;
+//! - [`trust`]: the user's consent for a found manifest's connection and credential settings;
 //! - one file per manifest table's settings: [`process`], [`watch`], [`aws`], [`vault`];
 //! - [`error`]: what can be wrong.
 //!
@@ -21,13 +22,19 @@
 //! |----------|-----|-----|-----|-----------|
 //! | `stop_signal`, `stop_timeout` | `--stop-signal`, `--stop-timeout` | `[process]` | | TERM, 10s |
 //! | `signal_map` | `[process]` and `--signal-map` add up, the flag's mapping wins | | | none |
-//! | `interval`, `on_change`, `settle`, `sweep`, `splay`, `recheck_signal` | `--watch`, `--on-change`, ... | `[watch]` | | no watching; restart, 2s, 1h, 0s, none |
-//! | `address`, `namespace`, `ca_cert`, `skip_verify` | `[vault]` | `VAULT_*` | `BAO_*` | `https://127.0.0.1:8200`, none, none, off |
-//! | `auth`, `role`, `mount` | `[vault]` | `ENVOKE_VAULT_AUTH`, `ENVOKE_VAULT_ROLE`, `ENVOKE_VAULT_AUTH_MOUNT` | | `token`, none, the method's name |
-//! | Vault token | `VAULT_TOKEN` | `BAO_TOKEN` | `token_file` in `[vault]`, then `VAULT_TOKEN_FILE` | `~/.vault-token` |
-//! | `role_id`, `secret_id`, `secret_id_file`, `client_cert`, `client_key` | `[vault]` | `VAULT_ROLE_ID`, `VAULT_SECRET_ID`, `VAULT_SECRET_ID_FILE`, `VAULT_CLIENT_CERT`, `VAULT_CLIENT_KEY` | | an error naming both |
+//! | `interval`, `on_change`, `settle`, `sweep`, `splay`, `recheck_signal`, `recheck_on` | `--watch`, `--on-change`, ... | `[watch]` | | no watching; restart, 2s, the interval, 0s, none, none |
+//! | `address`, `namespace`, `ca_cert`, `skip_verify` | `VAULT_*` | `BAO_*` | `[vault]` ✱ | `https://127.0.0.1:8200`, none, none, off |
+//! | `auth`, `role`, `mount` | `ENVOKE_VAULT_AUTH`, `ENVOKE_VAULT_ROLE`, `ENVOKE_VAULT_AUTH_MOUNT` | `[vault]` ✱ | | `token`, none, the method's name |
+//! | Vault token | `VAULT_TOKEN` | `BAO_TOKEN` | `VAULT_TOKEN_FILE`, then `token_file` in `[vault]` ✱ | `~/.vault-token` |
+//! | `role_id`, `secret_id`, `secret_id_file`, `client_cert`, `client_key` | `VAULT_ROLE_ID`, `VAULT_SECRET_ID`, `VAULT_SECRET_ID_FILE`, `VAULT_CLIENT_CERT`, `VAULT_CLIENT_KEY` | `[vault]` ✱ | | an error naming both |
+//! | `jwt_file` | `[vault]` ✱ | | | the pod's token (kubernetes), an error (jwt) |
 //! | AWS region | `[aws] region` | `AWS_REGION` | `AWS_DEFAULT_REGION` | the AWS profile's ([`aws::AwsSettings::region`]) |
-//! | other `[aws]` keys | `[aws]` | | | aws-config's default chain |
+//! | AWS endpoint, profile | `AWS_ENDPOINT_URL_SECRETS_MANAGER` or `AWS_ENDPOINT_URL`, `AWS_PROFILE` | `[aws] endpoint`, `[aws] profile` ✱ | | aws-config's default chain |
+//! | `role_arn`, `external_id`, `session_name` | `[aws]` ✱ | | | no role assumed |
+//!
+//! ✱ A connection or credential setting: where a manifest key of one is overridden by the
+//! environment and differs, envoke warns naming both; a manifest found by searching (not named
+//! with `-m` or ENVOKE_MANIFEST) may set one only once the user trusts it ([`trust`]).
 
 pub mod aws;
 pub mod discover;
@@ -36,6 +43,7 @@ pub mod layer;
 pub mod own_env;
 pub mod process;
 pub mod template;
+pub mod trust;
 pub mod variables;
 pub mod vault;
 pub mod watch;
@@ -158,8 +166,11 @@ impl Config {
         home: Option<&Path>,
         working_dir: &Path,
     ) -> Result<Config, ConfigError> {
-        let (manifest_path, manifest) =
-            discover::read_manifest(flags.manifest.as_deref(), working_dir)?;
+        let (manifest_path, found, text, manifest) =
+            match discover::read_manifest(flags.manifest.as_deref(), working_dir)? {
+                Some((path, found, text, manifest)) => (Some(path), Some(found), text, manifest),
+                None => (None, None, String::new(), Manifest::default()),
+            };
         let manifest = with_profile(manifest, flags.profile.as_deref())?;
         let layers = Layers {
             manifest: manifest_path.as_deref(),
@@ -167,14 +178,47 @@ impl Config {
         };
         let (variables, problems) = variables::collect(&manifest, &environment, !flags.no_env_refs);
         let watch = WatchOptions::load(flags, &manifest.watch, &manifest.process, &layers)?;
-        let recheck_on_vault = watch
-            .as_ref()
-            .is_some_and(|w| matches!(w.recheck_on, Some(Reference::Vault(_))));
-        let uses_vault = recheck_on_vault
-            || variables
-                .iter()
-                .any(|v| matches!(v.source, Source::Reference(Reference::Vault(_))));
-        let vault = if uses_vault || purpose == (Purpose::Import { to_vault: true }) {
+        // The backends the variables' references and the `--recheck-on` secret need.
+        let recheck_on = watch.as_ref().and_then(|w| w.recheck_on.as_ref());
+        let uses = |aws: bool| {
+            let of_variables = variables.iter().filter_map(|v| match &v.source {
+                Source::Reference(reference) => Some(reference),
+                Source::Literal(_) | Source::Template(_) => None,
+            });
+            of_variables
+                .chain(recheck_on)
+                .any(|reference| matches!(reference, Reference::Aws(_)) == aws)
+        };
+        let uses_vault = uses(false) || purpose == (Purpose::Import { to_vault: true });
+        let uses_aws = uses(true) || purpose == (Purpose::Import { to_vault: false });
+        if let (Some(path), Some(discover::Found::Searched)) = (&manifest_path, found) {
+            let used = trust::restricted_settings(&manifest)
+                .into_iter()
+                .filter(|name| {
+                    if name.starts_with("[vault]") {
+                        uses_vault
+                    } else {
+                        uses_aws
+                    }
+                })
+                .collect::<Vec<_>>();
+            if let Some(setting) = used.first() {
+                let store = trust::store_path(&layers.environment, home);
+                let canonical = working_dir.join(path).canonicalize().ok();
+                let trusted = match (&store, &canonical) {
+                    (Some(store), Some(canonical)) => trust::is_trusted(store, canonical, &text)
+                        .map_err(|reason| ConfigError::TrustStore { reason })?,
+                    _ => false,
+                };
+                if !trusted {
+                    return Err(ConfigError::UntrustedSettings {
+                        path: path.clone(),
+                        setting,
+                    });
+                }
+            }
+        }
+        let vault = if uses_vault {
             Some(VaultSettings::load(
                 &manifest.vault,
                 &layers,
@@ -184,7 +228,7 @@ impl Config {
         } else {
             None
         };
-        let aws = AwsSettings::load(manifest.aws).map_err(|RoleKeyWithoutRole(key)| {
+        let aws = AwsSettings::load(manifest.aws, &layers).map_err(|RoleKeyWithoutRole(key)| {
             layers.invalid(
                 Place::Manifest("aws", key),
                 "needs role_arn (it belongs to the role envoke assumes)".to_owned(),

@@ -86,7 +86,11 @@ pub fn main_with_args(argv: impl IntoIterator<Item = OsString>) -> u8 {
     let generated = match args.command {
         Command::Completions { shell } => Some(command::generate::completions(shell)),
         Command::Man => Some(command::generate::man()),
-        Command::Run(_) | Command::Check(_) | Command::Policy(_) | Command::Import(_) => None,
+        Command::Run(_)
+        | Command::Check(_)
+        | Command::Policy(_)
+        | Command::Import(_)
+        | Command::Trust(_) => None,
     };
     if let Some(result) = generated {
         if let Err(error) = &result {
@@ -113,6 +117,7 @@ pub fn main_with_args(argv: impl IntoIterator<Item = OsString>) -> u8 {
                     Command::Check(args) => command::check::check(args).await,
                     Command::Policy(args) => command::policy::policy(args).await,
                     Command::Import(args) => command::import::import(args, quiet).await,
+                    Command::Trust(args) => command::trust::trust(&args),
                     Command::Completions { .. } | Command::Man => Ok(Exit::Success),
                 }
             });

@@ -11,6 +11,12 @@
 pub mod aws;
 pub mod vault;
 
+use std::future::{Future, poll_fn};
+use std::pin::pin;
+use std::task::Poll;
+
+use futures::future::maybe_done;
+
 use crate::config::Config;
 use crate::reference::Reference;
 use crate::sanitize::one_line;
@@ -30,27 +36,62 @@ pub struct Backends {
 impl Backends {
     /// Sets up the backends that `config`'s references need, and only those.
     pub async fn connect(config: &Config) -> Backends {
+        match Self::connect_unless(config, std::future::pending::<()>()).await {
+            Ok(backends) => backends,
+            Err(()) => unreachable!("a pending future never completes"),
+        }
+    }
+
+    /// Like [`Backends::connect`], unless `interrupt` completes first. Then the AWS side is
+    /// dropped where it is (it holds nothing that outlives envoke), but a Vault side that got as
+    /// far as logging in is let finish (each request is bounded in time) and its login is
+    /// revoked, before `interrupt`'s output is returned: a login token dropped mid-way would
+    /// stay alive on the server for its whole TTL.
+    pub async fn connect_unless<S>(
+        config: &Config,
+        interrupt: impl Future<Output = S>,
+    ) -> Result<Backends, S> {
         let uses_aws = config
             .backend_references()
             .any(|r| matches!(r, Reference::Aws(_)));
         let uses_vault = config
             .backend_references()
             .any(|r| matches!(r, Reference::Vault(_)));
-        let aws = async {
+        let mut aws = pin!(maybe_done(async {
             if uses_aws {
                 Some(AwsProvider::connect(&config.aws, &config.inherited).await)
             } else {
                 None
             }
-        };
-        let vault = async {
+        }));
+        let mut vault = pin!(maybe_done(async {
             match (uses_vault, &config.vault) {
                 (true, Some(settings)) => Some(VaultProvider::connect(settings).await),
                 _ => None,
             }
+        }));
+        let interrupted = tokio::select! {
+            () = poll_fn(|cx| {
+                let aws_done = aws.as_mut().poll(cx).is_ready();
+                let vault_done = vault.as_mut().poll(cx).is_ready();
+                if aws_done && vault_done {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending
+                }
+            }) => None,
+            stop = interrupt => Some(stop),
         };
-        let (aws, vault) = futures::join!(aws, vault);
-        Backends { aws, vault }
+        if let Some(stop) = interrupted {
+            vault.as_mut().await;
+            let vault = vault.as_mut().take_output().flatten();
+            Backends { aws: None, vault }.logout().await;
+            return Err(stop);
+        }
+        Ok(Backends {
+            aws: aws.as_mut().take_output().flatten(),
+            vault: vault.as_mut().take_output().flatten(),
+        })
     }
 
     /// While envoke supervises: keeps envoke's own Vault login alive (see

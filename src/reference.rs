@@ -352,11 +352,17 @@ fn parse_vault(rest: &str) -> Result<VaultRef, ReferenceError> {
     if path.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(bad("whitespace or control characters"));
     }
-    if path
-        .split('/')
-        .any(|segment| segment == "." || segment == "..")
+    // Vault decodes percent-escapes before it routes a path: `%2e%2e` is `..` there and `%2f`
+    // a `/`, so the checks look at the path as Vault will see it.
+    let decoded = percent_encoding::percent_decode_str(path).collect::<Vec<u8>>();
+    if path.contains("%2f") || path.contains("%2F") {
+        return Err(bad("an escaped `/` (`%2f`) is not allowed; write `/`"));
+    }
+    if decoded
+        .split(|&b| b == b'/')
+        .any(|segment| segment == b"." || segment == b"..")
     {
-        return Err(bad("`.` and `..` segments are not allowed"));
+        return Err(bad("`.` and `..` segments are not allowed, escaped or not"));
     }
     let version = match query {
         None => None,
@@ -546,6 +552,29 @@ mod tests {
         assert!(err("vault://secret/x?version=two").contains("bad version"));
         assert!(err("vault://secret/x?v=2").contains("unknown parameter `v`"));
         assert!(err("vault://secret/../x").contains("`..`"));
+    }
+
+    /// Vault decodes percent-escapes before it routes a path: `%2e%2e` is `..` there, and
+    /// `%2f` a `/`, so both are refused as their plain forms are.
+    #[test]
+    fn percent_encoded_dot_segments_and_slashes_are_refused() {
+        for reference in [
+            "vault://secret/app/%2e%2e/other",
+            "vault://secret/app/%2E%2e/other",
+            "vault://secret/app/.%2e/other",
+            "vault://secret/app/%2e/other",
+            "vault://secret/app%2f..%2fother",
+            "vault://secret/app%2F%2E%2E%2Fother",
+            "vault://secret/app/%2e%2e",
+        ] {
+            let error = Reference::parse(reference).unwrap_err().to_string();
+            assert!(
+                error.contains("`.` and `..`") || error.contains("`%2f`"),
+                "{reference}: {error}"
+            );
+        }
+        // A percent-escape of anything else is the path's own business.
+        assert!(Reference::parse("vault://secret/a%20b/c").is_ok());
     }
 
     #[test]

@@ -124,6 +124,7 @@ fn read_dotenv(path: &Path) -> Result<Zeroizing<String>, ImportError> {
         }
         untrusted_file::ReadError::TooLarge(_) => fail("larger than 4 MiB".to_owned()),
         untrusted_file::ReadError::Io(error) => fail(error.to_string()),
+        untrusted_file::ReadError::Unsafe(why) => fail(why),
     })?;
     String::from_utf8(bytes.to_vec())
         .map(Zeroizing::new)

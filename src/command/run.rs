@@ -77,9 +77,9 @@ impl Fetched {
     /// Connects and resolves; the signal when a TERM or INT cut that short (the command is then
     /// not started, and a login already made is revoked).
     async fn fetch(config: &Config, signals: &mut Signals) -> Result<Fetched, Signal> {
-        let backends = tokio::select! {
-            backends = Backends::connect(config) => backends,
-            sig = signals.recv_terminating() => {
+        let backends = match Backends::connect_unless(config, signals.recv_terminating()).await {
+            Ok(backends) => backends,
+            Err(sig) => {
                 tracing::warn!(signal = %sig, "interrupted while connecting; the command was not started");
                 return Err(sig);
             }

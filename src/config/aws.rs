@@ -1,6 +1,7 @@
 //! `[aws]`: what overrides aws-config's default chain (environment, profiles, roles).
 
 use super::OwnEnvironment;
+use super::layer::{Given, Layers, Place};
 use crate::manifest::AwsSection;
 
 /// The role session name when the manifest gives none.
@@ -35,7 +36,14 @@ pub struct AssumeRole {
 pub struct RoleKeyWithoutRole(pub &'static str);
 
 impl AwsSettings {
-    pub(super) fn load(section: AwsSection) -> Result<AwsSettings, RoleKeyWithoutRole> {
+    /// The settings of `section`, where the environment does not override them: AWS_PROFILE
+    /// wins over `[aws] profile`, and AWS_ENDPOINT_URL_SECRETS_MANAGER or AWS_ENDPOINT_URL over
+    /// `[aws] endpoint`, as in the AWS SDKs' own order (a difference is a warning naming both);
+    /// aws-config then reads the variable itself.
+    pub(super) fn load(
+        section: AwsSection,
+        layers: &Layers<'_>,
+    ) -> Result<AwsSettings, RoleKeyWithoutRole> {
         let AwsSection {
             region,
             endpoint,
@@ -54,10 +62,25 @@ impl AwsSettings {
             None if session_name.is_some() => return Err(RoleKeyWithoutRole("session_name")),
             None => None,
         };
+        let manifest_unless = |variables: &[&'static str], key, value: Option<String>| {
+            let mut order: Vec<Given<'_, String>> = variables
+                .iter()
+                .map(|name| Given::Environment(name))
+                .collect();
+            order.push(Given::Manifest("aws", key, value.as_deref()));
+            layers
+                .first_text(order)
+                .filter(|found| matches!(found.place, Place::Manifest(..)))
+                .map(|found| found.value)
+        };
         Ok(AwsSettings {
             region,
-            endpoint,
-            profile,
+            endpoint: manifest_unless(
+                &["AWS_ENDPOINT_URL_SECRETS_MANAGER", "AWS_ENDPOINT_URL"],
+                "endpoint",
+                endpoint,
+            ),
+            profile: manifest_unless(&["AWS_PROFILE"], "profile", profile),
             assume_role,
         })
     }

@@ -113,6 +113,25 @@ pub enum ConfigError {
         /// Whose it is or who can write it: why it is not trusted.
         reason: String,
     },
+    /// A manifest found by searching sets a connection or credential setting, and the user has
+    /// not trusted it (with this content).
+    #[error(
+        "{path} (found by searching, not named with -m) sets {setting}, which decides where \
+         envoke sends credentials or which it uses, and it is not trusted: review it, then run \
+         `envoke trust {path}` (a changed file asks again), or name it with -m"
+    )]
+    UntrustedSettings {
+        /// The manifest found, relative to the working directory.
+        path: PathBuf,
+        /// The first such setting it sets, e.g. `[vault] address`.
+        setting: &'static str,
+    },
+    /// The store of trusted manifests cannot be believed or read.
+    #[error("the store of trusted manifests is not usable: {reason}")]
+    TrustStore {
+        /// Which file, and why.
+        reason: String,
+    },
     /// `--profile NAME` names no `[profiles.NAME]` in the manifest.
     #[error("no profile `{name}` in the manifest (its profiles: {known})")]
     UnknownProfile {

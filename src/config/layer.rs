@@ -92,6 +92,38 @@ impl Layers<'_> {
         Ok(None)
     }
 
+    /// Like [`Layers::first`] for a text setting, and when a manifest key that the winner
+    /// overrides gives a different text, a warning that names both places (never the values:
+    /// some are credentials). The connection and credential settings take the environment
+    /// before the manifest, as the vault CLI and the AWS SDKs do; a user who set VAULT_ADDR
+    /// hears that the manifest says otherwise.
+    pub fn first_text(&self, order: Vec<Given<'_, String>>) -> Option<Found<String>> {
+        let mut given = order.into_iter().filter_map(|given| match given {
+            Given::Flag(name, value) => value.map(|text| (text, Place::Flag(name))),
+            Given::Manifest(table, key, text) => {
+                text.map(|text| (text.to_owned(), Place::Manifest(table, key)))
+            }
+            Given::Environment(name) => self
+                .environment
+                .get(name)
+                .map(|text| (text, Place::Environment(name))),
+        });
+        let (value, place) = given.next()?;
+        for (other, other_place) in given {
+            if matches!(other_place, Place::Manifest(..)) && other != value {
+                tracing::warn!(
+                    "{} and {} in {} differ: using {}",
+                    place.name(),
+                    other_place.name(),
+                    self.manifest
+                        .map_or_else(|| "the manifest".to_owned(), |p| p.display().to_string()),
+                    place.name(),
+                );
+            }
+        }
+        Some(Found { value, place })
+    }
+
     /// The error for a value given at `place` that cannot be used. `[vault]` keys are named the
     /// way the vault settings always named them (`` `address` in [vault] ``); the other tables'
     /// keys name the manifest's path.
@@ -125,9 +157,4 @@ impl<T> Found<T> {
 /// Parses a duration as the manifest writes it.
 pub fn duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|e| format!("{e} (e.g. 500ms, 30s, 5m)"))
-}
-
-/// Parses nothing: the setting is text.
-pub fn text(text: &str) -> Result<String, String> {
-    Ok(text.to_owned())
 }

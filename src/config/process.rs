@@ -7,6 +7,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 
 use super::layer::{Given, Layers, duration};
+use super::watch::MAX_DURATION;
 use super::{ConfigError, Flags};
 use crate::manifest::ProcessSection;
 
@@ -51,13 +52,16 @@ impl StopPolicy {
             ],
             parse_signal,
         )?;
-        let stop_timeout = layers.first(
-            vec![
-                Given::Flag("--stop-timeout (ENVOKE_STOP_TIMEOUT)", flags.stop_timeout),
-                Given::Manifest("process", "stop_timeout", section.stop_timeout.as_deref()),
-            ],
-            duration,
-        )?;
+        let stop_timeout = layers
+            .first(
+                vec![
+                    Given::Flag("--stop-timeout (ENVOKE_STOP_TIMEOUT)", flags.stop_timeout),
+                    Given::Manifest("process", "stop_timeout", section.stop_timeout.as_deref()),
+                ],
+                duration,
+            )?
+            .map(|found| found.check(layers, at_most))
+            .transpose()?;
         let mut signal_map = SignalMap::new();
         for text in &section.signal_map {
             let mapping = layers.first(
@@ -69,10 +73,24 @@ impl StopPolicy {
         signal_map.extend(flags.signal_map.iter().copied());
         Ok(StopPolicy {
             stop_signal: stop_signal.map_or(defaults.stop_signal, |found| found.value),
-            stop_timeout: stop_timeout.map_or(defaults.stop_timeout, |found| found.value),
+            stop_timeout: stop_timeout.unwrap_or(defaults.stop_timeout),
             signal_map,
         })
     }
+}
+
+/// `value` when it is at most [`MAX_DURATION`], the ceiling of the watch durations: a longer
+/// grace period is a typo (`10000y`), not a stop that should wait that long.
+fn at_most(value: Duration) -> Result<Duration, String> {
+    if value > MAX_DURATION {
+        return Err(format!(
+            "{} is above the ceiling of {}; use {} or less",
+            humantime::format_duration(value),
+            humantime::format_duration(MAX_DURATION),
+            humantime::format_duration(MAX_DURATION),
+        ));
+    }
+    Ok(value)
 }
 
 /// Parses a signal name (`TERM`, `SIGTERM`, `term`) or number (`15`).
@@ -113,5 +131,37 @@ mod tests {
             Ok((Signal::SIGTERM, Signal::SIGQUIT))
         );
         assert!(parse_signal_mapping("TERM").is_err());
+    }
+
+    /// A grace period above the watch durations' ceiling is a typo (`10000y`), refused at load
+    /// naming where it was given, not a stop that silently never ends.
+    #[test]
+    fn a_stop_timeout_above_the_ceiling_is_refused_naming_its_place() {
+        let environment = Vec::new();
+        let layers = Layers {
+            manifest: None,
+            environment: crate::config::OwnEnvironment(&environment),
+        };
+        let huge = ProcessSection {
+            stop_timeout: Some("10000y".to_owned()),
+            ..ProcessSection::default()
+        };
+        let error = StopPolicy::load(&Flags::default(), &huge, &layers).unwrap_err();
+        assert!(
+            error.to_string().contains("[process] stop_timeout"),
+            "{error}"
+        );
+        assert!(error.to_string().contains("ceiling"), "{error}");
+        let flags = Flags {
+            stop_timeout: Some(Duration::from_secs(u64::MAX / 4)),
+            ..Flags::default()
+        };
+        let error = StopPolicy::load(&flags, &ProcessSection::default(), &layers).unwrap_err();
+        assert!(error.to_string().contains("--stop-timeout"), "{error}");
+        let year = ProcessSection {
+            stop_timeout: Some("1y".to_owned()),
+            ..ProcessSection::default()
+        };
+        assert!(StopPolicy::load(&Flags::default(), &year, &layers).is_ok());
     }
 }

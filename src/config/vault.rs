@@ -1,6 +1,8 @@
 //! `[vault]` and the vault CLI's environment: where Vault is and how envoke proves who it is.
 //!
-//! Every key of `[vault]` has an environment variable; the manifest wins where it says something.
+//! Every key of `[vault]` has an environment variable, which wins over the manifest, as the vault
+//! CLI orders them (a difference is a warning naming both): the user's own settings decide where
+//! credentials go, not a file that came with the directory ([`super::trust`]).
 //! OpenBao's `BAO_*` names work wherever the `VAULT_*` ones do (`VAULT_*` wins when both are set).
 //! Values are checked here, before any client sees them: a control character in a token or a
 //! namespace (a trailing newline from a Kubernetes secret, say) would otherwise reach an HTTP
@@ -11,7 +13,7 @@ use std::path::{Path, PathBuf};
 use secrecy::SecretString;
 
 use super::ConfigError;
-use super::layer::{Found, Given, Layers, text};
+use super::layer::{Found, Given, Layers};
 use crate::manifest::VaultSection;
 
 /// The vault CLI's default address.
@@ -19,10 +21,10 @@ const DEFAULT_VAULT_ADDR: &str = "https://127.0.0.1:8200";
 /// Where Kubernetes mounts a pod's service-account token.
 const KUBERNETES_JWT_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
 
-/// Vault settings: the manifest's `[vault]` first, then the environment.
+/// Vault settings: the environment first, then the manifest's `[vault]`.
 #[derive(Debug, Clone)]
 pub struct VaultSettings {
-    /// Where Vault is: `[vault] address`, VAULT_ADDR or BAO_ADDR; the vault CLI's default
+    /// Where Vault is: VAULT_ADDR, BAO_ADDR or `[vault] address`; the vault CLI's default
     /// otherwise.
     pub address: String,
     /// Whether `address` is the vault CLI's default, because neither `address` under [vault],
@@ -141,17 +143,21 @@ struct Lookup<'a> {
 }
 
 impl Lookup<'_> {
-    /// `key` from `[vault]`, else the first of `variables` that is set.
+    /// The first of `variables` that is set, else `key` from `[vault]` (a difference is a
+    /// warning naming both).
     fn find(
         &self,
         manifest: &Option<String>,
         key: &'static str,
         variables: &[&'static str],
     ) -> Option<Found<String>> {
-        let mut order = vec![Given::Manifest("vault", key, manifest.as_deref())];
-        order.extend(variables.iter().map(|name| Given::Environment(name)));
+        let mut order: Vec<Given<'_, String>> = variables
+            .iter()
+            .map(|name| Given::Environment(name))
+            .collect();
+        order.push(Given::Manifest("vault", key, manifest.as_deref()));
         // Text is never refused here: `checked` decides what a value may hold.
-        self.layers.first(order, text).ok().flatten()
+        self.layers.first_text(order)
     }
 
     /// Like `find`, refusing a value with a control character.
@@ -218,15 +224,13 @@ impl VaultSettings {
         let ca_cert = lookup
             .path(&section.ca_cert, "ca_cert", &["VAULT_CACERT", "BAO_CACERT"])
             .map(|p| p.to_string_lossy().into_owned());
-        let skip_verify = section.skip_verify.unwrap_or_else(|| {
-            lookup
-                .find(
-                    &None,
-                    "skip_verify",
-                    &["VAULT_SKIP_VERIFY", "BAO_SKIP_VERIFY"],
-                )
-                .is_some_and(|found| truthy(&found.value))
-        });
+        let skip_verify = lookup
+            .find(
+                &section.skip_verify.map(|on| on.to_string()),
+                "skip_verify",
+                &["VAULT_SKIP_VERIFY", "BAO_SKIP_VERIFY"],
+            )
+            .is_some_and(|found| truthy(&found.value));
         Ok(VaultSettings {
             address,
             default_address,
@@ -409,14 +413,18 @@ mod tests {
     }
 
     #[test]
-    fn vault_names_win_over_bao_names_and_the_manifest_over_both() {
+    fn vault_names_win_over_bao_names_and_both_over_the_manifest() {
         let settings = load("", &[("BAO_ADDR", "http://b"), ("VAULT_ADDR", "http://v")]).unwrap();
         assert_eq!(settings.address, "http://v");
         let settings = load("", &[("BAO_ADDR", "http://b")]).unwrap();
         assert_eq!(settings.address, "http://b");
         let settings = load("address = \"http://m\"", &[("VAULT_ADDR", "http://v")]).unwrap();
+        assert_eq!(settings.address, "http://v");
+        let settings = load("address = \"http://m\"", &[]).unwrap();
         assert_eq!(settings.address, "http://m");
         assert!(!settings.default_address);
+        let settings = load("skip_verify = false", &[("VAULT_SKIP_VERIFY", "1")]).unwrap();
+        assert!(settings.skip_verify);
         let settings = load("", &[]).unwrap();
         assert_eq!(settings.address, DEFAULT_VAULT_ADDR);
         assert!(settings.default_address);

@@ -155,14 +155,10 @@ fn recheck_on(
     layers: &Layers<'_>,
     watching: bool,
 ) -> Result<Option<Reference>, ConfigError> {
-    let Some(found) = layers.first(
-        vec![
-            Given::Flag("--recheck-on (ENVOKE_RECHECK_ON)", flags.recheck_on.clone()),
-            Given::Manifest("watch", "recheck_on", section.recheck_on.as_deref()),
-        ],
-        layer::text,
-    )?
-    else {
+    let Some(found) = layers.first_text(vec![
+        Given::Flag("--recheck-on (ENVOKE_RECHECK_ON)", flags.recheck_on.clone()),
+        Given::Manifest("watch", "recheck_on", section.recheck_on.as_deref()),
+    ]) else {
         return Ok(None);
     };
     found

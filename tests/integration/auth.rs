@@ -441,3 +441,94 @@ fn a_term_while_the_command_runs_revokes_the_login() {
         "the login is revoked after TERM\n{logs}"
     );
 }
+
+/// TERM while envoke connects — the Vault login made, the AWS side still looking for its region
+/// (at an instance-metadata endpoint that never answers) — revokes that login: the command
+/// never starts and no token of envoke's outlives it.
+#[test]
+fn a_term_while_connecting_revokes_the_login_already_made() {
+    let bao = Bao::start();
+    server_with_app_secret(&bao);
+    // Accepts connections (the kernel's backlog) and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let (role_id, secret_id) = bao.approle("app", "app", "1h", "2h");
+    let envoke = Envoke::new()
+        .env("VAULT_ADDR", &bao.addr)
+        .env("VAULT_ROLE_ID", &role_id)
+        .env("VAULT_SECRET_ID", &secret_id)
+        .env("ENVOKE_VAULT_AUTH", "approle")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env(
+            "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+            format!("http://{}", silent.local_addr().unwrap()),
+        )
+        .manifest(
+            "[env]\nAPP_TOKEN = \"vault://secret/app#token\"\n\
+             OTHER = \"aws-sm://app/other\"\n",
+        );
+    let before = bao.token_accessors().len();
+    let running = Supervised::start(&envoke, &[], r#"echo started >> "$LOG""#);
+    running.wait_until(Duration::from_secs(30), "envoke's login", || {
+        bao.token_accessors().len() == before + 1
+    });
+    let log = running.log_path().to_path_buf();
+    let (code, logs) = running.stop();
+    assert_eq!(code, Some(128 + 15), "{logs}");
+    assert!(logs.contains("interrupted while connecting"), "{logs}");
+    assert!(!log.exists(), "the command started\n{logs}");
+    assert_eq!(
+        bao.token_accessors().len(),
+        before,
+        "the login made before TERM is revoked\n{logs}"
+    );
+}
+
+/// A credential file that another user may write lets them choose envoke's identity (their
+/// token, their secret id), and so the command's values: refused as ssh refuses such a key,
+/// naming the file and the fix, before anything is sent.
+#[test]
+fn credential_files_others_can_write_are_refused_naming_the_file_and_the_fix() {
+    use std::os::unix::fs::PermissionsExt;
+    let bao = Bao::start();
+    server_with_app_secret(&bao);
+    let envoke = Envoke::new()
+        .env("VAULT_ADDR", &bao.addr)
+        .file("token", &format!("{ROOT_TOKEN}\n"))
+        .manifest("[env]\nAPP_TOKEN = \"vault://secret/app#token\"\n");
+    let token = envoke.dir().join("token");
+    let envoke = envoke.env("VAULT_TOKEN_FILE", &token);
+    let mut modes = vec![0o666];
+    // Group-writable counts when the group is not the user's private group (`nogroup` here).
+    if std::os::unix::fs::chown(&token, None, Some(65534)).is_ok() {
+        modes.push(0o620);
+    }
+    for mode in modes {
+        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(mode)).unwrap();
+        envoke
+            .run(["run", "--", "true"])
+            .assert_code(125)
+            .assert_stderr_contains(&token.display().to_string())
+            .assert_stderr_contains("writable by other users")
+            .assert_stderr_contains(&format!("chmod 600 {}", token.display()))
+            .assert_never_shows(ROOT_TOKEN);
+    }
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
+    envoke.run(["run", "--", "true"]).assert_code(0);
+
+    let (role_id, secret_id) = bao.approle("app", "app", "1h", "2h");
+    let envoke = logging_in(
+        &bao,
+        &format!("[vault]\nauth = \"approle\"\nrole_id = \"{role_id}\"\nsecret_id_file = \"sid\""),
+    )
+    .file("sid", &secret_id);
+    let sid = envoke.dir().join("sid");
+    std::fs::set_permissions(&sid, std::fs::Permissions::from_mode(0o602)).unwrap();
+    envoke
+        .run(["run", "--", "true"])
+        .assert_code(125)
+        .assert_stderr_contains("chmod 600 sid")
+        .assert_never_shows(&secret_id);
+    std::fs::set_permissions(&sid, std::fs::Permissions::from_mode(0o600)).unwrap();
+    envoke.run(["run", "--", "true"]).assert_code(0);
+}

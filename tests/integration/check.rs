@@ -117,3 +117,41 @@ fn a_policy_is_not_printed_for_a_reference_that_would_widen_it() {
         .assert_code(125)
         .assert_stderr_contains("aws-sm://prod/* has a character");
 }
+
+/// IAM reads `${aws:username}` in a resource as a policy variable and `*`/`?` as wildcards,
+/// wherever they are in the ARN: a secret id, an ARN's account, or the region the ARN is built
+/// with (`[aws] region`, AWS_REGION) holding one would grant more than the secret it names.
+#[test]
+fn an_aws_policy_refuses_wildcards_and_policy_variables_in_region_account_and_secret_id() {
+    let refused = |envoke: Envoke, shown: &str| {
+        let output = envoke.run(["policy", "--aws"]);
+        output
+            .assert_code(125)
+            .assert_stderr_contains(shown)
+            .assert_stderr_contains("no policy printed");
+        assert!(output.stdout.is_empty(), "{}", output.stdout);
+    };
+    let manifest = |text: &str| Envoke::new().manifest(text);
+    refused(
+        manifest("[env]\nA = \"aws-sm://prod/${aws:username}\"\n"),
+        "aws-sm://prod/${aws:username}",
+    );
+    refused(
+        manifest(
+            "[env]\nA = \"aws-sm://arn:aws:secretsmanager:eu-west-1:${aws:PrincipalAccount}:secret:x-AbCdEf\"\n",
+        ),
+        "${aws:PrincipalAccount}",
+    );
+    refused(
+        manifest("[aws]\nregion = \"*\"\n[env]\nA = \"aws-sm://prod/db\"\n"),
+        "[aws] region",
+    );
+    refused(
+        manifest("[env]\nA = \"aws-sm://prod/db\"\n").env("AWS_REGION", "${aws:RequestedRegion}"),
+        "AWS_REGION",
+    );
+    refused(
+        manifest("[env]\nA = \"aws-sm://prod/db\"\n").env("AWS_REGION", "eu-west-?"),
+        "AWS_REGION",
+    );
+}

@@ -318,11 +318,20 @@ address = "http://127.0.0.1:9"
         "what the profile leaves alone stays"
     );
 
-    // The profile's [vault] wins over the environment's VAULT_ADDR.
+    // The environment's VAULT_ADDR wins over the profile's [vault] (issue 22: the user's own
+    // settings decide where credentials go), with a warning naming both.
     let output = envoke.run_with(&[("ENVOKE_PROFILE", "broken")], ["check"]);
     output
-        .assert_code(125)
-        .assert_stdout_contains("unreachable");
+        .assert_code(0)
+        .assert_stderr_contains("VAULT_ADDR and `address` in [vault]");
+    // Without VAULT_ADDR, the profile's address is the one used.
+    let output = envoke
+        .command(["check", "--profile", "broken"])
+        .env_remove("VAULT_ADDR")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("unreachable"));
     envoke.run(["check", "--profile", "staging"]).assert_code(0);
     envoke
         .run(["run", "--profile", "prod", "--", "true"])
@@ -348,4 +357,121 @@ fn a_found_manifest_that_others_can_write_is_not_trusted() {
         &["run", "-m", "../envoke.toml", "--", "true"],
     )
     .assert_code(0);
+}
+
+/// A found `envoke.toml` that is a symbolic link is not followed: the link's owner, not the
+/// file's, put it there (another user's link in a shared directory pointing at any file the
+/// victim owns passed the old check, which looked at the target). `-m` names one on purpose.
+#[test]
+fn a_found_manifest_that_is_a_symlink_is_not_followed() {
+    let envoke = Envoke::new().file("real.toml", "[env]\nGREETING = \"linked\"\n");
+    std::os::unix::fs::symlink("real.toml", envoke.dir().join("envoke.toml")).unwrap();
+    let output = envoke.run(["run", "--", "true"]);
+    output
+        .assert_code(125)
+        .assert_stderr_contains("found envoke.toml, but it is a symbolic link")
+        .assert_stderr_contains("-m");
+    envoke
+        .run(["run", "-m", "envoke.toml", "--", "true"])
+        .assert_code(0);
+}
+
+/// What another local user can do, with a real second user: plant `envoke.toml` (a file, a
+/// link to one of the victim's files, a dangling link) in a directory everyone may write
+/// (`/tmp`, a sticky 1777 directory). The search never looks in such a directory, so the
+/// victim's `envoke run` below it neither uses the plant nor fails because of it; a manifest of
+/// another user in the victim's own directory (a hard link, say) is refused.
+#[test]
+fn another_users_manifest_is_neither_used_nor_able_to_stop_a_run() {
+    use std::os::unix::fs::{PermissionsExt, chown};
+    let Some(attacker) = crate::support::ThrowawayUser::create() else {
+        return;
+    };
+    let envoke = Envoke::new().file("victim-own.toml", "[env]\nGREETING = \"victim-file\"\n");
+    let shared = envoke.dir().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    std::fs::create_dir(shared.join("work")).unwrap();
+    let plant = shared.join("envoke.toml");
+    let greeting = |output: &crate::support::Output| output.stdout.trim().to_owned();
+    for planted in ["file", "link to the victim's file", "dangling link"] {
+        let _ = std::fs::remove_file(&plant);
+        match planted {
+            "file" => std::fs::write(&plant, "[env]\nGREETING = \"planted\"\n").unwrap(),
+            "dangling link" => std::os::unix::fs::symlink("/nonexistent", &plant).unwrap(),
+            _ => std::os::unix::fs::symlink(envoke.dir().join("victim-own.toml"), &plant).unwrap(),
+        }
+        std::os::unix::fs::lchown(&plant, Some(attacker.uid), Some(attacker.uid)).unwrap();
+        let output = run_in(
+            &envoke,
+            "shared/work",
+            &["run", "--", "sh", "-c", "echo \"$GREETING\""],
+        );
+        output.assert_code(0);
+        assert_eq!(greeting(&output), "", "{planted}: {}", output.stderr);
+    }
+    // In the victim's own directory, a file of another user's is refused, naming the owner.
+    let own = envoke.dir().join("mine");
+    std::fs::create_dir(&own).unwrap();
+    std::fs::write(own.join("envoke.toml"), "[env]\nGREETING = \"theirs\"\n").unwrap();
+    chown(own.join("envoke.toml"), Some(attacker.uid), None).unwrap();
+    run_in(&envoke, "mine", &["run", "--", "true"])
+        .assert_code(125)
+        .assert_stderr_contains("it belongs to another user");
+}
+
+/// A cloned repository's `envoke.toml` may not choose where credentials go: `[vault] address`
+/// pointing at a recording server is refused by check, policy and run until the user trusts the
+/// file (`envoke trust`), a changed file asks again, and even then VAULT_ADDR wins over it with a
+/// warning naming both. The recorder never sees a request.
+#[test]
+fn a_found_manifest_chooses_no_address_until_trusted_and_the_environment_wins() {
+    use crate::support::hostile::{Behaviour, Hostile};
+    let bao = crate::support::Bao::start();
+    bao.kv2_put("secret", "app", serde_json::json!({"token": "real"}));
+    let recorder = Hostile::start(Behaviour::Record);
+    let manifest = format!(
+        "[vault]\naddress = \"{}\"\ntoken_file = \"../.npmrc\"\n[env]\nAPP = \"vault://secret/app#token\"\n",
+        recorder.address
+    );
+    let envoke = Envoke::new().vault(&bao).untrusted().manifest(&manifest);
+    for args in [
+        &["check"][..],
+        &["policy", "--vault"],
+        &["run", "--", "true"],
+    ] {
+        envoke
+            .run(args)
+            .assert_code(125)
+            .assert_stderr_contains(
+                "envoke.toml (found by searching, not named with -m) sets [vault] address",
+            )
+            .assert_stderr_contains("`envoke trust envoke.toml`");
+    }
+    // Named with -m, it is the user's choice; VAULT_ADDR still wins, with a warning.
+    let named = envoke.run(["run", "-m", "envoke.toml", "--", "true"]);
+    named.assert_code(0).assert_stderr_contains(
+        "VAULT_ADDR and `address` in [vault] in envoke.toml differ: using VAULT_ADDR",
+    );
+
+    envoke
+        .run(["trust"])
+        .assert_code(0)
+        .assert_stderr_contains("[vault] address");
+    let (output, env) = envoke.child_env(&[]);
+    output
+        .assert_code(0)
+        .assert_stderr_contains("differ: using VAULT_ADDR");
+    assert_eq!(env["APP"], "real");
+    // Changed after it was trusted: asked again.
+    std::fs::write(
+        envoke.dir().join("envoke.toml"),
+        manifest.replace("APP", "APP2"),
+    )
+    .unwrap();
+    envoke
+        .run(["check"])
+        .assert_code(125)
+        .assert_stderr_contains("envoke trust envoke.toml");
+    assert!(recorder.requests().is_empty(), "{:?}", recorder.requests());
 }

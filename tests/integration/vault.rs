@@ -112,18 +112,28 @@ fn the_token_comes_from_vault_token_file_when_vault_token_is_unset() {
 }
 
 #[test]
-fn the_manifest_vault_address_overrides_vault_addr() {
+/// Issue 22: VAULT_ADDR wins over the manifest's `[vault] address` (as the vault CLI orders
+/// them), and the difference is a warning naming both; without VAULT_ADDR the manifest's is used.
+fn vault_addr_overrides_the_manifests_address_with_a_warning() {
     let bao = Bao::start();
     bao.kv2_put("secret", "x", json!({"k": "v"}));
+    let envoke = Envoke::new().vault(&bao).manifest(&format!(
+        "[vault]\naddress = \"{}\"\n[env]\nK = \"vault://secret/x#k\"\n",
+        closed_address()
+    ));
+    let (output, env) = envoke.child_env(&[]);
+    output
+        .assert_code(0)
+        .assert_stderr_contains("VAULT_ADDR and `address` in [vault] in envoke.toml differ");
+    assert_eq!(env["K"], "v");
     let envoke = Envoke::new()
-        .vault(&bao)
-        .env("VAULT_ADDR", closed_address())
+        .env("VAULT_TOKEN", crate::support::ROOT_TOKEN)
         .manifest(&format!(
             "[vault]\naddress = \"{}\"\n[env]\nK = \"vault://secret/x#k\"\n",
             bao.addr
         ));
     let (output, env) = envoke.child_env(&[]);
-    output.assert_code(0);
+    output.assert_code(0).assert_stderr_lacks("differ");
     assert_eq!(env["K"], "v");
 }
 

@@ -19,8 +19,9 @@ use super::{Policy, PolicyError, refuse_problems, refuse_widening};
 use crate::config::{Config, OwnEnvironment};
 use crate::reference::{AwsRef, AwsVersion, Reference};
 
-/// In IAM resource ARNs, `*` and `?` are wildcards.
-const IAM_WILDCARDS: &str = "*?";
+/// In IAM resource ARNs, `*` and `?` are wildcards and `$` starts a policy variable
+/// (`${aws:username}`); none of them is in a secret's name, an account or a region.
+const IAM_WILDCARDS: &str = "*?$";
 
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
@@ -74,7 +75,23 @@ impl Needs {
     /// The needs of `config`'s AWS references; refused when there are none, or when one would
     /// widen the policy.
     fn of(config: &Config, watch: bool) -> Result<Needs, PolicyError> {
-        let configured_region = config.aws.region_in(&OwnEnvironment(&config.inherited));
+        let environment = OwnEnvironment(&config.inherited);
+        let configured_region = config.aws.region_in(&environment);
+        if let Some(region) = &configured_region
+            && region.contains(|c| IAM_WILDCARDS.contains(c))
+        {
+            let setting = if config.aws.region.is_some() {
+                "[aws] region"
+            } else if environment.get("AWS_REGION").is_some() {
+                "AWS_REGION"
+            } else {
+                "AWS_DEFAULT_REGION"
+            };
+            return Err(PolicyError::Widening(
+                format!("{setting} (`{}`)", crate::sanitize::escaped(region)),
+                IAM_WILDCARDS,
+            ));
+        }
         let mut needs = Needs::default();
         for (_, reference) in config.references() {
             let Reference::Aws(r) = reference else {

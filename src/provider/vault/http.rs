@@ -26,6 +26,7 @@ use zeroize::Zeroizing;
 use crate::config::vault::VaultSettings;
 use crate::provider::FetchError;
 use crate::sanitize::one_line;
+use crate::untrusted_file::Guard;
 
 /// The largest response body envoke reads.
 pub(super) const MAX_BODY: usize = 4 * 1024 * 1024;
@@ -293,7 +294,7 @@ struct ErrorBody {
 }
 
 fn read_ca(path: &Path) -> Result<Vec<reqwest::Certificate>, FetchError> {
-    let pem = super::token::read_bounded(path, 1024 * 1024)
+    let pem = super::token::read_bounded(path, 1024 * 1024, Guard::Credential)
         .map_err(|error| error.for_file("Vault CA certificate", path))?;
     reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
         FetchError::Other(format!(

@@ -24,6 +24,7 @@ use crate::config::vault::{Credential, LoginMethod, VaultAuth};
 use crate::provider::FetchError;
 use crate::sanitize::{escaped, one_line};
 use crate::secret::zeroize_json;
+use crate::untrusted_file::Guard;
 
 impl VaultProvider {
     /// Who envoke reads as, for the audit events, never a token: `token` for one the user gave
@@ -252,13 +253,12 @@ fn login_role(method: &LoginMethod) -> Option<&str> {
 
 /// The TLS client identity for `cert` logins: the PEM certificate followed by its key.
 pub(super) fn client_identity(cert: &Path, key: &Path) -> Result<reqwest::Identity, FetchError> {
-    let read = |path: &Path| {
-        token::read_bounded(path, 1024 * 1024)
-            .map_err(|error| error.for_file("client certificate or key", path))
+    let read = |path: &Path, what: &str, guard: Guard| {
+        token::read_bounded(path, 1024 * 1024, guard).map_err(|error| error.for_file(what, path))
     };
-    let mut pem = read(cert)?;
+    let mut pem = read(cert, "client certificate", Guard::Credential)?;
     pem.extend_from_slice(b"\n");
-    pem.extend_from_slice(&read(key)?);
+    pem.extend_from_slice(&read(key, "client key", Guard::PrivateKey)?);
     reqwest::Identity::from_pem(&pem).map_err(|error| {
         FetchError::Other(format!(
             "cannot use the client certificate {} with the key {}: {error}",
@@ -274,4 +274,45 @@ fn retry_after(failures: u32) -> Duration {
         .saturating_mul(2u32.saturating_pow(failures.min(6)))
         .min(Duration::from_secs(60));
     ceiling.mul_f64(0.5 + fastrand::f64() * 0.5)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    /// As ssh refuses a private key others can read: a client key readable by every user is
+    /// refused naming the key and the fix, before its text is parsed; the certificate, which is
+    /// public, may be readable but not writable by others.
+    #[test]
+    fn a_client_key_others_can_read_and_a_certificate_others_can_write_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        std::fs::write(&cert, "not a certificate").unwrap();
+        std::fs::write(&key, "not a key").unwrap();
+        let mode = |path: &Path, mode| {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+        };
+        mode(&cert, 0o644);
+        mode(&key, 0o644);
+        let error = client_identity(&cert, &key).unwrap_err().to_string();
+        assert!(error.contains("readable by every user"), "{error}");
+        assert!(
+            error.contains(&format!("chmod 600 {}", key.display())),
+            "{error}"
+        );
+        mode(&key, 0o600);
+        mode(&cert, 0o646);
+        let error = client_identity(&cert, &key).unwrap_err().to_string();
+        assert!(error.contains("writable by other users"), "{error}");
+        assert!(error.contains(&cert.display().to_string()), "{error}");
+        // Safe modes: what is left is that neither file holds PEM.
+        mode(&cert, 0o644);
+        let error = client_identity(&cert, &key).unwrap_err().to_string();
+        assert!(
+            error.contains("cannot use the client certificate"),
+            "{error}"
+        );
+    }
 }

@@ -20,7 +20,7 @@ use zeroize::Zeroizing;
 
 use crate::config::vault::TokenSource;
 use crate::provider::FetchError;
-use crate::untrusted_file::{self, ReadError};
+use crate::untrusted_file::{self, Guard, ReadError};
 
 /// No token, secret id or JWT file is larger; a larger one is refused, not read.
 pub(super) const MAX_FILE: u64 = 64 * 1024;
@@ -144,6 +144,8 @@ pub(super) enum FileError {
     ControlCharacter,
     NotText,
     Io(std::io::Error),
+    /// Its owner or mode lets another user change (or, for a key, read) it: why.
+    Unsafe(String),
 }
 
 impl FileError {
@@ -156,6 +158,12 @@ impl FileError {
             FileError::ControlCharacter => "it has a control character inside".to_owned(),
             FileError::NotText => "it is not UTF-8 text".to_owned(),
             FileError::Io(error) => error.to_string(),
+            FileError::Unsafe(reason) => {
+                format!(
+                    "{reason}; run `chmod 600 {}` if it is yours",
+                    path.display()
+                )
+            }
         };
         FetchError::Other(format!(
             "cannot use the {what} {}: {reason}",
@@ -177,7 +185,7 @@ fn read_token_file(path: &Path) -> Result<(SecretString, Stamp), FileError> {
 /// whitespace. Refuses what is not a regular file (a FIFO would block envoke forever), what is
 /// larger than [`MAX_FILE`], and what has a control character inside.
 pub(super) fn read_secret_file(path: &Path) -> Result<SecretString, FileError> {
-    let bytes = read_bounded(path, MAX_FILE)?;
+    let bytes = read_bounded(path, MAX_FILE, Guard::Credential)?;
     let text = std::str::from_utf8(&bytes).map_err(|_| FileError::NotText)?;
     let text = text.trim();
     if text.is_empty() {
@@ -189,10 +197,15 @@ pub(super) fn read_secret_file(path: &Path) -> Result<SecretString, FileError> {
     Ok(SecretString::from(text.to_owned()))
 }
 
-/// [`untrusted_file::read`], with this module's errors (a missing file is told
+/// [`untrusted_file::read_guarded`], with this module's errors (a missing file is told
 /// apart: a missing ~/.vault-token means "no token", not a failure).
-pub(super) fn read_bounded(path: &Path, cap: u64) -> Result<Zeroizing<Vec<u8>>, FileError> {
-    untrusted_file::read(path, cap).map_err(|error| match error {
+pub(super) fn read_bounded(
+    path: &Path,
+    cap: u64,
+    guard: Guard,
+) -> Result<Zeroizing<Vec<u8>>, FileError> {
+    untrusted_file::read_guarded(path, cap, guard).map_err(|error| match error {
+        ReadError::Unsafe(reason) => FileError::Unsafe(reason),
         ReadError::NotRegular(_) => FileError::NotRegular,
         ReadError::TooLarge(cap) => FileError::TooLarge(cap),
         ReadError::Io(error) if error.kind() == std::io::ErrorKind::NotFound => FileError::Missing,

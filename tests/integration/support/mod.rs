@@ -1151,6 +1151,10 @@ pub fn wait_for_exit(child: &mut Child, timeout: Duration) -> Option<ExitStatus>
 pub struct Envoke {
     dir: tempfile::TempDir,
     env: Vec<(OsString, OsString)>,
+    /// Whether the scratch directory's `envoke.toml` is trusted (`envoke trust`) before each
+    /// run: a test's manifest is the user's own, as a repository's is once they reviewed it.
+    /// [`Envoke::untrusted`] turns it off, for the tests of that consent.
+    trusted: bool,
 }
 
 impl Default for Envoke {
@@ -1167,7 +1171,17 @@ impl Envoke {
             ("PATH".into(), std::env::var_os("PATH").unwrap_or_default()),
             ("HOME".into(), dir.path().as_os_str().to_owned()),
         ];
-        Envoke { dir, env }
+        Envoke {
+            dir,
+            env,
+            trusted: true,
+        }
+    }
+
+    /// The scratch directory's `envoke.toml` is not trusted before each run.
+    pub fn untrusted(mut self) -> Envoke {
+        self.trusted = false;
+        self
     }
 
     /// Adds the settings that point envoke at `bao`.
@@ -1230,6 +1244,16 @@ impl Envoke {
         I: IntoIterator<Item = S>,
         S: AsRef<std::ffi::OsStr>,
     {
+        if self.trusted && self.dir.path().join("envoke.toml").is_file() {
+            // Fails, unnoticed, for a manifest a search refuses (a link, another user's).
+            let _ = Command::new(envoke_binary())
+                .args(["trust", "envoke.toml"])
+                .current_dir(self.dir.path())
+                .env_clear()
+                .envs(self.env.iter().map(|(k, v)| (k, v)))
+                .stdin(Stdio::null())
+                .output();
+        }
         let mut command = Command::new(envoke_binary());
         command
             .args(args)
@@ -1356,5 +1380,50 @@ impl Output {
             self.stderr
         );
         self
+    }
+}
+
+/// A second local user for attacks on files and directories, made with `useradd` and removed
+/// with `userdel` when dropped. Needs root; elsewhere [`cannot_run_here`] decides.
+pub struct ThrowawayUser {
+    /// The user's name.
+    pub name: String,
+    /// The user's id.
+    pub uid: u32,
+}
+
+impl ThrowawayUser {
+    /// A new user with no home and no shell; `None` (after [`cannot_run_here`]) when this
+    /// process cannot add users.
+    pub fn create() -> Option<ThrowawayUser> {
+        if !nix::unistd::geteuid().is_root() {
+            cannot_run_here("adding a second local user needs root");
+            return None;
+        }
+        let name = format!(
+            "envoke-t{}-{}",
+            std::process::id(),
+            fastrand::u32(..100_000)
+        );
+        let added = Command::new("useradd")
+            .args(["--no-create-home", "--shell", "/usr/sbin/nologin", &name])
+            .status();
+        if !added.is_ok_and(|status| status.success()) {
+            cannot_run_here("useradd failed");
+            return None;
+        }
+        let uid = nix::unistd::User::from_name(&name)
+            .ok()
+            .flatten()
+            .expect("the user just added")
+            .uid
+            .as_raw();
+        Some(ThrowawayUser { name, uid })
+    }
+}
+
+impl Drop for ThrowawayUser {
+    fn drop(&mut self) {
+        let _ = Command::new("userdel").arg(&self.name).status();
     }
 }
