@@ -21,6 +21,7 @@ use crate::config::{ConfigError, VariableProblem};
 use crate::launch::files::FilesError;
 use crate::launch::supervise::{ChildExit, Finish};
 use crate::launch::{ComposeError, EnvironmentError, LaunchError};
+use crate::sanitize::{escaped, one_line};
 
 /// Everything that can stop envoke.
 #[derive(Debug, thiserror::Error)]
@@ -147,16 +148,74 @@ impl fmt::Display for Unresolved<'_> {
             "{count} variable{} cannot be resolved; the command was not started",
             if count == 1 { "" } else { "s" }
         )?;
-        for problem in self.0 {
-            write!(f, "\n  {problem}")?;
+        for group in shared(self.0) {
+            match group.as_slice() {
+                [problem] => write!(f, "\n  {problem}")?,
+                [first, ..] => {
+                    let names: Vec<String> = group.iter().map(|p| escaped(&p.name)).collect();
+                    write!(f, "\n  {}", names.join(", "))?;
+                    // A secret is named with its variables; a backend is in the reason.
+                    if let Some(subject) = first.subject.as_deref().filter(|s| s.contains("://")) {
+                        write!(f, " ({subject})")?;
+                    }
+                    write!(f, ": {}", one_line(&first.reason))?;
+                }
+                [] => {}
+            }
         }
         Ok(())
     }
 }
 
+/// The problems, in their order, with those that share a subject and a reason gathered at the
+/// first one's place: one line for a failed Vault login, not one per variable.
+fn shared(problems: &[VariableProblem]) -> Vec<Vec<&VariableProblem>> {
+    let mut groups: Vec<Vec<&VariableProblem>> = Vec::new();
+    for problem in problems {
+        let same = |group: &&mut Vec<&VariableProblem>| {
+            problem.subject.is_some()
+                && group[0].subject == problem.subject
+                && group[0].reason == problem.reason
+        };
+        match groups.iter_mut().find(|group| same(group)) {
+            Some(group) => group.push(problem),
+            None => groups.push(vec![problem]),
+        }
+    }
+    groups
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failure_shared_by_several_variables_is_reported_once_naming_them() {
+        let problem = |name: &str, reference: &str, reason: &str, subject: Option<&str>| {
+            let problem = VariableProblem::new(name, Some(reference), reason.to_owned());
+            match subject {
+                Some(subject) => problem.about(subject.to_owned()),
+                None => problem,
+            }
+        };
+        let login = "cannot log in to Vault: invalid role name";
+        let problems = [
+            problem("A", "vault://secret/a#x", login, Some("Vault")),
+            problem("B", "aws-sm://b", "not found", Some("aws-sm://b")),
+            problem("C", "vault://secret/c#y", login, Some("Vault")),
+            problem("D", "aws-sm://b#k", "not found", Some("aws-sm://b")),
+            problem("E", "vault://secret/e#z", "key `z` missing", None),
+            problem("F", "vault://secret/f#z", "key `z` missing", None),
+        ];
+        assert_eq!(
+            Error::Variables(problems.to_vec()).to_string(),
+            "6 variables cannot be resolved; the command was not started\n  \
+             A, C: cannot log in to Vault: invalid role name\n  \
+             B, D (aws-sm://b): not found\n  \
+             E (vault://secret/e#z): key `z` missing\n  \
+             F (vault://secret/f#z): key `z` missing"
+        );
+    }
 
     #[test]
     fn the_table() {

@@ -69,9 +69,11 @@ use crate::error::{Error, Exit, exit_code};
 pub fn main_with_args(argv: impl IntoIterator<Item = OsString>) -> u8 {
     // Before anything is read or fetched, and while envoke has one thread.
     launch::protect::protect_self();
-    let args = match Args::try_parse_from(argv) {
+    let argv: Vec<OsString> = argv.into_iter().collect();
+    let args = match Args::try_parse_from(&argv) {
         Ok(args) => args,
         Err(error) => {
+            let error = cli::with_tips(error, &argv);
             let _ = error.print();
             let exit = if error.use_stderr() {
                 Exit::Usage
@@ -83,9 +85,9 @@ pub fn main_with_args(argv: impl IntoIterator<Item = OsString>) -> u8 {
     };
     let log_format = args.log_format;
     let quiet = args.quiet;
-    let generated = match args.command {
-        Command::Completions { shell } => Some(command::generate::completions(shell)),
-        Command::Man => Some(command::generate::man()),
+    let generated = match &args.command {
+        Command::Completions { shell, .. } => Some(command::generate::completions(*shell)),
+        Command::Man { dir, .. } => Some(command::generate::man(dir.as_deref())),
         Command::Run(_)
         | Command::Check(_)
         | Command::Policy(_)
@@ -98,7 +100,7 @@ pub fn main_with_args(argv: impl IntoIterator<Item = OsString>) -> u8 {
         }
         return exit_code(&result);
     }
-    logging::init(args.verbose, args.quiet, log_format);
+    logging::init(args.verbosity(), args.quiet, log_format);
     if let Command::Run(run) = &args.command
         && !run.exec
     {
@@ -118,7 +120,7 @@ pub fn main_with_args(argv: impl IntoIterator<Item = OsString>) -> u8 {
                     Command::Policy(args) => command::policy::policy(args).await,
                     Command::Import(args) => command::import::import(args, quiet).await,
                     Command::Trust(args) => command::trust::trust(&args),
-                    Command::Completions { .. } | Command::Man => Ok(Exit::Success),
+                    Command::Completions { .. } | Command::Man { .. } => Ok(Exit::Success),
                 }
             });
             // Don't wait for a stuck blocking task (a DNS lookup, say) before exiting.

@@ -22,8 +22,15 @@
 //! # Audit
 //! [`AUDIT`] is the target of the events that say who got which secret version, when, as whom:
 //! resolutions, lease renewals and revocations, Vault logins (docs/logging.md lists them). It is
-//! at INFO by default, so shown without `-v`; `-q` silences it, like everything but errors.
+//! at INFO by default, so shown without `-v`, wherever the logs are kept: a pipe, a file, a
+//! container's log, or any `--log-format json`; `-q` silences it, like everything but errors.
 //! [`CHANGE`], the watcher's account of why it restarts, rechecks or waits, is shown the same way.
+//!
+//! # A person at a terminal
+//! Text logs on a terminal are read by the person who started envoke, not kept: there the audit
+//! events need `-v`, and [`SUMMARY`] says in one line what they would have said at length
+//! ("started node (pid 4242) with 7 secrets: 3 from AWS us-east-1, 4 from Vault"). Anywhere
+//! else the summary is off (the audit events say it all) unless `-v` shows envoke's INFO lines.
 
 use std::io::IsTerminal;
 
@@ -42,6 +49,10 @@ pub const AUDIT: &str = "envoke::audit";
 /// default, like [`AUDIT`]: a restart is never silent.
 pub const CHANGE: &str = "envoke::change";
 
+/// The target of the one line that sums up a launch for a person at a terminal (see the module
+/// doc): at INFO there by default, where the audit events are left to `-v`.
+pub const SUMMARY: &str = "envoke::summary";
+
 /// How log events are written (`--log-format`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -58,14 +69,20 @@ pub fn init(verbose: u8, quiet: bool, format: LogFormat) {
         .ok()
         .filter(|directives| !directives.trim().is_empty())
         .map(|directives| (directives.parse::<Targets>(), directives));
+    let terminal = std::io::stderr().is_terminal();
+    let reader = if terminal && format == LogFormat::Text {
+        Reader::Person
+    } else {
+        Reader::Record
+    };
     let (filter, unusable) = match from_env {
         Some((Ok(filter), _)) => (filter, None),
-        Some((Err(error), directives)) => {
-            (default_filter(verbose, quiet), Some((error, directives)))
-        }
-        None => (default_filter(verbose, quiet), None),
+        Some((Err(error), directives)) => (
+            default_filter(verbose, quiet, reader),
+            Some((error, directives)),
+        ),
+        None => (default_filter(verbose, quiet, reader), None),
     };
-    let terminal = std::io::stderr().is_terminal();
     let text = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(terminal)
@@ -124,7 +141,16 @@ fn dependency_cap(target: &str, level: Level) -> bool {
     !target.starts_with("aws_sigv4") && level <= Level::INFO
 }
 
-fn default_filter(verbose: u8, quiet: bool) -> Targets {
+/// Who reads the logs, which decides what the default filter shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reader {
+    /// Text on a terminal: the summary line, the audit events only with `-v`.
+    Person,
+    /// Anything kept (a pipe, a file, JSON): the audit events, no summary line unless `-v`.
+    Record,
+}
+
+fn default_filter(verbose: u8, quiet: bool, reader: Reader) -> Targets {
     let level = match (quiet, verbose) {
         (true, _) => "error",
         (false, 0) => "warn",
@@ -135,11 +161,20 @@ fn default_filter(verbose: u8, quiet: bool) -> Targets {
     let base = if quiet { "error" } else { "warn" };
     // aws-config warns with whole debug dumps when IMDS does not answer; envoke says "no AWS
     // region configured" itself.
-    // Audit events at INFO even without -v; -q keeps errors only.
-    let audit = if quiet { "error" } else { "info" };
-    format!("{base},aws_config=error,envoke={level},{AUDIT}={audit},{CHANGE}={audit}")
-        .parse()
-        .expect("the built-in log filter parses")
+    // Audit events at INFO even without -v (at a terminal, the summary instead); -q keeps
+    // errors only.
+    let shown = if quiet { "error" } else { "info" };
+    let (audit, summary) = match reader {
+        Reader::Person if verbose == 0 => ("warn", shown),
+        Reader::Person => (shown, shown),
+        Reader::Record => (shown, level),
+    };
+    format!(
+        "{base},aws_config=error,envoke={level},{AUDIT}={audit},{CHANGE}={shown},\
+         {SUMMARY}={summary}"
+    )
+    .parse()
+    .expect("the built-in log filter parses")
 }
 
 #[cfg(test)]
@@ -150,23 +185,37 @@ mod tests {
 
     #[test]
     fn the_default_filter_keeps_dependencies_quiet_and_follows_the_verbosity() {
-        let filter = default_filter(2, false);
+        let filter = default_filter(2, false, Reader::Record);
         assert!(filter.would_enable("envoke::watch", &Level::DEBUG));
         assert!(!filter.would_enable("envoke::watch", &Level::TRACE));
         assert!(filter.would_enable("hyper_util::client", &Level::WARN));
         assert!(!filter.would_enable("hyper_util::client", &Level::INFO));
         assert!(!filter.would_enable("aws_config::imds::region", &Level::WARN));
-        let quiet = default_filter(0, true);
+        let quiet = default_filter(0, true, Reader::Record);
         assert!(!quiet.would_enable("envoke", &Level::WARN));
         assert!(quiet.would_enable("envoke", &Level::ERROR));
     }
 
     #[test]
     fn audit_events_show_by_default_and_not_with_quiet() {
-        assert!(default_filter(0, false).would_enable(AUDIT, &Level::INFO));
-        assert!(!default_filter(0, false).would_enable("envoke::watch", &Level::INFO));
-        assert!(!default_filter(0, false).would_enable(AUDIT, &Level::DEBUG));
-        assert!(!default_filter(0, true).would_enable(AUDIT, &Level::INFO));
+        let filter = |verbose, quiet| default_filter(verbose, quiet, Reader::Record);
+        assert!(filter(0, false).would_enable(AUDIT, &Level::INFO));
+        assert!(!filter(0, false).would_enable("envoke::watch", &Level::INFO));
+        assert!(!filter(0, false).would_enable(AUDIT, &Level::DEBUG));
+        assert!(!filter(0, true).would_enable(AUDIT, &Level::INFO));
+        assert!(!filter(0, false).would_enable(SUMMARY, &Level::INFO));
+        assert!(filter(1, false).would_enable(SUMMARY, &Level::INFO));
+    }
+
+    #[test]
+    fn a_person_gets_the_summary_and_the_audit_events_only_with_v() {
+        let filter = |verbose, quiet| default_filter(verbose, quiet, Reader::Person);
+        assert!(filter(0, false).would_enable(SUMMARY, &Level::INFO));
+        assert!(!filter(0, false).would_enable(AUDIT, &Level::INFO));
+        assert!(filter(0, false).would_enable(CHANGE, &Level::INFO));
+        assert!(filter(0, false).would_enable(AUDIT, &Level::WARN));
+        assert!(filter(1, false).would_enable(AUDIT, &Level::INFO));
+        assert!(!filter(0, true).would_enable(SUMMARY, &Level::INFO));
     }
 
     #[test]

@@ -278,9 +278,18 @@ pub(crate) fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// A connection's failure, with the fix when it is that the server's certificate was not
-/// verified against any trusted CA (rustls's `UnknownIssuer`). `own_ca` names where this backend
+/// verified against any trusted CA (rustls's `UnknownIssuer`), or that the server does not
+/// speak TLS at all (an `https://` address for a plain-HTTP server). `own_ca` names where this backend
 /// takes a server's own CA besides the system's trust store, if anywhere.
 pub(crate) fn connection_failure(cause: String, own_ca: Option<&str>) -> String {
+    // rustls read the first bytes of an answer as a TLS record and they were not one: most
+    // often an HTTP answer from a server that has no TLS on this port.
+    if cause.contains("InvalidContentType") {
+        return format!(
+            "{cause}: the server answered without TLS; if it serves plain HTTP, write the \
+             address with http:// instead of https://"
+        );
+    }
     if !cause.contains("UnknownIssuer") {
         return cause;
     }

@@ -105,6 +105,29 @@ pub enum Failure {
 }
 
 impl Failure {
+    /// What the failure is about when it is not one variable alone (see
+    /// [`VariableProblem::subject`]): the backend, for what fails the same way for every secret
+    /// it serves (it cannot be reached, the credentials are refused or missing, no region); the
+    /// secret, for what is wrong with it (not found, denied, unusable). A key that is missing
+    /// or unusable is the variable's own.
+    pub fn subject(&self, reference: &Reference) -> Option<String> {
+        let backend = match reference {
+            Reference::Aws(_) => "AWS",
+            Reference::Vault(_) => "Vault",
+        };
+        match self {
+            Failure::Fetch(
+                FetchError::Unreachable { .. }
+                | FetchError::BadCredentials(_)
+                | FetchError::Other(_),
+            ) => Some(backend.to_owned()),
+            Failure::Fetch(
+                FetchError::NotFound(_) | FetchError::AccessDenied(_) | FetchError::Invalid(_),
+            ) => Some(redacted(&FetchKey::of(reference).to_string())),
+            Failure::Select(_) | Failure::Expand(_) => None,
+        }
+    }
+
     /// The status word `envoke check` reports.
     pub fn status(&self) -> &'static str {
         match self {
@@ -167,17 +190,51 @@ impl Resolution {
         }
     }
 
+    /// What the command got, in a few words for a person: `7 secrets: 3 from AWS us-east-1, 4
+    /// from Vault` (the variables that have a value, by backend and AWS region), or `no
+    /// secrets`.
+    pub fn summary(&self, backends: &Backends) -> String {
+        let default_region = backends.aws().map(|aws| aws.region().to_owned()).ok();
+        let mut by_source: BTreeMap<String, usize> = BTreeMap::new();
+        for outcome in self.outcomes.iter().filter(|o| o.result.is_ok()) {
+            let source = match &outcome.reference {
+                Reference::Aws(r) => match r.region.as_ref().or(default_region.as_ref()) {
+                    Some(region) => format!("AWS {}", escaped(region)),
+                    None => "AWS".to_owned(),
+                },
+                Reference::Vault(_) => "Vault".to_owned(),
+            };
+            *by_source.entry(source).or_default() += 1;
+        }
+        let total: usize = by_source.values().sum();
+        match total {
+            0 => "no secrets".to_owned(),
+            _ => {
+                let sources: Vec<String> = by_source
+                    .iter()
+                    .map(|(source, count)| format!("{count} from {source}"))
+                    .collect();
+                let plural = if total == 1 { "" } else { "s" };
+                format!("{total} secret{plural}: {}", sources.join(", "))
+            }
+        }
+    }
+
     /// The variables that have no value, and why.
     pub fn failures(&self) -> Vec<VariableProblem> {
         self.outcomes
             .iter()
             .filter_map(|outcome| {
                 let failure = outcome.result.as_ref().err()?;
-                Some(VariableProblem::new(
+                let problem = VariableProblem::new(
                     &outcome.name,
                     Some(&outcome.reference.to_string()),
                     failure.to_string(),
-                ))
+                );
+                Some(match failure.subject(&outcome.reference) {
+                    Some(subject) => problem.about(subject),
+                    None => problem,
+                })
             })
             .collect()
     }

@@ -125,6 +125,11 @@ pub struct Row {
     pub status: &'static str,
     /// Why it is not `ok`.
     pub error: Option<String>,
+    /// What the error is about beyond this variable (see
+    /// [`crate::config::VariableProblem::subject`]): rows with the same subject and error share
+    /// one line under the table.
+    #[serde(skip)]
+    subject: Option<String>,
 }
 
 /// The whole report.
@@ -166,6 +171,7 @@ impl Report {
                 version: None,
                 status: "invalid",
                 error: Some(problem.reason.clone()),
+                subject: problem.subject.clone(),
             })
             .collect();
         variables.extend(resolution.outcomes.iter().map(|outcome| {
@@ -186,6 +192,11 @@ impl Report {
                     (Err(failure), _) => Some(failure.to_string()),
                     (Ok(_), denial) => denial.cloned(),
                 },
+                subject: outcome
+                    .result
+                    .as_ref()
+                    .err()
+                    .and_then(|failure| failure.subject(&outcome.reference)),
             }
         }));
         variables.sort_by(|a, b| a.name.cmp(&b.name));
@@ -204,10 +215,20 @@ impl Report {
     /// The report as a table.
     pub fn to_text(&self) -> String {
         let mut out = self.table();
+        // An error shared by several rows (a failed login, say) is said once, naming them.
+        let mut notes: Vec<(Vec<&str>, &Option<String>, &str)> = Vec::new();
         for row in &self.variables {
-            if let Some(error) = &row.error {
-                out.push_str(&format!("{}: {}\n", escaped(&row.name), one_line(error)));
+            let Some(error) = &row.error else { continue };
+            match notes.iter_mut().find(|(_, subject, shared)| {
+                row.subject.is_some() && **subject == row.subject && *shared == error
+            }) {
+                Some((names, _, _)) => names.push(&row.name),
+                None => notes.push((vec![&row.name], &row.subject, error)),
             }
+        }
+        for (names, _, error) in notes {
+            let names: Vec<String> = names.into_iter().map(escaped).collect();
+            out.push_str(&format!("{}: {}\n", names.join(", "), one_line(error)));
         }
         out.push_str(&self.summary());
         out

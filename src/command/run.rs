@@ -28,6 +28,7 @@ use crate::launch::{self, ChildEnvironment, Terminal};
 use crate::platform;
 use crate::provider::Backends;
 use crate::resolve::{Resolution, resolve};
+use crate::sanitize::escaped;
 use crate::watch::{self, LeaseLedger, SupervisorHandle, Watcher};
 
 /// `envoke run`: prepare, start, supervise.
@@ -150,16 +151,16 @@ fn start(
         ChildEnvironment::build(config, resolution, files.as_deref()).map_err(Error::from)?;
     if args.exec {
         // The command keeps envoke's PID.
-        resolution.audit(backends, "start", Some(std::process::id()));
+        let pid = std::process::id();
+        resolution.audit(backends, "start", Some(pid));
+        announce(args, pid, resolution, backends);
         return Err(launch::exec(&args.command, &environment).into());
     }
     let mask = config.mask.then(|| Arc::new(OutputMask::default()));
     let target = launch::spawn(&args.command, &environment, terminal, mask.as_deref())?;
-    resolution.audit(
-        backends,
-        "start",
-        Some(target.pid().as_raw().unsigned_abs()),
-    );
+    let pid = target.pid().as_raw().unsigned_abs();
+    resolution.audit(backends, "start", Some(pid));
+    announce(args, pid, resolution, backends);
     // The values are in the child's environment now; envoke's copies are zeroized here, before
     // supervision that may last for months.
     drop(environment);
@@ -168,6 +169,21 @@ fn start(
         files,
         mask,
     })
+}
+
+/// The one line a person at a terminal sees for a launch ([`crate::logging::SUMMARY`]): `started node
+/// (pid 4242) with 7 secrets: 3 from AWS us-east-1, 4 from Vault`.
+fn announce(args: &RunArgs, pid: u32, resolution: &Resolution, backends: &Backends) {
+    let command = args
+        .command
+        .first()
+        .map(|word| escaped(&word.to_string_lossy()))
+        .unwrap_or_default();
+    tracing::info!(
+        target: "envoke::summary",
+        "started {command} (pid {pid}) with {}",
+        resolution.summary(backends)
+    );
 }
 
 /// Watches, keeps the login alive and supervises until the command is done; then revokes what

@@ -17,6 +17,11 @@ pub struct VariableProblem {
     pub reference: Option<String>,
     /// What is wrong.
     pub reason: String,
+    /// What the reason is about when it is not this variable alone: the secret whose fetch
+    /// failed (`vault://secret/db`), or the backend (`Vault`, `AWS`) when the failure is the
+    /// same for every variable it serves (a login, a token, an address, a region, TLS). Problems
+    /// with the same subject and reason are reported once, naming every variable.
+    pub subject: Option<String>,
 }
 
 impl VariableProblem {
@@ -27,6 +32,15 @@ impl VariableProblem {
             name: name.to_owned(),
             reference: reference.map(redacted),
             reason,
+            subject: None,
+        }
+    }
+
+    /// The same problem, shared with every variable that has `subject` and the same reason.
+    pub fn about(self, subject: String) -> VariableProblem {
+        VariableProblem {
+            subject: Some(subject),
+            ..self
         }
     }
 }

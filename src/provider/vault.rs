@@ -35,6 +35,7 @@ use self::login::client_identity;
 use self::token::{Origin, Token, header_safe};
 use super::{Document, DocumentKind, FetchError, Lease};
 use crate::config::vault::{LoginMethod, VaultAuth, VaultSettings};
+use crate::sanitize::one_line;
 use crate::secret::{SecretValue, zeroize_json};
 
 /// Vault reads in flight at once. Each in-flight read holds a connection of its own; a bound lets
@@ -411,8 +412,10 @@ impl VaultProvider {
         body: Option<Vec<u8>>,
     ) -> Result<Envelope, FetchError> {
         let token = self.token().current();
+        let capability = capability(&method);
         match self.request_with(&token, method, &path, query, body).await {
             Err(FetchError::AccessDenied(reason)) if path != LOOKUP_SELF => {
+                let reason = format!("needs {capability} on {} ({reason})", one_line(&path));
                 Err(self.explain_denial(&token, reason).await)
             }
             result => result,
@@ -498,6 +501,18 @@ fn kv2_prefix_hint(mount: &str, rest: &str) -> Option<String> {
             "drop {prefix} (envoke adds data/ for KV v2): vault://{mount}{stripped}"
         ))
     })
+}
+
+/// The ACL capability a request of this method needs, as a Vault policy names it: a denial
+/// names it with the path, whatever the command (run, check, policy, the watcher).
+fn capability(method: &Method) -> String {
+    match method.as_str() {
+        "GET" | "HEAD" => "read".to_owned(),
+        "POST" | "PUT" => "update".to_owned(),
+        "DELETE" => "delete".to_owned(),
+        "LIST" => "list".to_owned(),
+        other => other.to_ascii_lowercase(),
+    }
 }
 
 #[cfg(test)]

@@ -340,7 +340,9 @@ SOUTH       = "aws-sm://only/south?region=ap-south-1"
         .manifest("[env]\nSOUTH = \"aws-sm://only/south\"\n")
         .run(["run", "--", "true"])
         .assert_code(125)
-        .assert_stderr_contains("SOUTH (aws-sm://only/south): not found");
+        .assert_stderr_contains(
+            "SOUTH (aws-sm://only/south): not found: no secret only/south in us-east-1",
+        );
 }
 
 #[test]

@@ -184,3 +184,20 @@ fn the_migration_guides_first_step_prints_what_it_shows() {
     let stderr: Vec<&str> = output.stderr.lines().collect();
     assert_eq!(stderr, notes, "the notes, in order");
 }
+
+/// The demo's child prints a mask and the length of each value, never a part of it (its first
+/// four characters were all of DB_PORT).
+#[test]
+fn the_demo_masks_whole_values() {
+    let demo =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/demo")).unwrap();
+    let line = demo
+        .lines()
+        .find(|line| line.contains("child sees"))
+        .expect("the demo's child prints what it got");
+    assert!(!line.contains("\"$value\""), "{line}");
+    assert!(
+        line.contains("****") && line.contains("${#value}"),
+        "{line}"
+    );
+}

@@ -191,9 +191,39 @@ fn a_bad_token_is_invalid_or_expired_and_a_missing_capability_is_access_denied()
         .manifest(reference)
         .run(["run", "--", "true"])
         .assert_code(125)
-        .assert_stderr_contains("K (vault://secret/app/api#password): access denied")
+        .assert_stderr_contains(
+            "K (vault://secret/app/api#password): access denied: needs read on \
+             secret/data/app/api",
+        )
         .assert_stderr_lacks("invalid or expired")
         .assert_never_shows("pw-value");
+    // check names it too, not only the watcher.
+    Envoke::new()
+        .vault(&bao)
+        .env("VAULT_TOKEN", token)
+        .manifest(reference)
+        .run(["check"])
+        .assert_code(125)
+        .assert_stdout_contains("K: access denied: needs read on secret/data/app/api");
+}
+
+/// `VAULT_ADDR=https://...` for a server that serves plain HTTP: the fix, not rustls's
+/// "received corrupt message of type InvalidContentType" alone.
+#[test]
+fn https_to_a_plain_http_server_says_to_use_http() {
+    let bao = Bao::start();
+    let https = bao.addr.replace("http://", "https://");
+    Envoke::new()
+        .vault(&bao)
+        .env("VAULT_ADDR", &https)
+        .manifest("[env]\nK = \"vault://secret/app#k\"\n")
+        .run(["run", "--", "true"])
+        .assert_code(125)
+        .assert_stderr_contains(&format!("backend unreachable at {https}"))
+        .assert_stderr_contains(
+            "the server answered without TLS; if it serves plain HTTP, write the address with \
+             http:// instead of https://",
+        );
 }
 
 #[test]

@@ -184,3 +184,174 @@ fn version_names_the_commit_and_the_target_for_bug_reports() {
         "the target in {line:?} is not this machine's"
     );
 }
+
+/// `envoke man --dir DIR` writes envoke.1 and a page per subcommand; envoke-run(1) has every
+/// `run` flag with its ENVOKE_* variable, and envoke(1)'s SEE ALSO pages all exist.
+#[test]
+fn man_dir_writes_a_page_per_subcommand_with_every_flag_and_its_variable() {
+    let envoke = Envoke::new();
+    let dir = envoke.dir().join("man/man1");
+    envoke
+        .run(["man", "--dir", dir.to_str().unwrap()])
+        .assert_code(0);
+    let page = |name: &str| {
+        std::fs::read_to_string(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+    };
+    let run = page("envoke-run.1");
+    assert!(run.contains(".TH envoke-run 1"), "{run}");
+    for variable in RUN_VARIABLES
+        .iter()
+        .chain(&["ENVOKE_SPLAY", "ENVOKE_RECHECK_SIGNAL"])
+    {
+        // roff escapes the dashes of flags, not the underscores of variables.
+        assert!(
+            run.contains(variable),
+            "envoke-run.1 lacks {variable}\n{run}"
+        );
+    }
+    for flag in [
+        "\\-\\-on\\-change",
+        "\\-\\-stop\\-signal",
+        "\\-\\-mask",
+        "\\-\\-splay",
+    ] {
+        assert!(run.contains(flag), "envoke-run.1 lacks {flag}");
+    }
+    let check = page("envoke-check.1");
+    assert!(check.contains("ENVOKE_PROFILE") && check.contains("\\-\\-format"));
+    for name in [
+        "envoke.1",
+        "envoke-policy.1",
+        "envoke-import.1",
+        "envoke-completions.1",
+    ] {
+        page(name);
+    }
+    // The top page is the one `envoke man` prints.
+    let top = envoke.run(["man"]);
+    top.assert_code(0);
+    assert_eq!(top.stdout, page("envoke.1"));
+}
+
+/// Completions complete the values of flags that have a fixed set, and do not offer file
+/// names for a profile.
+#[test]
+fn bash_completes_on_change_signals_and_log_formats_and_no_files_for_a_profile() {
+    let bash = Envoke::new().run(["completions", "bash"]);
+    bash.assert_code(0);
+    let completion = |flag: &str| -> String {
+        let at = bash
+            .stdout
+            .find(&format!("                {flag})\n"))
+            .unwrap_or_else(|| panic!("no case for {flag}"));
+        bash.stdout[at..].lines().nth(1).unwrap().to_owned()
+    };
+    assert!(
+        completion("--on-change").contains("restart exit none signal:HUP"),
+        "{}",
+        completion("--on-change")
+    );
+    for flag in ["--stop-signal", "--recheck-signal"] {
+        assert!(
+            completion(flag).contains("TERM INT QUIT HUP USR1 USR2"),
+            "{flag}"
+        );
+    }
+    assert!(completion("--log-format").contains("text json"));
+    assert!(
+        !completion("--profile").contains("compgen -f"),
+        "{}",
+        completion("--profile")
+    );
+}
+
+/// `envoke run node server.js` (no `--`) says to add it, with the command as it would be.
+#[test]
+fn a_command_without_dashes_says_to_put_them_before_it() {
+    Envoke::new()
+        .run(["run", "--allow-empty", "node", "server.js"])
+        .assert_code(125)
+        .assert_stderr_contains("unexpected argument 'node'")
+        .assert_stderr_contains(
+            "tip: the command goes after `--`, so that its words are not read as envoke's: \
+             `envoke run --allow-empty -- node server.js`",
+        );
+}
+
+/// `-v` before and after the subcommand add up: `envoke -v run -v` is -vv (debug lines).
+#[test]
+fn v_before_and_after_the_subcommand_add_up() {
+    let envoke = Envoke::new();
+    let once = envoke.run(["-v", "run", "--allow-empty", "--", "true"]);
+    once.assert_code(0).assert_stderr_lacks("DEBUG");
+    let twice = envoke.run(["-v", "run", "-v", "--allow-empty", "--", "true"]);
+    twice.assert_code(0).assert_stderr_contains("DEBUG");
+}
+
+/// ENVOKE_WATCH is one switch for run, check and policy: an interval or on watches (run at the
+/// interval, 5m for on), off/0 does not (run used to refuse 0 as an interval below 1s).
+#[test]
+fn envoke_watch_means_the_same_to_run_check_and_policy() {
+    let moto = Moto::start();
+    moto.create("s", "value");
+    let envoke = Envoke::new()
+        .aws(&moto)
+        .manifest("[env]\nVALUE = \"aws-sm://s\"\n");
+    for off in ["0", "off", "false"] {
+        envoke
+            .run_with(&[("ENVOKE_WATCH", off)], ["-v", "run", "--", "true"])
+            .assert_code(0)
+            .assert_stderr_lacks("watching for changes");
+        envoke
+            .run_with(&[("ENVOKE_WATCH", off)], ["check"])
+            .assert_code(0)
+            .assert_stdout_contains("all 1 variables resolve\n");
+        let policy = envoke.run_with(&[("ENVOKE_WATCH", off)], ["policy", "--aws"]);
+        policy.assert_code(0);
+        assert!(
+            !policy.stdout.contains("DescribeSecret"),
+            "{}",
+            policy.stdout
+        );
+    }
+    for (on, interval) in [("on", "300s"), ("1", "300s"), ("30s", "30s")] {
+        // The watcher says so as it starts, before `true` exits.
+        envoke
+            .run_with(&[("ENVOKE_WATCH", on)], ["-v", "run", "--", "true"])
+            .assert_code(0)
+            .assert_stderr_contains("watching for changes")
+            .assert_stderr_contains(&format!("interval={interval}"));
+        envoke
+            .run_with(&[("ENVOKE_WATCH", on)], ["check"])
+            .assert_code(0)
+            .assert_stdout_contains("resolve and can be watched");
+        envoke
+            .run_with(&[("ENVOKE_WATCH", on)], ["policy", "--aws"])
+            .assert_code(0)
+            .assert_stdout_contains("DescribeSecret");
+    }
+}
+
+/// README and `--help` say the same places: the man pages' directory, the bash completion file.
+#[test]
+fn readme_and_help_agree_on_where_pages_and_completions_go() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let envoke = Envoke::new();
+    let man = envoke.run(["man", "--help"]);
+    man.assert_code(0);
+    let completions = envoke.run(["completions", "--help"]);
+    completions.assert_code(0);
+    for (help, line) in [
+        (&man.stdout, "envoke man --dir /usr/local/share/man/man1"),
+        (
+            &completions.stdout,
+            "envoke completions bash > /usr/local/share/bash-completion/completions/envoke",
+        ),
+    ] {
+        assert!(readme.contains(line), "README lacks {line}");
+        // clap wraps help text at 100 columns.
+        let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(help.contains(line), "--help lacks {line}:\n{help}");
+    }
+}

@@ -348,3 +348,98 @@ fn a_dynamic_secret_audits_its_lease_renewal_and_revocation() {
     assert_eq!(revoked.len(), 1, "{logs}");
     assert_eq!(revoked[0]["lease"], lease.as_str());
 }
+
+/// On a terminal, text logs are for the person who started envoke: one line for the launch,
+/// naming the command, its pid and where its secrets came from, and no audit event unless -v.
+/// Piped, the audit events are there as before and the summary line is not.
+#[test]
+fn on_a_terminal_one_summary_line_per_launch_and_audit_events_only_with_v() {
+    let (_moto, _bao, envoke, _, _) = both_backends();
+    let output = envoke.run_on_terminal(["run", "--", "sh", "-c", "echo child=$$"]);
+    output.assert_code(0);
+    let pid = output
+        .stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("child="))
+        .unwrap_or_else(|| panic!("no child line\n{}", output.stdout));
+    output
+        .assert_stdout_contains(&format!(
+            "started sh (pid {pid}) with 2 secrets: 1 from AWS us-east-1, 1 from Vault"
+        ))
+        .assert_stdout_lacks("secret resolved")
+        .assert_stdout_lacks("secret.resolve");
+    for secret in NEVER_SHOWN {
+        output.assert_never_shows(secret);
+    }
+    // The app's line is the only other one.
+    assert_eq!(output.stdout.lines().count(), 2, "{}", output.stdout);
+
+    let verbose = envoke.run_on_terminal(["run", "-v", "--", "true"]);
+    verbose
+        .assert_code(0)
+        .assert_stdout_contains("secret resolved for the command")
+        .assert_stdout_contains("started true (pid ");
+
+    let piped = envoke.run(["run", "--", "true"]);
+    piped
+        .assert_code(0)
+        .assert_stderr_contains("event=\"secret.resolve\"")
+        .assert_stderr_lacks("started true");
+    // JSON on a terminal is for machines: the audit events, as piped.
+    let json = envoke.run_on_terminal(["--log-format", "json", "run", "--", "true"]);
+    json.assert_code(0)
+        .assert_stdout_contains("\"event\":\"secret.resolve\"")
+        .assert_stdout_lacks("started true");
+    // -q: nothing at all.
+    let quiet = envoke.run_on_terminal(["-q", "run", "--", "true"]);
+    quiet.assert_code(0);
+    assert_eq!(quiet.stdout, "");
+}
+
+/// `envoke check` on a terminal prints its table and its verdict, not the audit events.
+#[test]
+fn check_on_a_terminal_prints_its_table_and_no_audit_line() {
+    let (_moto, _bao, envoke, _, _) = both_backends();
+    let output = envoke.run_on_terminal(["check"]);
+    output
+        .assert_code(0)
+        .assert_stdout_contains("NAME")
+        .assert_stdout_contains("all 2 variables resolve")
+        .assert_stdout_lacks("secret resolved")
+        .assert_stdout_lacks("started");
+    assert_eq!(output.stdout.lines().count(), 4, "{}", output.stdout);
+}
+
+/// A failure that is the same for every variable (here a Vault token the server refuses) is
+/// reported once, naming the variables; piped and on a terminal alike.
+#[test]
+fn a_failure_shared_by_every_variable_is_one_line_naming_them() {
+    let bao = Bao::start();
+    let envoke = Envoke::new()
+        .vault(&bao)
+        .env("VAULT_TOKEN", "not-a-token")
+        .manifest(
+            "[env]\nDB_USER = \"vault://secret/db#user\"\nDB_PASS = \"vault://secret/db#pass\"\n\
+             API_KEY = \"vault://secret/api#key\"\n",
+        );
+    let piped = envoke.run(["run", "--", "true"]);
+    piped.assert_code(125).assert_stderr_contains(
+        "3 variables cannot be resolved; the command was not started\n  API_KEY, DB_PASS, DB_USER: ",
+    );
+    let errors = piped.stderr.lines().filter(|l| l.starts_with("  ")).count();
+    assert_eq!(errors, 1, "{}", piped.stderr);
+
+    let terminal = envoke.run_on_terminal(["run", "--", "true"]);
+    terminal
+        .assert_code(125)
+        .assert_stdout_contains("  API_KEY, DB_PASS, DB_USER: ");
+    assert_eq!(terminal.stdout.lines().count(), 2, "{}", terminal.stdout);
+
+    // check: a row per variable, and the reason once under the table.
+    let check = envoke.run(["check"]);
+    check
+        .assert_code(125)
+        .assert_stdout_contains("\nAPI_KEY, DB_PASS, DB_USER: the Vault token is invalid");
+    let notes = check.stdout.matches("the Vault token is invalid").count();
+    assert_eq!(notes, 1, "{}", check.stdout);
+}

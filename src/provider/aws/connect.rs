@@ -97,6 +97,11 @@ impl AwsProvider {
         })
     }
 
+    /// The configured region: where a reference without `?region=` is read.
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
     /// Whose credentials the calls are signed with, for the audit events.
     pub fn identity(&self) -> &str {
         &self.identity

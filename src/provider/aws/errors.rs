@@ -173,7 +173,7 @@ pub(super) fn is_throttling(code: Option<&str>) -> bool {
 pub(super) fn map_code(code: &str, message: &str, call: &Call<'_>) -> FetchError {
     let message = one_line(message);
     match code {
-        "ResourceNotFoundException" => FetchError::NotFound(message),
+        "ResourceNotFoundException" => FetchError::NotFound(not_found(&message, call)),
         // A secret scheduled for deletion can still be restored until its deletion date.
         "InvalidRequestException"
             if message.contains("marked for deletion") || message.contains("marked deleted") =>
@@ -205,6 +205,30 @@ pub(super) fn map_code(code: &str, message: &str, call: &Call<'_>) -> FetchError
     }
 }
 
+/// What a not-found answer was about: the secret, the region it was looked for in, and the
+/// account when the id names one (an ARN) — a secret in another region or account is the usual
+/// cause. Secrets Manager's own message is kept when it says more than that it found nothing
+/// (a version or a stage that is not there).
+fn not_found(message: &str, call: &Call<'_>) -> String {
+    let mut text = match call.secret_id {
+        Some(secret_id) => format!("no secret {} in {}", one_line(secret_id), call.region),
+        None => format!("in {}", call.region),
+    };
+    let account = call
+        .secret_id
+        .and_then(|id| id.strip_prefix("arn:"))
+        .and_then(|arn| arn.split(':').nth(3))
+        .filter(|account| !account.is_empty());
+    if let Some(account) = account {
+        text.push_str(&format!(", account {}", one_line(account)));
+    }
+    let generic = message.is_empty() || message.ends_with("can't find the specified secret.");
+    if !generic {
+        text.push_str(&format!(" ({message})"));
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,9 +247,25 @@ mod tests {
             secret_id: Some("prod/db"),
             region: "eu-west-1",
         };
+        let missing = map_code(
+            "ResourceNotFoundException",
+            "Secrets Manager can't find the specified secret.",
+            &call,
+        );
+        assert_eq!(missing.status(), "not found");
         assert_eq!(
-            map_code("ResourceNotFoundException", "", &call).status(),
-            "not found"
+            missing.to_string(),
+            "not found: no secret prod/db in eu-west-1"
+        );
+        let arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:prod/db";
+        let by_arn = Call {
+            secret_id: Some(arn),
+            ..call
+        };
+        let stage = "Secrets Manager can't find the specified secret value for staging label: X";
+        assert_eq!(
+            map_code("ResourceNotFoundException", stage, &by_arn).to_string(),
+            format!("not found: no secret {arn} in eu-west-1, account 123456789012 ({stage})")
         );
         let denied = map_code("AccessDeniedException", "", &call);
         assert_eq!(denied.status(), "access denied");

@@ -1291,6 +1291,43 @@ impl Envoke {
         }
     }
 
+    /// Runs envoke to completion on a pseudo-terminal, as a person at a terminal runs it:
+    /// `script -qec 'envoke ARGS' /dev/null` (util-linux; scripts/setup installs it). stdin,
+    /// stdout and stderr are all the terminal, so everything ends up in [`Output::stdout`], with
+    /// the terminal's CRLF turned back into LF; [`Output::stderr`] has script's own complaints.
+    pub fn run_on_terminal<I, S>(&self, args: I) -> Output
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let quote =
+            |word: &std::ffi::OsStr| format!("'{}'", word.to_string_lossy().replace('\'', r"'\''"));
+        let mut line = quote(envoke_binary().as_os_str());
+        for arg in args {
+            line.push(' ');
+            line.push_str(&quote(arg.as_ref()));
+        }
+        let script = Path::new("/usr/bin/script");
+        if !script.exists() {
+            cannot_run_here("script(1) is missing (Debian: bsdutils); run scripts/setup");
+        }
+        let output = Command::new(script)
+            .args(["-qec", &line, "/dev/null"])
+            .current_dir(self.dir.path())
+            .env_clear()
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .env("SHELL", "/bin/sh")
+            .env("TERM", "dumb")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run script(1)");
+        Output {
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).replace("\r\n", "\n"),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
     /// `envoke run [flags] -- env -0`, returning the child's environment as a sorted map.
     pub fn child_env(
         &self,
@@ -1365,6 +1402,18 @@ impl Output {
         assert!(
             !self.stderr.contains(text),
             "stderr shows {text:?}\n--- stderr\n{}",
+            self.stderr
+        );
+        self
+    }
+
+    /// Asserts that stdout does not contain `text`.
+    #[track_caller]
+    pub fn assert_stdout_lacks(&self, text: &str) -> &Output {
+        assert!(
+            !self.stdout.contains(text),
+            "stdout shows {text:?}\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout,
             self.stderr
         );
         self
