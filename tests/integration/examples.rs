@@ -308,3 +308,39 @@ fn the_example_policies_are_what_envoke_policy_prints_for_the_examples() {
         "examples/ecs/iam-policy.json is not what envoke policy prints"
     );
 }
+
+#[test]
+fn the_kubernetes_docs_policy_command_prints_the_example_policy() {
+    // The command of docs/kubernetes.md, as written there (before the pipe), run on the
+    // example's manifest: it must print examples/kubernetes/vault-policy.hcl.
+    let doc = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/kubernetes.md"),
+    )
+    .unwrap();
+    let line = doc
+        .lines()
+        .find(|line| line.contains("envoke policy --vault"))
+        .expect("docs/kubernetes.md shows the policy command");
+    let command = line.trim_start_matches("$ ").split(" | ").next().unwrap();
+    let mut words = command.split(' ');
+    let (manifest, _) = deployment_environment();
+    let mut envoke = Envoke::new().file("envoke.toml", &manifest);
+    let mut args = Vec::new();
+    for word in words.by_ref() {
+        match word.split_once('=') {
+            Some((name, value)) if name.chars().all(|c| c.is_ascii_uppercase() || c == '_') => {
+                envoke = envoke.env(name, value);
+            }
+            _ if word == "envoke" => break,
+            _ => panic!("unexpected {word:?} in {command:?}"),
+        }
+    }
+    args.extend(words);
+    let output = envoke.run(&args);
+    output.assert_code(0);
+    assert_eq!(
+        output.stdout,
+        std::fs::read_to_string(example("kubernetes/vault-policy.hcl")).unwrap(),
+        "docs/kubernetes.md's command does not print examples/kubernetes/vault-policy.hcl"
+    );
+}

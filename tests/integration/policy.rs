@@ -399,3 +399,30 @@ fn the_permissions_doc_shows_what_envoke_prints() {
     vault.assert_code(0);
     assert_eq!(vault.stdout, permissions_doc_block("An example", "hcl", 1));
 }
+
+#[test]
+fn a_login_methods_policy_asks_the_server_with_the_shells_token_and_keeps_the_logins_rules() {
+    // An operator at a desk: the Deployment's ENVOKE_VAULT_AUTH=kubernetes, and an admin token
+    // in the shell. The login cannot work here; the token asks which engines serve the paths,
+    // and the rules are still the login's (its renew-self and revoke-self among them).
+    let bao = Bao::start();
+    bao.kv2_put("secret", "app/db", json!({ "password": "x" }));
+    let envoke = Envoke::new()
+        .vault(&bao)
+        .env("ENVOKE_VAULT_AUTH", "kubernetes")
+        .env("ENVOKE_VAULT_ROLE", "app")
+        .manifest("[env]\nDB = \"vault://secret/app/db#password\"\n");
+    let output = envoke.run(["policy", "--vault"]);
+    output.assert_code(0);
+    assert!(
+        output.stdout.contains("path \"auth/token/renew-self\""),
+        "{}",
+        output.stdout
+    );
+    assert!(
+        output.stdout.contains("path \"secret/data/app/db\""),
+        "{}",
+        output.stdout
+    );
+    assert!(!output.stdout.contains("ASSUMED"), "{}", output.stdout);
+}

@@ -14,7 +14,9 @@ use std::fmt::Write as _;
 
 use super::{Policy, PolicyError, refuse_problems, refuse_widening};
 use crate::config::Config;
-use crate::config::vault::VaultAuth;
+use secrecy::SecretString;
+
+use crate::config::vault::{TokenSource, VaultAuth, VaultSettings};
 use crate::provider::FetchError;
 use crate::provider::vault::{Engine, VaultProvider};
 use crate::reference::Reference;
@@ -82,13 +84,30 @@ pub async fn policy(config: &Config, watch: bool) -> Result<Policy, PolicyError>
     Ok(vault_policy(&settings.auth, &references, &engines, watch))
 }
 
+/// The settings to ask the server with. With a login method (`ENVOKE_VAULT_AUTH=kubernetes`,
+/// as a Deployment sets it), the policy is the login's — its rules include the login's upkeep —
+/// but the login itself only works where its credentials are (in the pod). An operator who runs
+/// `policy` at a desk with a Vault token in the shell (VAULT_TOKEN, BAO_TOKEN) asks the server
+/// with that token instead; the login method still decides the rules.
+fn asking_settings(settings: &VaultSettings) -> VaultSettings {
+    let token = ["VAULT_TOKEN", "BAO_TOKEN"]
+        .iter()
+        .filter_map(|name| std::env::var(name).ok())
+        .find(|token| !token.is_empty() && !token.chars().any(char::is_control));
+    match (&settings.auth, token) {
+        (VaultAuth::Login { .. }, Some(token)) => VaultSettings {
+            auth: VaultAuth::Token(TokenSource::Value(SecretString::from(token))),
+            ..settings.clone()
+        },
+        _ => settings.clone(),
+    }
+}
+
 /// Asks the server which engine serves each path; a path it cannot answer for is assumed.
-async fn engines(
-    settings: &crate::config::vault::VaultSettings,
-    paths: &BTreeSet<&str>,
-) -> BTreeMap<String, Known> {
+async fn engines(settings: &VaultSettings, paths: &BTreeSet<&str>) -> BTreeMap<String, Known> {
     let assumed = |error: &FetchError| Known::Assumed(format!("the server was not asked: {error}"));
-    let provider = match VaultProvider::connect(settings).await {
+    let asking = asking_settings(settings);
+    let provider = match VaultProvider::connect(&asking).await {
         Ok(provider) => provider,
         Err(error) => {
             return paths
