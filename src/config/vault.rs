@@ -89,7 +89,8 @@ pub enum LoginMethod {
     Kubernetes {
         /// The Vault role to log in as: `[vault] role` or ENVOKE_VAULT_ROLE.
         role: String,
-        /// `[vault] jwt_file`; the token Kubernetes mounts in every pod otherwise. Read
+        /// `ENVOKE_VAULT_JWT_FILE` or `[vault] jwt_file`; the token Kubernetes mounts in every
+        /// pod otherwise. Read
         /// at each login, since the kubelet rotates it.
         jwt_file: PathBuf,
     },
@@ -97,7 +98,8 @@ pub enum LoginMethod {
     Jwt {
         /// The Vault role to log in as: `[vault] role` or ENVOKE_VAULT_ROLE.
         role: String,
-        /// `[vault] jwt_file` (required: a JWT has no standard place). Read at each login.
+        /// `ENVOKE_VAULT_JWT_FILE` or `[vault] jwt_file` (required: a JWT has no standard
+        /// place). Read at each login.
         jwt_file: PathBuf,
     },
     /// A TLS client certificate.
@@ -257,19 +259,19 @@ fn auth(lookup: &Lookup<'_>, home: Option<&Path>) -> Result<VaultAuth, ConfigErr
         "kubernetes" => LoginMethod::Kubernetes {
             role: role("kubernetes")?,
             jwt_file: lookup
-                .path(&section.jwt_file, "jwt_file", &[])
+                .path(&section.jwt_file, "jwt_file", &["ENVOKE_VAULT_JWT_FILE"])
                 .unwrap_or_else(|| PathBuf::from(KUBERNETES_JWT_FILE)),
         },
         "jwt" => LoginMethod::Jwt {
             role: role("jwt")?,
-            jwt_file: match lookup.path(&section.jwt_file, "jwt_file", &[]) {
+            jwt_file: match lookup.path(&section.jwt_file, "jwt_file", &["ENVOKE_VAULT_JWT_FILE"]) {
                 Some(path) => path,
                 None if lookup.credentials_optional => PathBuf::new(),
                 None => {
                     return Err(ConfigError::MissingSetting {
                         needed_by: "auth = \"jwt\"".to_owned(),
                         setting: "jwt_file",
-                        variables: String::new(),
+                        variables: "ENVOKE_VAULT_JWT_FILE".to_owned(),
                     });
                 }
             },
@@ -438,6 +440,28 @@ mod tests {
         let error = load("namespace = \"a\\u001b[31m\"", &[]).unwrap_err();
         assert!(
             error.to_string().contains("`namespace` in [vault]"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_jwt_file_can_come_from_the_environment() {
+        let settings = load(
+            "auth = \"jwt\"",
+            &[
+                ("ENVOKE_VAULT_ROLE", "ci"),
+                ("ENVOKE_VAULT_JWT_FILE", "/run/ci/token"),
+            ],
+        )
+        .unwrap();
+        let VaultAuth::Login { method, .. } = settings.auth else {
+            panic!("not a login")
+        };
+        assert!(matches!(method, LoginMethod::Jwt { jwt_file, .. }
+            if jwt_file == Path::new("/run/ci/token")));
+        let error = load("auth = \"jwt\"", &[("ENVOKE_VAULT_ROLE", "ci")]).unwrap_err();
+        assert!(
+            error.to_string().contains("ENVOKE_VAULT_JWT_FILE"),
             "{error}"
         );
     }

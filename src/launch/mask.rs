@@ -110,10 +110,13 @@ impl Patterns {
     /// Whether `tail` is a proper prefix of some value (a value may begin there, and the rest
     /// of it has not been read yet).
     fn begins_a_value(&self, tail: &[u8]) -> bool {
+        // The values that begin with `tail` come right after it in sorted order: the first of
+        // them, or the one after `tail` itself when it is a value too.
         let at = self.values.partition_point(|v| v.as_slice() < tail);
-        self.values
-            .get(at)
-            .is_some_and(|v| v.len() > tail.len() && v.starts_with(tail))
+        self.values[at..]
+            .iter()
+            .take(2)
+            .any(|v| v.len() > tail.len() && v.starts_with(tail))
     }
 
     /// The first position at or after `from` where a value may begin but `input` ends before it
