@@ -13,7 +13,7 @@ use futures::future::join_all;
 use serde::Serialize;
 
 use crate::cli::{CheckArgs, Format};
-use crate::config::{Config, ConfigError, Flags, Purpose};
+use crate::config::{Config, ConfigError, Flags, Origin, Purpose};
 use crate::error::{Error, Exit};
 use crate::provider::{Backends, DocumentKind, FetchError};
 use crate::resolve::{FetchKey, Fetched, Resolution, resolve};
@@ -125,6 +125,13 @@ pub struct Row {
     pub status: &'static str,
     /// Why it is not `ok`.
     pub error: Option<String>,
+    /// With a profile: where the variable was defined, `profile`, `env` (inherited from `[env]`)
+    /// or `environment` (a reference in envoke's own environment).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<&'static str>,
+    /// With a profile: whether the variable comes from `[env]` rather than the profile.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inherited: Option<bool>,
     /// What the error is about beyond this variable (see
     /// [`crate::config::VariableProblem::subject`]): rows with the same subject and error share
     /// one line under the table.
@@ -142,6 +149,25 @@ pub struct Report {
     /// Whether what watching needs was checked too.
     #[serde(skip)]
     watch: bool,
+    /// The profile checked, if any.
+    #[serde(skip)]
+    profile: Option<String>,
+}
+
+/// A row's `from` and `inherited`, shown only when a profile is applied.
+fn origin_cells(
+    profile: Option<&str>,
+    origin: Option<Origin>,
+) -> (Option<&'static str>, Option<bool>) {
+    if profile.is_none() {
+        return (None, None);
+    }
+    match origin {
+        Some(Origin::Profile) => (Some("profile"), Some(false)),
+        Some(Origin::Manifest) => (Some("env"), Some(true)),
+        Some(Origin::Environment) => (Some("environment"), Some(false)),
+        None => (Some("-"), Some(false)),
+    }
 }
 
 impl Report {
@@ -152,32 +178,39 @@ impl Report {
         resolution: &Resolution,
         watch_denials: Option<&BTreeMap<FetchKey, String>>,
     ) -> Report {
+        let profile = config.profile.as_deref();
         let mut variables: Vec<Row> = config
             .problems
             .iter()
-            .map(|problem| Row {
-                name: problem.name.clone(),
-                reference: problem.reference.clone().unwrap_or_default(),
-                provider: problem
-                    .reference
-                    .as_deref()
-                    .and_then(|r| r.split_once("://").map(|(scheme, _)| scheme))
-                    .map_or("-", |scheme| match scheme {
-                        crate::reference::AWS_SCHEME => "aws",
-                        crate::reference::VAULT_SCHEME => "vault",
-                        _ => "-",
-                    })
-                    .to_owned(),
-                version: None,
-                status: "invalid",
-                error: Some(problem.reason.clone()),
-                subject: problem.subject.clone(),
+            .map(|problem| {
+                let (from, inherited) = origin_cells(profile, problem.origin);
+                Row {
+                    name: problem.name.clone(),
+                    reference: problem.reference.clone().unwrap_or_default(),
+                    provider: problem
+                        .reference
+                        .as_deref()
+                        .and_then(|r| r.split_once("://").map(|(scheme, _)| scheme))
+                        .map_or("-", |scheme| match scheme {
+                            crate::reference::AWS_SCHEME => "aws",
+                            crate::reference::VAULT_SCHEME => "vault",
+                            _ => "-",
+                        })
+                        .to_owned(),
+                    version: None,
+                    status: "invalid",
+                    error: Some(problem.reason.clone()),
+                    from,
+                    inherited,
+                    subject: problem.subject.clone(),
+                }
             })
             .collect();
         variables.extend(resolution.outcomes.iter().map(|outcome| {
             let denial = watch_denials
                 .and_then(|denials| denials.get(&FetchKey::of(&outcome.reference)))
                 .filter(|_| outcome.result.is_ok());
+            let (from, inherited) = origin_cells(profile, Some(outcome.origin));
             Row {
                 name: outcome.name.clone(),
                 reference: outcome.reference.to_string(),
@@ -192,6 +225,8 @@ impl Report {
                     (Err(failure), _) => Some(failure.to_string()),
                     (Ok(_), denial) => denial.cloned(),
                 },
+                from,
+                inherited,
                 subject: outcome
                     .result
                     .as_ref()
@@ -204,6 +239,7 @@ impl Report {
             ok: variables.iter().all(|row| row.status == "ok"),
             variables,
             watch: watch_denials.is_some(),
+            profile: config.profile.clone(),
         }
     }
 
@@ -234,32 +270,44 @@ impl Report {
         out
     }
 
-    /// The table: a line per variable, columns padded to their widest cell.
+    /// The table: a line per variable, columns padded to their widest cell. With a profile, a
+    /// FROM column says where each variable was defined.
     fn table(&self) -> String {
-        let headers = ["NAME", "PROVIDER", "VERSION", "STATUS", "REFERENCE"];
-        let rows: Vec<[String; 5]> = self
+        let mut headers = vec!["NAME", "PROVIDER", "VERSION", "STATUS"];
+        if self.profile.is_some() {
+            headers.push("FROM");
+        }
+        headers.push("REFERENCE");
+        let rows: Vec<Vec<String>> = self
             .variables
             .iter()
             .map(|row| {
-                [
+                let mut cells = vec![
                     escaped(&row.name),
                     row.provider.clone(),
                     row.version
                         .as_deref()
                         .map_or_else(|| "-".to_owned(), escaped),
                     row.status.to_owned(),
-                    row.reference.clone(),
-                ]
+                ];
+                if let Some(from) = row.from {
+                    cells.push(match row.inherited {
+                        Some(true) => format!("{from} (inherited)"),
+                        _ => from.to_owned(),
+                    });
+                }
+                cells.push(row.reference.clone());
+                cells
             })
             .collect();
-        let mut widths = headers.map(str::len);
+        let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
         for row in &rows {
             for (width, cell) in widths.iter_mut().zip(row) {
                 *width = (*width).max(cell.chars().count());
             }
         }
         let mut out = String::new();
-        let mut line = |cells: [&str; 5]| {
+        let mut line = |cells: &[&str]| {
             let mut text = String::new();
             for (i, cell) in cells.iter().enumerate() {
                 if i + 1 == cells.len() {
@@ -271,9 +319,9 @@ impl Report {
             out.push_str(text.trim_end());
             out.push('\n');
         };
-        line(headers);
+        line(&headers);
         for row in &rows {
-            line([&row[0], &row[1], &row[2], &row[3], &row[4]]);
+            line(&row.iter().map(String::as_str).collect::<Vec<_>>());
         }
         out
     }
@@ -300,6 +348,18 @@ impl Report {
         if unwatchable > 0 {
             out.push_str(&format!(
                 "{unwatchable} of {total} variables resolve but cannot be watched\n"
+            ));
+        }
+        let inherited = self
+            .variables
+            .iter()
+            .filter(|r| r.inherited == Some(true))
+            .count();
+        if let (Some(profile), 1..) = (&self.profile, inherited) {
+            out.push_str(&format!(
+                "{inherited} of {total} variables are inherited from [env], not defined by profile \
+                 {profile} (`inherit = false` in [profiles.{profile}] leaves them out)\n",
+                profile = escaped(profile),
             ));
         }
         out

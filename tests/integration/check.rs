@@ -155,3 +155,87 @@ fn an_aws_policy_refuses_wildcards_and_policy_variables_in_region_account_and_se
         "AWS_REGION",
     );
 }
+
+/// Issue 23: a profile took production secrets from `[env]` and nothing said so. `check
+/// --profile` marks each inherited row, in the table and in JSON; without a profile the table
+/// has no FROM column.
+#[test]
+fn check_with_a_profile_marks_what_it_inherits_from_env() {
+    let bao = Bao::start();
+    bao.kv2_put("secret", "prod/mail", json!({"password": "mail-pw"}));
+    bao.kv2_put("secret", "dev/db", json!({"password": "dev-pw"}));
+    let envoke = Envoke::new()
+        .vault(&bao)
+        .env("FROM_ENV", "vault://secret/dev/db#password")
+        .manifest(
+            r#"
+[env]
+MAIL_PASSWORD = "vault://secret/prod/mail#password"
+DB_PASSWORD   = "vault://secret/prod/db#password"
+
+[profiles.dev.env]
+DB_PASSWORD = "vault://secret/dev/db#password"
+"#,
+        );
+    let output = envoke.run(["check", "--profile", "dev"]);
+    output.assert_code(0).assert_never_shows("mail-pw");
+    let line = |name: &str| {
+        output
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no line for {name}: {}", output.stdout))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert_eq!(line("NAME"), "NAME PROVIDER VERSION STATUS FROM REFERENCE");
+    assert_eq!(
+        line("MAIL_PASSWORD"),
+        "MAIL_PASSWORD vault 1 ok env (inherited) vault://secret/prod/mail#password"
+    );
+    assert_eq!(
+        line("DB_PASSWORD"),
+        "DB_PASSWORD vault 1 ok profile vault://secret/dev/db#password"
+    );
+    assert_eq!(
+        line("FROM_ENV"),
+        "FROM_ENV vault 1 ok environment vault://secret/dev/db#password"
+    );
+    output.assert_stdout_contains(
+        "1 of 3 variables are inherited from [env], not defined by profile dev \
+         (`inherit = false` in [profiles.dev] leaves them out)",
+    );
+
+    let output = envoke.run(["check", "--profile", "dev", "--format", "json"]);
+    let report: Value = serde_json::from_str(&output.stdout).expect("JSON on stdout");
+    let row = |name: &str| {
+        report["variables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no row for {name}: {report}"))
+    };
+    assert_eq!(row("MAIL_PASSWORD")["from"], "env");
+    assert_eq!(row("MAIL_PASSWORD")["inherited"], true);
+    assert_eq!(row("DB_PASSWORD")["from"], "profile");
+    assert_eq!(row("DB_PASSWORD")["inherited"], false);
+    assert_eq!(row("FROM_ENV")["from"], "environment");
+
+    // Without a profile: no column, no field, no note.
+    let output = envoke.run(["check"]);
+    output.assert_stdout_lacks("inherited");
+    let header = output.stdout.lines().next().unwrap_or_default();
+    assert_eq!(
+        header.split_whitespace().collect::<Vec<_>>(),
+        ["NAME", "PROVIDER", "VERSION", "STATUS", "REFERENCE"],
+        "{}",
+        output.stdout
+    );
+    let output = envoke.run(["check", "--format", "json"]);
+    output
+        .assert_stdout_lacks("\"from\"")
+        .assert_stdout_lacks("\"inherited\"");
+}
