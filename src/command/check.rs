@@ -7,13 +7,14 @@
 //! as `watch denied`, naming the permission. KV v1 and lease-less secrets of other engines are
 //! watched by reading them again, which the resolution has just proven.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use futures::future::join_all;
 use serde::Serialize;
 
 use crate::cli::{CheckArgs, Format};
-use crate::config::{Config, ConfigError, Flags, Origin, Purpose};
+use crate::config::template::Template;
+use crate::config::{Config, ConfigError, Flags, Origin, Purpose, Source, Variable};
 use crate::error::{Error, Exit};
 use crate::provider::{Backends, DocumentKind, FetchError};
 use crate::resolve::{FetchKey, Fetched, Resolution, resolve};
@@ -114,14 +115,16 @@ async fn watch_denial(backends: &Backends, fetched: &Fetched) -> Option<String> 
 pub struct Row {
     /// The variable's name, as the child would get it; the rows are sorted by it.
     pub name: String,
-    /// The reference as written (canonical form when it parsed).
+    /// The reference as written (canonical form when it parsed); `(literal)` or `(template)`
+    /// for those, whose values are never shown.
     pub reference: String,
-    /// `aws`, `vault`, or `-` when the reference did not parse.
+    /// `aws`, `vault`, or `-` for a literal, a template or a reference that did not parse.
     pub provider: String,
     /// AWS VersionId or Vault version, when known.
     pub version: Option<String>,
-    /// `ok`, `not found`, `access denied`, `unreachable`, `bad credentials`, `key missing`,
-    /// `invalid`, `error`, `watch denied` (it resolves, but watching it would be refused).
+    /// `ok`, `literal`, `not found`, `access denied`, `unreachable`, `bad credentials`,
+    /// `key missing`, `invalid`, `error`, `watch denied` (it resolves, but watching it would be
+    /// refused). A template's is `ok` or the status of a variable it names that has no value.
     pub status: &'static str,
     /// Why it is not `ok`.
     pub error: Option<String>,
@@ -144,7 +147,8 @@ pub struct Row {
 pub struct Report {
     /// Whether every variable resolves.
     pub ok: bool,
-    /// One row per referenced variable.
+    /// One row per variable: references (one per key of an expanded secret), literals,
+    /// templates, and the entries that are invalid.
     pub variables: Vec<Row>,
     /// Whether what watching needs was checked too.
     #[serde(skip)]
@@ -152,6 +156,79 @@ pub struct Report {
     /// The profile checked, if any.
     #[serde(skip)]
     profile: Option<String>,
+}
+
+/// The status of a literal: it has its value without asking anyone.
+const LITERAL: &str = "literal";
+
+/// Whether a row's variable gets a value (watching it may still be denied).
+fn resolves(status: &str) -> bool {
+    matches!(status, "ok" | LITERAL)
+}
+
+impl Row {
+    /// The row of a literal or a template: no provider, no version, and the kind of value in
+    /// place of the value.
+    fn unfetched(
+        variable: &Variable,
+        status: &'static str,
+        error: Option<String>,
+        profile: Option<&str>,
+    ) -> Row {
+        let (from, inherited) = origin_cells(profile, Some(variable.origin));
+        Row {
+            name: variable.name.clone(),
+            reference: match variable.source {
+                Source::Template(_) => "(template)",
+                _ => "(literal)",
+            }
+            .to_owned(),
+            provider: "-".to_owned(),
+            version: None,
+            status,
+            error,
+            from,
+            inherited,
+            subject: None,
+        }
+    }
+}
+
+/// A template's status: `ok` when every variable it names gets a value, else the status of the
+/// first that does not. `rows` holds the literals' and references' rows; templates that name
+/// templates are followed (the configuration refused circles).
+fn template_status(
+    template: &Template,
+    rows: &[Row],
+    config: &Config,
+) -> (&'static str, Option<String>) {
+    let mut pending: Vec<&Template> = vec![template];
+    let mut seen = BTreeSet::new();
+    while let Some(template) = pending.pop() {
+        for name in template.names() {
+            if !seen.insert(name.to_owned()) {
+                continue;
+            }
+            let named = config.variables.iter().find(|v| v.name == name);
+            if let Some(Variable {
+                source: Source::Template(inner),
+                ..
+            }) = named
+            {
+                pending.push(inner);
+                continue;
+            }
+            let status = match rows.iter().find(|row| row.name == name) {
+                Some(row) if resolves(row.status) || row.status == WATCH_DENIED => continue,
+                Some(row) => row.status,
+                // A name an expansion was expected to make, and did not.
+                None => "key missing",
+            };
+            let error = format!("the template names `{}`, which has no value", escaped(name));
+            return (status, Some(error));
+        }
+    }
+    ("ok", None)
 }
 
 /// A row's `from` and `inherited`, shown only when a profile is applied.
@@ -234,9 +311,30 @@ impl Report {
                     .and_then(|failure| failure.subject(&outcome.reference)),
             }
         }));
+        let literals = config
+            .variables
+            .iter()
+            .filter_map(|variable| match &variable.source {
+                Source::Literal(_) => Some(Row::unfetched(variable, LITERAL, None, profile)),
+                _ => None,
+            });
+        let literals: Vec<Row> = literals.collect();
+        variables.extend(literals);
+        let templates: Vec<Row> = config
+            .variables
+            .iter()
+            .filter_map(|variable| match &variable.source {
+                Source::Template(template) => {
+                    let (status, error) = template_status(template, &variables, config);
+                    Some(Row::unfetched(variable, status, error, profile))
+                }
+                _ => None,
+            })
+            .collect();
+        variables.extend(templates);
         variables.sort_by(|a, b| a.name.cmp(&b.name));
         Report {
-            ok: variables.iter().all(|row| row.status == "ok"),
+            ok: variables.iter().all(|row| resolves(row.status)),
             variables,
             watch: watch_denials.is_some(),
             profile: config.profile.clone(),
@@ -332,7 +430,7 @@ impl Report {
         let total = self.variables.len();
         let count =
             |wanted: fn(&str) -> bool| self.variables.iter().filter(|r| wanted(r.status)).count();
-        let failed = count(|status| status != "ok" && status != WATCH_DENIED);
+        let failed = count(|status| !resolves(status) && status != WATCH_DENIED);
         let unwatchable = count(|status| status == WATCH_DENIED);
         if failed == 0 && unwatchable == 0 {
             let watched = if self.watch {
