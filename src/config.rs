@@ -73,6 +73,8 @@ use crate::sanitize::escaped;
 pub struct Config {
     /// The manifest read, if any (`-m`, or `envoke.toml` here or above).
     pub manifest: Option<PathBuf>,
+    /// The profile applied (`--profile`), if any.
+    pub profile: Option<String>,
     /// The child's variables, from the manifest and from environment references.
     pub variables: Vec<Variable>,
     /// Variables that could not be accepted; a launch refuses to start while any exist.
@@ -237,6 +239,7 @@ impl Config {
         let stop = StopPolicy::load(flags, &manifest.process, &layers)?;
         let config = Config {
             manifest: manifest_path.clone(),
+            profile: manifest.applied.map(|applied| applied.name),
             variables,
             problems,
             aws,

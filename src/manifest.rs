@@ -16,7 +16,7 @@
 //!
 //! Unknown keys are errors, so a typo (`[valut]`, `refs =`) is reported instead of ignored.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Deserialize;
 
@@ -42,13 +42,31 @@ pub struct Manifest {
     /// `[profiles.NAME.env|aws|vault]`: what `--profile NAME` changes.
     #[serde(default)]
     pub profiles: BTreeMap<String, Profile>,
+    /// Set by [`Manifest::with_profile`], never read from the file: the profile applied and the
+    /// `env` names it defined itself (the others are inherited from `[env]`).
+    #[serde(skip)]
+    pub applied: Option<Applied>,
+}
+
+/// The profile a manifest was made with.
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// The profile's name.
+    pub name: String,
+    /// The names the profile's `env` defines; the manifest's other `env` entries come from
+    /// `[env]`.
+    pub defined: BTreeSet<String>,
 }
 
 /// `[profiles.NAME]`: variables that override or add to `[env]`, and settings that override
 /// `[aws]` and `[vault]` key by key ("staging" against "production", in one manifest).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Profile {
+    /// `false`: the profile's `env` replaces `[env]` entirely, so that a profile can be built
+    /// that never names a secret of `[env]` (a dev profile that never reads production's).
+    #[serde(default = "inherits")]
+    pub inherit: bool,
     /// Entries that replace `[env]`'s of the same name, or add to them.
     #[serde(default)]
     pub env: BTreeMap<String, EnvEntry>,
@@ -58,6 +76,11 @@ pub struct Profile {
     /// Keys that replace `[vault]`'s; the keys it does not set are kept.
     #[serde(default)]
     pub vault: VaultSection,
+}
+
+/// A profile inherits `[env]` unless it says `inherit = false`.
+fn inherits() -> bool {
+    true
 }
 
 /// `[watch]`: defaults for `--watch`, `--on-change`, `--settle`, `--sweep`, `--splay`,
@@ -198,6 +221,13 @@ impl Manifest {
         let Some(profile) = self.profiles.remove(name) else {
             return Err(self.profiles.into_keys().collect());
         };
+        self.applied = Some(Applied {
+            name: name.to_owned(),
+            defined: profile.env.keys().cloned().collect(),
+        });
+        if !profile.inherit {
+            self.env.clear();
+        }
         self.env.extend(profile.env);
         self.aws.overlay(profile.aws);
         self.vault.overlay(profile.vault);

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use crate::config::{Config, Expansion, Variable, VariableProblem};
+use crate::config::{Config, Expansion, Origin, Variable, VariableProblem};
 use crate::manifest::is_variable_name;
 use crate::provider::aws::AwsRequest;
 use crate::provider::vault::VaultRequest;
@@ -88,6 +88,8 @@ pub struct Outcome {
     pub version: Option<String>,
     /// The value, or why there is none.
     pub result: Result<SecretValue, Failure>,
+    /// Where the variable (or the expanded one it comes from) was defined.
+    pub origin: Origin,
 }
 
 /// Why a variable has no value.
@@ -338,6 +340,7 @@ impl<'a, W: Fn(&FetchKey) -> bool> Plan<'a, W> {
                             reference: reference.clone(),
                             version,
                             result,
+                            origin: variable.origin,
                         }]
                     }
                 }
@@ -403,6 +406,7 @@ fn expand(
                 reference: reference.clone(),
                 version: None,
                 result: Err(failure),
+                origin: variable.origin,
             }];
         }
     };
@@ -423,6 +427,7 @@ fn expand(
                 reference,
                 version,
                 result,
+                origin: variable.origin,
             }
         })
         .collect()

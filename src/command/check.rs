@@ -7,13 +7,14 @@
 //! as `watch denied`, naming the permission. KV v1 and lease-less secrets of other engines are
 //! watched by reading them again, which the resolution has just proven.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use futures::future::join_all;
 use serde::Serialize;
 
 use crate::cli::{CheckArgs, Format};
-use crate::config::{Config, ConfigError, Flags, Purpose};
+use crate::config::template::Template;
+use crate::config::{Config, ConfigError, Flags, Origin, Purpose, Source, Variable};
 use crate::error::{Error, Exit};
 use crate::provider::{Backends, DocumentKind, FetchError};
 use crate::resolve::{FetchKey, Fetched, Resolution, resolve};
@@ -114,17 +115,26 @@ async fn watch_denial(backends: &Backends, fetched: &Fetched) -> Option<String> 
 pub struct Row {
     /// The variable's name, as the child would get it; the rows are sorted by it.
     pub name: String,
-    /// The reference as written (canonical form when it parsed).
+    /// The reference as written (canonical form when it parsed); `(literal)` or `(template)`
+    /// for those, whose values are never shown.
     pub reference: String,
-    /// `aws`, `vault`, or `-` when the reference did not parse.
+    /// `aws`, `vault`, or `-` for a literal, a template or a reference that did not parse.
     pub provider: String,
     /// AWS VersionId or Vault version, when known.
     pub version: Option<String>,
-    /// `ok`, `not found`, `access denied`, `unreachable`, `bad credentials`, `key missing`,
-    /// `invalid`, `error`, `watch denied` (it resolves, but watching it would be refused).
+    /// `ok`, `literal`, `not found`, `access denied`, `unreachable`, `bad credentials`,
+    /// `key missing`, `invalid`, `error`, `watch denied` (it resolves, but watching it would be
+    /// refused). A template's is `ok` or the status of a variable it names that has no value.
     pub status: &'static str,
     /// Why it is not `ok`.
     pub error: Option<String>,
+    /// With a profile: where the variable was defined, `profile`, `env` (inherited from `[env]`)
+    /// or `environment` (a reference in envoke's own environment).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<&'static str>,
+    /// With a profile: whether the variable comes from `[env]` rather than the profile.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inherited: Option<bool>,
     /// What the error is about beyond this variable (see
     /// [`crate::config::VariableProblem::subject`]): rows with the same subject and error share
     /// one line under the table.
@@ -137,11 +147,104 @@ pub struct Row {
 pub struct Report {
     /// Whether every variable resolves.
     pub ok: bool,
-    /// One row per referenced variable.
+    /// One row per variable: references (one per key of an expanded secret), literals,
+    /// templates, and the entries that are invalid.
     pub variables: Vec<Row>,
     /// Whether what watching needs was checked too.
     #[serde(skip)]
     watch: bool,
+    /// The profile checked, if any.
+    #[serde(skip)]
+    profile: Option<String>,
+}
+
+/// The status of a literal: it has its value without asking anyone.
+const LITERAL: &str = "literal";
+
+/// Whether a row's variable gets a value (watching it may still be denied).
+fn resolves(status: &str) -> bool {
+    matches!(status, "ok" | LITERAL)
+}
+
+impl Row {
+    /// The row of a literal or a template: no provider, no version, and the kind of value in
+    /// place of the value.
+    fn unfetched(
+        variable: &Variable,
+        status: &'static str,
+        error: Option<String>,
+        profile: Option<&str>,
+    ) -> Row {
+        let (from, inherited) = origin_cells(profile, Some(variable.origin));
+        Row {
+            name: variable.name.clone(),
+            reference: match variable.source {
+                Source::Template(_) => "(template)",
+                _ => "(literal)",
+            }
+            .to_owned(),
+            provider: "-".to_owned(),
+            version: None,
+            status,
+            error,
+            from,
+            inherited,
+            subject: None,
+        }
+    }
+}
+
+/// A template's status: `ok` when every variable it names gets a value, else the status of the
+/// first that does not. `rows` holds the literals' and references' rows; templates that name
+/// templates are followed (the configuration refused circles).
+fn template_status(
+    template: &Template,
+    rows: &[Row],
+    config: &Config,
+) -> (&'static str, Option<String>) {
+    let mut pending: Vec<&Template> = vec![template];
+    let mut seen = BTreeSet::new();
+    while let Some(template) = pending.pop() {
+        for name in template.names() {
+            if !seen.insert(name.to_owned()) {
+                continue;
+            }
+            let named = config.variables.iter().find(|v| v.name == name);
+            if let Some(Variable {
+                source: Source::Template(inner),
+                ..
+            }) = named
+            {
+                pending.push(inner);
+                continue;
+            }
+            let status = match rows.iter().find(|row| row.name == name) {
+                Some(row) if resolves(row.status) || row.status == WATCH_DENIED => continue,
+                Some(row) => row.status,
+                // A name an expansion was expected to make, and did not.
+                None => "key missing",
+            };
+            let error = format!("the template names `{}`, which has no value", escaped(name));
+            return (status, Some(error));
+        }
+    }
+    ("ok", None)
+}
+
+/// A row's `from` and `inherited`, shown only when a profile is applied.
+fn origin_cells(
+    profile: Option<&str>,
+    origin: Option<Origin>,
+) -> (Option<&'static str>, Option<bool>) {
+    if profile.is_none() {
+        return (None, None);
+    }
+    match origin {
+        Some(Origin::Profile) => (Some("profile"), Some(false)),
+        Some(Origin::Manifest) => (Some("env"), Some(true)),
+        Some(Origin::Environment) => (Some("environment"), Some(false)),
+        None => (Some("-"), Some(false)),
+    }
 }
 
 impl Report {
@@ -152,32 +255,39 @@ impl Report {
         resolution: &Resolution,
         watch_denials: Option<&BTreeMap<FetchKey, String>>,
     ) -> Report {
+        let profile = config.profile.as_deref();
         let mut variables: Vec<Row> = config
             .problems
             .iter()
-            .map(|problem| Row {
-                name: problem.name.clone(),
-                reference: problem.reference.clone().unwrap_or_default(),
-                provider: problem
-                    .reference
-                    .as_deref()
-                    .and_then(|r| r.split_once("://").map(|(scheme, _)| scheme))
-                    .map_or("-", |scheme| match scheme {
-                        crate::reference::AWS_SCHEME => "aws",
-                        crate::reference::VAULT_SCHEME => "vault",
-                        _ => "-",
-                    })
-                    .to_owned(),
-                version: None,
-                status: "invalid",
-                error: Some(problem.reason.clone()),
-                subject: problem.subject.clone(),
+            .map(|problem| {
+                let (from, inherited) = origin_cells(profile, problem.origin);
+                Row {
+                    name: problem.name.clone(),
+                    reference: problem.reference.clone().unwrap_or_default(),
+                    provider: problem
+                        .reference
+                        .as_deref()
+                        .and_then(|r| r.split_once("://").map(|(scheme, _)| scheme))
+                        .map_or("-", |scheme| match scheme {
+                            crate::reference::AWS_SCHEME => "aws",
+                            crate::reference::VAULT_SCHEME => "vault",
+                            _ => "-",
+                        })
+                        .to_owned(),
+                    version: None,
+                    status: "invalid",
+                    error: Some(problem.reason.clone()),
+                    from,
+                    inherited,
+                    subject: problem.subject.clone(),
+                }
             })
             .collect();
         variables.extend(resolution.outcomes.iter().map(|outcome| {
             let denial = watch_denials
                 .and_then(|denials| denials.get(&FetchKey::of(&outcome.reference)))
                 .filter(|_| outcome.result.is_ok());
+            let (from, inherited) = origin_cells(profile, Some(outcome.origin));
             Row {
                 name: outcome.name.clone(),
                 reference: outcome.reference.to_string(),
@@ -192,6 +302,8 @@ impl Report {
                     (Err(failure), _) => Some(failure.to_string()),
                     (Ok(_), denial) => denial.cloned(),
                 },
+                from,
+                inherited,
                 subject: outcome
                     .result
                     .as_ref()
@@ -199,11 +311,33 @@ impl Report {
                     .and_then(|failure| failure.subject(&outcome.reference)),
             }
         }));
+        let literals = config
+            .variables
+            .iter()
+            .filter_map(|variable| match &variable.source {
+                Source::Literal(_) => Some(Row::unfetched(variable, LITERAL, None, profile)),
+                _ => None,
+            });
+        let literals: Vec<Row> = literals.collect();
+        variables.extend(literals);
+        let templates: Vec<Row> = config
+            .variables
+            .iter()
+            .filter_map(|variable| match &variable.source {
+                Source::Template(template) => {
+                    let (status, error) = template_status(template, &variables, config);
+                    Some(Row::unfetched(variable, status, error, profile))
+                }
+                _ => None,
+            })
+            .collect();
+        variables.extend(templates);
         variables.sort_by(|a, b| a.name.cmp(&b.name));
         Report {
-            ok: variables.iter().all(|row| row.status == "ok"),
+            ok: variables.iter().all(|row| resolves(row.status)),
             variables,
             watch: watch_denials.is_some(),
+            profile: config.profile.clone(),
         }
     }
 
@@ -234,32 +368,44 @@ impl Report {
         out
     }
 
-    /// The table: a line per variable, columns padded to their widest cell.
+    /// The table: a line per variable, columns padded to their widest cell. With a profile, a
+    /// FROM column says where each variable was defined.
     fn table(&self) -> String {
-        let headers = ["NAME", "PROVIDER", "VERSION", "STATUS", "REFERENCE"];
-        let rows: Vec<[String; 5]> = self
+        let mut headers = vec!["NAME", "PROVIDER", "VERSION", "STATUS"];
+        if self.profile.is_some() {
+            headers.push("FROM");
+        }
+        headers.push("REFERENCE");
+        let rows: Vec<Vec<String>> = self
             .variables
             .iter()
             .map(|row| {
-                [
+                let mut cells = vec![
                     escaped(&row.name),
                     row.provider.clone(),
                     row.version
                         .as_deref()
                         .map_or_else(|| "-".to_owned(), escaped),
                     row.status.to_owned(),
-                    row.reference.clone(),
-                ]
+                ];
+                if let Some(from) = row.from {
+                    cells.push(match row.inherited {
+                        Some(true) => format!("{from} (inherited)"),
+                        _ => from.to_owned(),
+                    });
+                }
+                cells.push(row.reference.clone());
+                cells
             })
             .collect();
-        let mut widths = headers.map(str::len);
+        let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
         for row in &rows {
             for (width, cell) in widths.iter_mut().zip(row) {
                 *width = (*width).max(cell.chars().count());
             }
         }
         let mut out = String::new();
-        let mut line = |cells: [&str; 5]| {
+        let mut line = |cells: &[&str]| {
             let mut text = String::new();
             for (i, cell) in cells.iter().enumerate() {
                 if i + 1 == cells.len() {
@@ -271,9 +417,9 @@ impl Report {
             out.push_str(text.trim_end());
             out.push('\n');
         };
-        line(headers);
+        line(&headers);
         for row in &rows {
-            line([&row[0], &row[1], &row[2], &row[3], &row[4]]);
+            line(&row.iter().map(String::as_str).collect::<Vec<_>>());
         }
         out
     }
@@ -284,7 +430,7 @@ impl Report {
         let total = self.variables.len();
         let count =
             |wanted: fn(&str) -> bool| self.variables.iter().filter(|r| wanted(r.status)).count();
-        let failed = count(|status| status != "ok" && status != WATCH_DENIED);
+        let failed = count(|status| !resolves(status) && status != WATCH_DENIED);
         let unwatchable = count(|status| status == WATCH_DENIED);
         if failed == 0 && unwatchable == 0 {
             let watched = if self.watch {
@@ -300,6 +446,18 @@ impl Report {
         if unwatchable > 0 {
             out.push_str(&format!(
                 "{unwatchable} of {total} variables resolve but cannot be watched\n"
+            ));
+        }
+        let inherited = self
+            .variables
+            .iter()
+            .filter(|r| r.inherited == Some(true))
+            .count();
+        if let (Some(profile), 1..) = (&self.profile, inherited) {
+            out.push_str(&format!(
+                "{inherited} of {total} variables are inherited from [env], not defined by profile \
+                 {profile} (`inherit = false` in [profiles.{profile}] leaves them out)\n",
+                profile = escaped(profile),
             ));
         }
         out

@@ -4,6 +4,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use super::Origin;
 use super::discover::MANIFEST_CAP;
 use crate::sanitize::{escaped, one_line, redacted};
 
@@ -22,6 +23,8 @@ pub struct VariableProblem {
     /// same for every variable it serves (a login, a token, an address, a region, TLS). Problems
     /// with the same subject and reason are reported once, naming every variable.
     pub subject: Option<String>,
+    /// Where the variable was defined, when it is known (`envoke check --profile` shows it).
+    pub origin: Option<Origin>,
 }
 
 impl VariableProblem {
@@ -33,6 +36,15 @@ impl VariableProblem {
             reference: reference.map(redacted),
             reason,
             subject: None,
+            origin: None,
+        }
+    }
+
+    /// The same problem, with where its variable was defined.
+    pub fn from(self, origin: Origin) -> VariableProblem {
+        VariableProblem {
+            origin: Some(origin),
+            ..self
         }
     }
 

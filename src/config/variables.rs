@@ -70,8 +70,10 @@ pub enum Source {
 /// Where a variable was defined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
-    /// The manifest's `[env]` table.
+    /// The manifest's `[env]` table (inherited, when a profile is applied).
     Manifest,
+    /// The applied profile's `[profiles.NAME.env]`.
+    Profile,
     /// envoke's own environment (`NAME=aws-sm://...`).
     Environment,
 }
@@ -90,7 +92,15 @@ pub(super) fn collect(
         variables.extend(found);
         problems.extend(invalid);
     }
-    let unusable = unusable_templates(&variables, &problems);
+    let unusable: Vec<VariableProblem> = unusable_templates(&variables, &problems)
+        .into_iter()
+        .map(
+            |problem| match variables.iter().find(|v| v.name == problem.name) {
+                Some(template) => problem.from(template.origin),
+                None => problem,
+            },
+        )
+        .collect();
     variables.retain(|v| !unusable.iter().any(|p| p.name == v.name));
     problems.extend(unusable);
     (variables, problems)
@@ -101,9 +111,13 @@ fn manifest_variables(manifest: &Manifest) -> (Vec<Variable>, Vec<VariableProble
     let mut variables = Vec::new();
     let mut problems = Vec::new();
     for (name, entry) in &manifest.env {
+        let origin = match &manifest.applied {
+            Some(profile) if profile.defined.contains(name) => Origin::Profile,
+            _ => Origin::Manifest,
+        };
         match manifest_variable(name, entry) {
-            Ok(variable) => variables.push(variable),
-            Err(problem) => problems.push(problem),
+            Ok(variable) => variables.push(Variable { origin, ..variable }),
+            Err(problem) => problems.push(problem.from(origin)),
         }
     }
     (variables, problems)
@@ -138,11 +152,14 @@ fn environment_references(
                 origin: Origin::Environment,
                 file: false,
             }),
-            Some(Err(error)) => problems.push(VariableProblem::new(
-                name,
-                Some(value),
-                format!("invalid reference in the environment: {error}"),
-            )),
+            Some(Err(error)) => problems.push(
+                VariableProblem::new(
+                    name,
+                    Some(value),
+                    format!("invalid reference in the environment: {error}"),
+                )
+                .from(Origin::Environment),
+            ),
         }
     }
     (variables, problems)

@@ -160,7 +160,7 @@ fn over_inherited(
         match replacement {
             Some(value) => {
                 let origin = name.to_str().and_then(|n| origins.get(n)).map(|v| v.origin);
-                if origin == Some(Origin::Manifest) {
+                if matches!(origin, Some(Origin::Manifest | Origin::Profile)) {
                     tracing::warn!(
                         variable = %crate::sanitize::escaped(&name.to_string_lossy()),
                         "the manifest overrides an inherited environment variable"

@@ -341,6 +341,46 @@ address = "http://127.0.0.1:9"
         );
 }
 
+/// Issue 23: `--profile dev` read `[env]`'s production secrets, so dev laptops needed read
+/// access to production. With `inherit = false` the profile's `env` is all there is.
+#[test]
+fn a_profile_with_inherit_false_takes_nothing_from_env() {
+    let bao = Bao::start();
+    bao.kv2_put("secret", "dev/db", json!({"password": "dev-pw"}));
+    let envoke = Envoke::new().vault(&bao).manifest(
+        r#"
+[env]
+MAIL_PASSWORD = "aws-sm://shop/prod#MAIL_PASSWORD"
+LOG_LEVEL     = "warn"
+
+[profiles.dev]
+inherit = false
+
+[profiles.dev.env]
+DB_PASSWORD = "vault://secret/dev/db#password"
+
+[profiles.inheriting.env]
+DB_PASSWORD = "vault://secret/dev/db#password"
+"#,
+    );
+    // No AWS at all: reading the production secret would fail the launch.
+    let (output, env) = envoke.child_env(&["--profile", "dev"]);
+    output.assert_code(0).assert_stderr_lacks("shop/prod");
+    assert_eq!(env["DB_PASSWORD"], "dev-pw");
+    assert!(!env.contains_key("MAIL_PASSWORD"), "{env:?}");
+    assert!(!env.contains_key("LOG_LEVEL"), "{env:?}");
+    // Without it, the profile still inherits [env], production secret included.
+    let (output, _) = envoke.child_env(&["--profile", "inheriting"]);
+    output
+        .assert_code(125)
+        .assert_stderr_contains("MAIL_PASSWORD");
+    Envoke::new()
+        .manifest("[profiles.dev]\ninherit = \"no\"\n")
+        .run(["check", "--profile", "dev"])
+        .assert_code(125)
+        .assert_stderr_contains("`[profiles.dev] inherit`");
+}
+
 #[test]
 fn a_found_manifest_that_others_can_write_is_not_trusted() {
     use std::os::unix::fs::PermissionsExt;
