@@ -11,7 +11,7 @@ use nix::sys::signal::Signal;
 
 use crate::config::Flags;
 use crate::config::process::{parse_signal, parse_signal_mapping};
-use crate::config::watch::OnChange;
+use crate::config::watch::{DEFAULT_INTERVAL, OnChange};
 use crate::logging::LogFormat;
 
 /// What `envoke --version` prints: the version, the commit and the target it was built for
@@ -326,7 +326,7 @@ pub struct RunArgs {
     /// ENVOKE_WATCH (which check and policy read too): an interval, on/true/yes/1 (every 5m),
     /// or off/false/no/0 (not from this variable: a manifest's [watch] still applies).
     #[arg(long, value_name = "INTERVAL", env = "ENVOKE_WATCH", num_args = 0..=1,
-          default_missing_value = "5m", value_parser = parse_watch)]
+          default_missing_value = "on", value_parser = parse_watch)]
     pub watch: Option<WatchSwitch>,
     /// What a change does: restart, signal:SIGNAME, exit or none [default: restart].
     #[arg(long, value_name = "ACTION", env = "ENVOKE_ON_CHANGE", value_parser = OnChangeValue,
@@ -471,15 +471,12 @@ fn parse_watch(text: &str) -> Result<WatchSwitch, String> {
     let word = text.trim().to_ascii_lowercase();
     match word.as_str() {
         "" | "0" | "off" | "false" | "no" | "n" | "f" => Ok(WatchSwitch(None)),
-        "on" | "true" | "yes" | "y" | "1" => Ok(WatchSwitch(Some(DEFAULT_WATCH_INTERVAL))),
+        "on" | "true" | "yes" | "y" | "1" => Ok(WatchSwitch(Some(DEFAULT_INTERVAL))),
         _ => humantime::parse_duration(&word)
             .map(|interval| WatchSwitch(Some(interval)))
             .map_err(|error| format!("{error}: give an interval (30s, 5m), on or off")),
     }
 }
-
-/// `--watch` without a value.
-const DEFAULT_WATCH_INTERVAL: Duration = Duration::from_secs(300);
 
 /// `check` output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

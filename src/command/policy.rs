@@ -8,8 +8,7 @@ mod aws;
 mod vault;
 
 use crate::cli::PolicyArgs;
-use std::time::Duration;
-
+use crate::config::watch::DEFAULT_INTERVAL;
 use crate::config::{Config, Flags, Purpose, VariableProblem};
 use crate::error::{Error, Exit};
 use crate::reference::Reference;
@@ -18,7 +17,7 @@ use crate::reference::Reference;
 pub async fn policy(args: PolicyArgs) -> Result<Exit, Error> {
     // `--watch` here stands for any interval: the policy is the same for every one.
     let flags = Flags {
-        watch: args.watch.then_some(Duration::from_secs(300)),
+        watch: args.watch.then_some(DEFAULT_INTERVAL),
         recheck_on: args.recheck_on.clone(),
         ..args.manifest.flags()
     };

@@ -7,7 +7,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 
 use super::layer::{Given, Layers, duration};
-use super::watch::MAX_DURATION;
+use super::watch::at_most;
 use super::{ConfigError, Flags};
 use crate::manifest::ProcessSection;
 
@@ -77,20 +77,6 @@ impl StopPolicy {
             signal_map,
         })
     }
-}
-
-/// `value` when it is at most [`MAX_DURATION`], the ceiling of the watch durations: a longer
-/// grace period is a typo (`10000y`), not a stop that should wait that long.
-fn at_most(value: Duration) -> Result<Duration, String> {
-    if value > MAX_DURATION {
-        return Err(format!(
-            "{} is above the ceiling of {}; use {} or less",
-            humantime::format_duration(value),
-            humantime::format_duration(MAX_DURATION),
-            humantime::format_duration(MAX_DURATION),
-        ));
-    }
-    Ok(value)
 }
 
 /// Parses a signal name (`TERM`, `SIGTERM`, `term`) or number (`15`).

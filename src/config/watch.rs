@@ -18,6 +18,9 @@ pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
 /// The shortest settle window (`--settle`, `[watch] settle`).
 pub const MIN_SETTLE: Duration = Duration::from_millis(100);
 
+/// The interval of `--watch` without one (and of `ENVOKE_WATCH=on`).
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(300);
+
 /// The longest interval, settle window, sweep period or splay: a year. Longer is a typo, not a
 /// setting, and the watcher's clocks could not add it to the time of day without overflowing.
 pub const MAX_DURATION: Duration = Duration::from_secs(31_557_600); // humantime's `1y`: 365.25 d
@@ -243,8 +246,9 @@ fn at_least(value: Duration, floor: Duration, what: &str) -> Result<Duration, St
     Ok(value)
 }
 
-/// `value` when it is at most [`MAX_DURATION`]; else why not.
-fn at_most(value: Duration) -> Result<Duration, String> {
+/// `value` when it is at most [`MAX_DURATION`]; else why not. Also the ceiling of
+/// `[process] stop_timeout`: a longer one is a typo (`10000y`), not a wait.
+pub(super) fn at_most(value: Duration) -> Result<Duration, String> {
     if value > MAX_DURATION {
         return Err(format!(
             "{} is above the ceiling of {}; use {} or less",
