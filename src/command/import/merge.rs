@@ -76,23 +76,52 @@ impl Merge {
         self.added.is_empty() && self.changed.is_empty() && !self.replaces_non_object
     }
 
-    /// What the merge does, in names only: `adds A, B; changes C; leaves D (not in the .env)`.
+    /// What the merge does, in names: its keys.
+    pub fn changes(&self) -> Changes<'_> {
+        Changes {
+            unit: "stored key",
+            added: &self.added,
+            changed: &self.changed,
+            same: &self.same,
+            kept: &self.kept,
+            replaces_non_object: self.replaces_non_object,
+        }
+    }
+}
+
+/// What an import does at one destination, in names only: the keys of one merged secret, or the
+/// secrets of `--split`.
+pub struct Changes<'a> {
+    /// What a name is: `stored key`, `stored secret`.
+    pub unit: &'static str,
+    /// Names that are not stored yet.
+    pub added: &'a [String],
+    /// Names stored with another value.
+    pub changed: &'a [String],
+    /// Names stored with this value already.
+    pub same: &'a [String],
+    /// Names stored and not in the `.env`: left as they are.
+    pub kept: &'a [String],
+    /// A stored value that is not a JSON object would be replaced whole.
+    pub replaces_non_object: bool,
+}
+
+impl Changes<'_> {
+    /// `adds A, B; changes C; leaves D (same value); keeps E (not in the .env)`.
     pub fn describe(&self) -> String {
         let mut parts = Vec::new();
         if self.replaces_non_object {
             parts.push("replaces a value that is not a JSON object".to_owned());
         }
-        if !self.added.is_empty() {
-            parts.push(format!("adds {}", self.added.join(", ")));
-        }
-        if !self.changed.is_empty() {
-            parts.push(format!("changes {}", self.changed.join(", ")));
-        }
-        if !self.same.is_empty() {
-            parts.push(format!("leaves {} (same value)", self.same.join(", ")));
-        }
-        if !self.kept.is_empty() {
-            parts.push(format!("keeps {} (not in the .env)", self.kept.join(", ")));
+        for (names, how) in [
+            (self.added, "adds {}"),
+            (self.changed, "changes {}"),
+            (self.same, "leaves {} (same value)"),
+            (self.kept, "keeps {} (not in the .env)"),
+        ] {
+            if !names.is_empty() {
+                parts.push(how.replace("{}", &names.join(", ")));
+            }
         }
         if parts.is_empty() {
             return "nothing to store".to_owned();
@@ -100,7 +129,8 @@ impl Merge {
         parts.join("; ")
     }
 
-    /// What `--force` would have to allow: keys whose value changes, and a non-object replaced.
+    /// What `--force` would have to allow: names whose value changes, and a non-object
+    /// replaced; `None` when nothing needs it.
     pub fn needs_force(&self) -> Option<String> {
         let mut needs = Vec::new();
         if self.replaces_non_object {
@@ -109,7 +139,7 @@ impl Merge {
         if !self.changed.is_empty() {
             needs.push(format!(
                 "{} would change ({})",
-                plural(self.changed.len(), "stored key", "stored keys"),
+                plural(self.changed.len(), self.unit, &format!("{}s", self.unit)),
                 self.changed.join(", ")
             ));
         }
@@ -176,9 +206,9 @@ mod tests {
             written,
             serde_json::json!({"OTHER_APP_PASSWORD": "keepme", "A": "1", "B": "new", "C": "3"})
         );
-        let needs = merge.needs_force().unwrap();
+        let needs = merge.changes().needs_force().unwrap();
         assert!(needs.contains("1 stored key would change (B)"), "{needs}");
-        let described = merge.describe();
+        let described = merge.changes().describe();
         assert_eq!(
             described,
             "adds C; changes B; leaves A (same value); keeps OTHER_APP_PASSWORD (not in the .env)"
@@ -192,23 +222,33 @@ mod tests {
     fn a_stored_key_name_cannot_reach_the_terminal_raw() {
         let old = stored("{\"\\u001b[31mRED\":\"x\"}");
         let merge = Merge::of(Some(&old), &secrets(&[("A", "1")]));
-        assert!(!merge.describe().contains('\u{1b}'), "{}", merge.describe());
+        assert!(
+            !merge.changes().describe().contains('\u{1b}'),
+            "{}",
+            merge.changes().describe()
+        );
     }
 
     #[test]
     fn nothing_stored_yet_adds_everything_and_needs_no_force() {
         let merge = Merge::of(None, &secrets(&[("A", "1")]));
         assert_eq!(merge.added, ["A"]);
-        assert!(merge.needs_force().is_none());
+        assert!(merge.changes().needs_force().is_none());
         let same = Merge::of(Some(&stored(r#"{"A":"1"}"#)), &secrets(&[("A", "1")]));
-        assert!(same.is_noop(), "{}", same.describe());
+        assert!(same.is_noop(), "{}", same.changes().describe());
     }
 
     #[test]
     fn a_plain_string_is_not_turned_into_an_object_without_force() {
         let merge = Merge::of(Some(&stored("just a password")), &secrets(&[("A", "1")]));
         assert!(merge.replaces_non_object);
-        assert!(merge.needs_force().unwrap().contains("not a JSON object"));
+        assert!(
+            merge
+                .changes()
+                .needs_force()
+                .unwrap()
+                .contains("not a JSON object")
+        );
         let array = Merge::of(Some(&stored("[1,2]")), &secrets(&[("A", "1")]));
         assert!(array.replaces_non_object);
     }

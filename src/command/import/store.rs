@@ -8,7 +8,7 @@
 
 use secrecy::SecretString;
 
-use super::merge::{Merge, Single, plural};
+use super::merge::{Changes, Merge, Single};
 use super::{Destination, ImportError, Plan};
 use crate::config::Config;
 use crate::provider::FetchError;
@@ -64,10 +64,10 @@ pub async fn store(plan: &Plan, config: &Config, writing: Writing) -> Result<(),
     }
 }
 
-/// Says what `merge` does at `destination`; refuses what needs `--force` without it.
-fn decide(destination: &str, merge: &Merge, writing: Writing) -> Result<(), ImportError> {
-    writing.note(&format!("{destination}: {}", merge.describe()));
-    match merge.needs_force() {
+/// Says what an import does at `destination`; refuses what needs `--force` without it.
+fn decide(destination: &str, changes: &Changes<'_>, writing: Writing) -> Result<(), ImportError> {
+    writing.note(&format!("{destination}: {}", changes.describe()));
+    match changes.needs_force() {
         Some(what) if !writing.force => Err(ImportError::WouldChange {
             destination: destination.to_owned(),
             what,
@@ -90,7 +90,7 @@ async fn store_aws(
     };
     let current = aws.read_current(name).await.map_err(failed)?;
     let merge = Merge::of(current.as_ref().map(|(value, _)| value), secrets);
-    decide(&destination, &merge, writing)?;
+    decide(&destination, &merge.changes(), writing)?;
     if merge.is_noop() {
         return Ok(());
     }
@@ -143,27 +143,15 @@ async fn store_split(
         named(Single::Changed),
         named(Single::Same),
     );
-    let mut parts = Vec::new();
-    if !added.is_empty() {
-        parts.push(format!("adds {}", added.join(", ")));
-    }
-    if !changed.is_empty() {
-        parts.push(format!("changes {}", changed.join(", ")));
-    }
-    if !same.is_empty() {
-        parts.push(format!("leaves {} (same value)", same.join(", ")));
-    }
-    writing.note(&format!("{destination}: {}", parts.join("; ")));
-    if !changed.is_empty() && !writing.force {
-        return Err(ImportError::WouldChange {
-            destination,
-            what: format!(
-                "{} would change ({})",
-                plural(changed.len(), "stored secret", "stored secrets"),
-                changed.join(", ")
-            ),
-        });
-    }
+    let changes = Changes {
+        unit: "stored secret",
+        added: &added,
+        changed: &changed,
+        same: &same,
+        kept: &[],
+        replaces_non_object: false,
+    };
+    decide(&destination, &changes, writing)?;
     for (secret, _, value, single, version) in plans {
         if single == Single::Same {
             continue;
@@ -251,7 +239,7 @@ async fn store_vault(
         Err(error) => return Err(failed(error)),
     };
     let merge = Merge::of(current.as_ref().map(|d| &d.value), secrets);
-    decide(&destination, &merge, writing)?;
+    decide(&destination, &merge.changes(), writing)?;
     if merge.is_noop() {
         return Ok(());
     }

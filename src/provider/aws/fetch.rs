@@ -183,12 +183,7 @@ impl AwsProvider {
         &self,
         name: &str,
     ) -> Result<Option<(SecretValue, String)>, FetchError> {
-        let request = AwsRequest {
-            secret_id: name.to_owned(),
-            region: None,
-            version: AwsVersion::Current,
-        };
-        match self.single(&request).await {
+        match self.single(&current_request(None, name.to_owned())).await {
             Ok(document) => {
                 let version = document.version.unwrap_or_default();
                 Ok(Some((document.value, version)))
@@ -200,11 +195,7 @@ impl AwsProvider {
 
     /// The version id `AWSCURRENT` is on now (DescribeSecret: no value is read).
     pub async fn current_version(&self, name: &str) -> Result<Option<String>, FetchError> {
-        let request = AwsRequest {
-            secret_id: name.to_owned(),
-            region: None,
-            version: AwsVersion::Current,
-        };
+        let request = current_request(None, name.to_owned());
         Ok(self.describe(&request).await?.version)
     }
 
