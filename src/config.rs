@@ -181,14 +181,8 @@ impl Config {
         let (variables, problems) = variables::collect(&manifest, &environment, !flags.no_env_refs);
         let watch = WatchOptions::load(flags, &manifest.watch, &manifest.process, &layers)?;
         // The backends the variables' references and the `--recheck-on` secret need.
-        let recheck_on = watch.as_ref().and_then(|w| w.recheck_on.as_ref());
         let uses = |aws: bool| {
-            let of_variables = variables.iter().filter_map(|v| match &v.source {
-                Source::Reference(reference) => Some(reference),
-                Source::Literal(_) | Source::Template(_) => None,
-            });
-            of_variables
-                .chain(recheck_on)
+            backend_references(&variables, watch.as_ref())
                 .any(|reference| matches!(reference, Reference::Aws(_)) == aws)
         };
         let uses_vault = uses(false) || purpose == (Purpose::Import { to_vault: true });
@@ -271,8 +265,7 @@ impl Config {
     /// Every reference envoke asks a backend about: the variables' and, when watching, the
     /// `--recheck-on` secret's.
     pub fn backend_references(&self) -> impl Iterator<Item = &Reference> {
-        let recheck_on = self.watch.as_ref().and_then(|w| w.recheck_on.as_ref());
-        self.references().map(|(_, r)| r).chain(recheck_on)
+        backend_references(&self.variables, self.watch.as_ref())
     }
 
     /// The literal variables with their values.
@@ -331,4 +324,17 @@ fn with_profile(manifest: Manifest, profile: Option<&str>) -> Result<Manifest, C
                     .join(", ")
             },
         })
+}
+
+/// The references of `variables` and, when watching, the `--recheck-on` secret's: what envoke
+/// asks a backend about, and so which backends a configuration uses.
+fn backend_references<'a>(
+    variables: &'a [Variable],
+    watch: Option<&'a WatchOptions>,
+) -> impl Iterator<Item = &'a Reference> {
+    let of_variables = variables.iter().filter_map(|v| match &v.source {
+        Source::Reference(reference) => Some(reference),
+        Source::Literal(_) | Source::Template(_) => None,
+    });
+    of_variables.chain(watch.and_then(|w| w.recheck_on.as_ref()))
 }
